@@ -1,0 +1,153 @@
+"""Typed options for filters and the app, parsed once at start-up.
+
+Every filter and the data app declares its options as a tuple of
+:class:`Opt` and turns the paste configuration into typed values with
+:func:`parse`, in its factory. A malformed value, or an option in a
+filter's own section that nobody declared, raises :class:`ConfigError`
+naming the option, which stops start-up: an operator's typo never silently
+falls back to a default. Settings that several filters share
+(``enabled_backends``, ``image_size_cap``, ...) live in ``[DEFAULT]`` of
+``api-paste.ini``; there, keys meant for other parts are left alone.
+
+The same declarations generate the configuration reference of the docs.
+"""
+
+import dataclasses
+import re
+import typing
+
+
+class ConfigError(ValueError):
+    """A bad option; the message names it and its value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Opt:
+    """One option: its name, parser, default and a line of help."""
+
+    name: str
+    parser: typing.Callable[[str, str], typing.Any]
+    default: typing.Any = None
+    help: str = ''
+
+
+#: Keys paste.deploy adds to every section; never an operator's option.
+PASTE_KEYS = frozenset(('here', '__file__'))
+
+
+def parse(opts: typing.Sequence[Opt], global_conf: typing.Mapping,
+          local_conf: typing.Mapping, owner: str) -> typing.Dict[str, object]:
+    """Return ``{name: typed value}`` for ``opts``.
+
+    ``local_conf`` (the filter's own section) wins over ``global_conf``
+    (``[DEFAULT]``). Values that are not strings (passed by tests or code)
+    are taken as they are.
+
+    :param owner: the filter or app, for messages ("size filter").
+    :raises ConfigError: on an unknown key in ``local_conf``, or a bad value.
+    """
+    known = {opt.name for opt in opts}
+    unknown = sorted(set(local_conf) - known - PASTE_KEYS)
+    if unknown:
+        raise ConfigError('%s: unknown option(s) %s' % (
+            owner, ', '.join(unknown)))
+    values = {}
+    for opt in opts:
+        raw = local_conf.get(opt.name, global_conf.get(opt.name))
+        if raw is None:
+            values[opt.name] = opt.default
+        elif isinstance(raw, str):
+            try:
+                values[opt.name] = opt.parser(opt.name, raw.strip())
+            except ConfigError as err:
+                raise ConfigError('%s: %s' % (owner, err)) from None
+        else:
+            values[opt.name] = raw
+    return values
+
+
+def _bad(name: str, value: str, expected: str) -> ConfigError:
+    return ConfigError('invalid value %r for option %s: expected %s'
+                       % (value, name, expected))
+
+
+_TRUE = frozenset(('true', '1', 'yes', 'on'))
+_FALSE = frozenset(('false', '0', 'no', 'off'))
+
+
+def boolean(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise _bad(name, value, 'true or false')
+
+
+def integer(minimum: typing.Optional[int] = None,
+            maximum: typing.Optional[int] = None):
+    """A parser of decimal integers within ``[minimum, maximum]``."""
+    def parse_integer(name: str, value: str) -> int:
+        if not re.fullmatch(r'-?[0-9]+', value):
+            raise _bad(name, value, 'an integer')
+        number = int(value)
+        if minimum is not None and number < minimum:
+            raise _bad(name, value, 'at least %d' % minimum)
+        if maximum is not None and number > maximum:
+            raise _bad(name, value, 'at most %d' % maximum)
+        return number
+    return parse_integer
+
+
+_UNITS = {'': 1, 'B': 1, 'KB': 1 << 10, 'MB': 1 << 20, 'GB': 1 << 30,
+          'TB': 1 << 40}
+
+
+def byte_size(name: str, value: str) -> int:
+    """Bytes, as Glance writes them: ``1099511627776``, ``10GB``, ``512MB``.
+
+    Units are binary (``1KB`` is 1024 bytes), as in Glance's
+    ``user_storage_quota``.
+    """
+    match = re.fullmatch(r'([0-9]+)\s*([KMGT]?B)?', value, re.IGNORECASE)
+    if not match:
+        raise _bad(name, value, 'a size such as 1073741824, 512MB or 10GB')
+    unit = (match.group(2) or '').upper()
+    return int(match.group(1)) * _UNITS[unit]
+
+
+def string(name: str, value: str) -> str:
+    return value
+
+
+def string_list(name: str, value: str) -> typing.List[str]:
+    """Comma- or blank-separated words."""
+    return [word for word in re.split(r'[\s,]+', value) if word]
+
+
+def choice(*choices: str):
+    """A parser accepting one of ``choices``."""
+    def parse_choice(name: str, value: str) -> str:
+        if value not in choices:
+            raise _bad(name, value, 'one of %s' % ', '.join(choices))
+        return value
+    return parse_choice
+
+
+_STORE_ID = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.-]*')
+
+
+def backends(name: str, value: str) -> typing.Dict[str, str]:
+    """``enabled_backends``: ``id:type, id:type`` as Glance writes it.
+
+    Returns ``{id: type}`` in the configured order.
+    """
+    result = {}
+    for item in string_list(name, value):
+        store_id, sep, store_type = item.partition(':')
+        if not sep or not _STORE_ID.fullmatch(store_id) or not store_type:
+            raise _bad(name, value, 'a list of id:type, e.g. fast:file')
+        if store_id in result:
+            raise _bad(name, value, 'each store id once')
+        result[store_id] = store_type
+    return result

@@ -1,0 +1,238 @@
+"""Every error imgmw answers, with the contract's exact message.
+
+Each function returns a ``webob.exc`` response (also an exception), so the
+body follows the request's ``Accept`` header as Glance's does:
+``application/json`` alone gives ``{"message", "code", "title"}``, HTML or
+``*/*`` a small page, anything else plain text. Clients and scripts match on
+these texts: change one only with the contract (``image-data.md``), whose
+section and row each function names.
+"""
+
+import typing
+
+import webob.exc
+
+
+class MissingFilter(RuntimeError):
+    """A filter or the app needs an environ key that nobody set.
+
+    This is a deployment error (a filter missing from the pipeline, or in
+    the wrong order) and surfaces as a 500 with this message in the log.
+    """
+
+    def __init__(self, key: str, publisher: str, reader: str):
+        super().__init__(
+            '%s needs environ[%r], which the %s filter sets; add that filter '
+            'before it in the pipeline' % (reader, key, publisher))
+        self.key = key
+
+
+def _error(cls, message: str, **kwargs) -> webob.exc.HTTPException:
+    return cls(explanation=message, **kwargs)
+
+
+# Section 3, upload: rows 2 to 23.
+
+def invalid_content_type(content_type: typing.Optional[str]):
+    """3.2 (and 4): 415."""
+    return _error(webob.exc.HTTPUnsupportedMediaType,
+                  'Invalid content type %s' % content_type)
+
+
+def invalid_image_size():
+    """3.3: the x-openstack-image-size header is malformed."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Invalid or missing image size in request headers.')
+
+
+def length_required():
+    """3.4: neither Content-Length nor chunked framing."""
+    return _error(webob.exc.HTTPLengthRequired,
+                  'A request body with a declared length or chunked '
+                  'encoding is required.')
+
+
+def size_header_mismatch(declared: int, content_length: int):
+    """3.5: x-openstack-image-size and Content-Length disagree."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Size mismatch: x-openstack-image-size %d does not match '
+                  'Content-Length %d' % (declared, content_length))
+
+
+def image_too_large():
+    """3.6 and 3.16: above ``image_size_cap``."""
+    return _error(webob.exc.HTTPRequestEntityTooLarge,
+                  'The incoming image is too large: The provided image is '
+                  'too large.')
+
+
+def store_not_found(store_id: str, status: int = 400):
+    """3.7 (400) and section 4's import (409): unknown or reserved store."""
+    cls = webob.exc.HTTPConflict if status == 409 else webob.exc.HTTPBadRequest
+    return _error(cls, 'Store for identifier %s not found' % store_id)
+
+
+def image_not_found(image_id: str):
+    """3.8 and 5.3: unknown, or invisible to the caller."""
+    return _error(webob.exc.HTTPNotFound, 'No image found with ID %s'
+                  % image_id)
+
+
+def not_authorized(action: str):
+    """3.9, 5.5 and every other policy denial."""
+    return _error(webob.exc.HTTPForbidden,
+                  'You are not authorized to complete %s action.' % action)
+
+
+def bad_transition(current: str, target: str):
+    """3.10, 3.12 and section 4: the status does not allow the change."""
+    return _error(webob.exc.HTTPConflict,
+                  'Image status transition from %s to %s is not allowed'
+                  % (current, target))
+
+
+def formats_unset(missing: typing.Sequence[str]):
+    """3.11: disk_format and/or container_format unset."""
+    if len(missing) == 1:
+        message = ('Property %s must be set prior to saving data.'
+                   % missing[0])
+    else:
+        message = ('Properties %s must be set prior to saving data.'
+                   % ', '.join(missing))
+    return _error(webob.exc.HTTPBadRequest, message)
+
+
+def storage_quota_exceeded(size: int, remaining: int):
+    """3.13 and 3.17: above the caller's remaining storage quota."""
+    return _error(webob.exc.HTTPRequestEntityTooLarge,
+                  'Image exceeds the storage quota: The size of the data %d '
+                  'will exceed the limit. %d bytes remaining.'
+                  % (size, remaining))
+
+
+def size_exceeds(expected: int, got: int):
+    """3.14: more bytes than declared."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Size exceeds: expected %d bytes, got %d bytes'
+                  % (expected, got))
+
+
+def size_mismatch(expected: int, got: int):
+    """3.15: fewer bytes than declared."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Size mismatch: expected %d bytes, got %d bytes'
+                  % (expected, got))
+
+
+def empty_chunked_body():
+    """3.18: chunked, undeclared and empty."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Image data is empty. Declare x-openstack-image-size: 0 '
+                  'to store an empty image.')
+
+
+def incomplete_body(expected: typing.Optional[int], got: int):
+    """A body that broke off; the contract treats it as row 3.15."""
+    if expected is not None:
+        return size_mismatch(expected, got)
+    return _error(webob.exc.HTTPBadRequest,
+                  'Size mismatch: the request body ended after %d bytes '
+                  'before its end' % got)
+
+
+def checksum_mismatch(algorithm: str):
+    """3.19: a client digest does not match the data."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Checksum verification failed: %s mismatch' % algorithm)
+
+
+def storage_full(detail: str):
+    """3.20."""
+    return _error(webob.exc.HTTPRequestEntityTooLarge,
+                  'Image storage media is full: %s' % detail)
+
+
+def storage_unavailable(detail: str):
+    """3.21."""
+    return _error(webob.exc.HTTPServiceUnavailable,
+                  'Image storage is unavailable: %s' % detail)
+
+
+def registry_unavailable():
+    """3.22."""
+    return _error(webob.exc.HTTPServiceUnavailable,
+                  'Image registry is unavailable.')
+
+
+def deleted_during_upload(image_id: str):
+    """3.23."""
+    return _error(webob.exc.HTTPGone,
+                  'Image %s could not be found after upload. The image may '
+                  'have been deleted during the upload, cleaning up the '
+                  'chunks uploaded.' % image_id)
+
+
+# Section 5, download.
+
+def body_not_expected():
+    """5.2."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'A body is not expected with this request.')
+
+
+def image_deactivated():
+    """5.4."""
+    return _error(webob.exc.HTTPForbidden,
+                  'The requested image has been deactivated. Image data '
+                  'download is forbidden.')
+
+
+def data_unavailable(image_id: str):
+    """5.7."""
+    return _error(webob.exc.HTTPServiceUnavailable,
+                  'Image data for %s is unavailable.' % image_id)
+
+
+def multiple_ranges():
+    """5.9."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Requests with multiple ranges are not supported in '
+                  'Glance. You may make multiple single-range requests '
+                  'instead.')
+
+
+def invalid_range(size: int):
+    """5.10."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid Range header.',
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
+def invalid_range_start(size: int, header: str = 'Range'):
+    """5.11."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid start position in %s header. Start position MUST '
+                  'be in the inclusive range [0, %d].' % (header, size - 1),
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
+# Section 6.
+
+def multi_store_off():
+    return _error(webob.exc.HTTPNotFound,
+                  'Multi backend is not supported at this site.')
+
+
+# Section 4, import.
+
+def unknown_import_method(name: str):
+    return _error(webob.exc.HTTPBadRequest,
+                  "Unknown import method name '%s'." % name)
+
+
+# Section 1.
+
+def method_not_allowed(allowed: typing.Sequence[str]):
+    """Any other method on a known path: 405 with ``Allow``."""
+    return webob.exc.HTTPMethodNotAllowed(
+        headers={'Allow': ', '.join(allowed)})
