@@ -1,1 +1,1 @@
-"""imgmw: WSGI filters and a data app for the OpenStack Image API v2 data path."""
+"""imgmw: WSGI filters and a data app for the Image API v2 data path."""

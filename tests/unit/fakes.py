@@ -116,4 +116,3 @@ class FailingInput(io.BytesIO):
         if size is None or size < 0:
             size = self.fail_after - self.tell()
         return super().read(min(size, self.fail_after - self.tell()))
-
