@@ -1,0 +1,241 @@
+"""imgmw-api: serve a pipeline of ``api-paste.ini`` under gunicorn.
+
+With no argument it serves the ``noauth`` pipeline on 127.0.0.1:9292, with
+the SQLite registry and the file store in ``./state``::
+
+    imgmw-api
+    imgmw-api --pipeline keystone --bind 0.0.0.0:9292 --workers 4 \\
+        --config-file /etc/imgmw/api-paste.ini \\
+        -o database_connection=postgresql+psycopg2://imgmw@db/imgmw
+
+``-o key=value`` (repeatable) overrides a ``[DEFAULT]`` value of the paste
+file. A ``noauth`` pipeline trusts every caller, so imgmw-api refuses to
+serve it on an address other than loopback (or a Unix socket) unless
+``--allow-insecure-noauth`` is given.
+
+Each worker loads the pipeline itself after the fork (gunicorn's
+``preload_app`` is off): database engines and store clients are never
+shared between processes. A worker that cannot load the pipeline (a bad
+option, a missing filter) stops the server with the reason on stderr.
+Logs go to stderr; request bodies and tokens are never logged.
+"""
+
+import argparse
+import ipaddress
+import logging
+import socket
+import sys
+import typing
+
+from gunicorn.app import base as gunicorn_base
+from gunicorn import arbiter
+
+from imgmw import config
+from imgmw import errors
+from imgmw import wsgi
+
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_PIPELINE = 'noauth'
+DEFAULT_BIND = '127.0.0.1:9292'
+LOG_FORMAT = '%(asctime)s %(process)d %(levelname)s %(name)s %(message)s'
+
+
+def _override(text: str) -> typing.Tuple[str, str]:
+    key, sep, value = text.partition('=')
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(
+            'expected key=value, got %r' % text)
+    return key, value.strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='imgmw-api',
+        description='Serve an imgmw pipeline of api-paste.ini under '
+                    'gunicorn.')
+    parser.add_argument(
+        '--config-file', default=None,
+        help='the paste configuration (default: the first of %s that '
+             'exists)' % ', '.join(wsgi.CONFIG_FILE_CANDIDATES))
+    parser.add_argument(
+        '--pipeline', default=DEFAULT_PIPELINE,
+        help='the composite of the paste file to serve (default: '
+             '%(default)s)')
+    parser.add_argument(
+        '--bind', action='append', default=None, metavar='ADDRESS',
+        help='HOST:PORT, [IPV6]:PORT or unix:PATH; repeatable (default: '
+             '%s)' % DEFAULT_BIND)
+    parser.add_argument(
+        '--workers', type=_positive, default=2,
+        help='worker processes (default: %(default)s)')
+    parser.add_argument(
+        '--threads', type=_positive, default=8,
+        help='threads of each gthread worker (default: %(default)s)')
+    parser.add_argument(
+        '--worker-class', default='gthread',
+        help='gunicorn worker class (default: %(default)s)')
+    parser.add_argument(
+        '--timeout', type=_positive, default=300,
+        help='seconds before a silent worker is restarted; with gthread '
+             'a long upload keeps its worker alive (default: %(default)s)')
+    parser.add_argument(
+        '--state-dir', default=None,
+        help='local state directory, when [DEFAULT] sets no state_dir '
+             '(default: ./%s)' % wsgi.DEFAULT_STATE_DIR)
+    parser.add_argument(
+        '-o', '--option', dest='options', action='append', default=[],
+        type=_override, metavar='KEY=VALUE',
+        help='override a [DEFAULT] value of the paste file; repeatable')
+    parser.add_argument(
+        '--allow-insecure-noauth', action='store_true',
+        help='serve a noauth pipeline on a non-loopback address')
+    parser.add_argument(
+        '--log-level', default='info',
+        choices=('debug', 'info', 'warning', 'error', 'critical'),
+        help='(default: %(default)s)')
+    parser.add_argument(
+        '--access-log', default='-', metavar='PATH',
+        help="access log file, '-' for stderr, '' for none (default: "
+             "stderr)")
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            'expected a positive integer, got %r' % text)
+    return number
+
+
+def parse_args(argv: typing.Optional[typing.Sequence[str]] = None
+               ) -> argparse.Namespace:
+    """Parse and check the command line; exits with a message on error."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.bind = args.bind or [DEFAULT_BIND]
+    args.options = dict(args.options)
+    args.config_file = args.config_file or wsgi.default_config_file()
+    refusal = insecure_binding(args.pipeline, args.bind,
+                               args.allow_insecure_noauth)
+    if refusal:
+        parser.exit(2, 'imgmw-api: error: %s\n' % refusal)
+    return args
+
+
+def is_noauth(pipeline: str) -> bool:
+    """Whether a pipeline trusts every caller (its name says ``noauth``)."""
+    return pipeline.lower().startswith('noauth')
+
+
+def insecure_binding(pipeline: str, binds: typing.Sequence[str],
+                     allowed: bool) -> typing.Optional[str]:
+    """The reason to refuse serving, or ``None``."""
+    if allowed or not is_noauth(pipeline):
+        return None
+    exposed = [bind for bind in binds if not is_loopback(bind)]
+    if not exposed:
+        return None
+    return ('the %s pipeline trusts every caller and %s is not a loopback '
+            'address; serve the keystone pipeline, bind to 127.0.0.1, or '
+            'pass --allow-insecure-noauth' % (pipeline, ', '.join(exposed)))
+
+
+def bind_host(bind: str) -> typing.Optional[str]:
+    """The host part of a gunicorn bind address; ``None`` for a socket."""
+    if bind.startswith('unix:'):
+        return None
+    if bind.startswith('['):
+        return bind[1:].partition(']')[0]
+    if bind.count(':') > 1:
+        return bind  # a bare IPv6 address, no port
+    return bind.partition(':')[0]
+
+
+def is_loopback(bind: str) -> bool:
+    """Whether every address ``bind`` names is loopback (or a Unix socket).
+
+    Host names are resolved; one that does not resolve is not loopback.
+    """
+    if bind.startswith('fd://'):
+        return False
+    host = bind_host(bind)
+    if host is None:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(info[4][0].partition('%')[0]).is_loopback
+        for info in infos)
+
+
+class Server(gunicorn_base.BaseApplication):
+    """gunicorn, configured from the command line, loading in each worker."""
+
+    def __init__(self, args: argparse.Namespace,
+                 conf: typing.Dict[str, str]):
+        self.args = args
+        self.conf = conf
+        super().__init__()
+
+    def load_config(self) -> None:
+        args = self.args
+        settings = {
+            'bind': args.bind,
+            'workers': args.workers,
+            'threads': args.threads,
+            'worker_class': args.worker_class,
+            'timeout': args.timeout,
+            'preload_app': False,
+            'proc_name': 'imgmw-api',
+            'errorlog': '-',
+            'loglevel': args.log_level,
+            'accesslog': args.access_log or None,
+        }
+        if 'control_socket_disable' in self.cfg.settings:
+            # gunicorn >= 24 listens on one socket path per user by
+            # default, which several servers on a host would share.
+            settings['control_socket_disable'] = True
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        try:
+            return wsgi.load(self.args.config_file, self.args.pipeline,
+                             self.conf)
+        except (config.ConfigError, errors.MissingFilter, LookupError,
+                ValueError) as err:
+            LOG.error('cannot load pipeline %s of %s: %s',
+                      self.args.pipeline, self.args.config_file, err)
+            sys.exit(arbiter.Arbiter.APP_LOAD_ERROR)
+
+
+def main(argv: typing.Optional[typing.Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format=LOG_FORMAT)
+    try:
+        conf = wsgi.global_conf(args.config_file, args.options,
+                                args.state_dir)
+    except (OSError, ValueError) as err:
+        sys.exit('imgmw-api: error: %s' % err)
+    LOG.info('serving pipeline %s of %s on %s (state in %s)',
+             args.pipeline, args.config_file, ', '.join(args.bind),
+             conf[wsgi.STATE_DIR])
+    Server(args, conf).run()
+
+
+if __name__ == '__main__':
+    main()
