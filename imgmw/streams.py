@@ -14,11 +14,27 @@ the error, so the filter that installed it can answer the contract's status
 even when an app catches everything and answers something else. Both cases
 are handled by :func:`call_app`.
 
+In front of an app that cleans up a failed upload only on ``except
+Exception`` (Glance restores the image and deletes partial data that way),
+a ``BaseException`` would skip that cleanup. A proxy built with
+``stream_errors='ioerror'`` therefore raises its errors as a
+:class:`StreamIOError`, an ``IOError`` carrying the :class:`StreamError`:
+the app cleans up and answers what it answers (a 500), and :func:`call_app`
+replaces that answer with the contract's, because the proxy remembered the
+error. Proxies stacked on one another understand both forms.
+
 End of stream is signalled to the hook together with the last chunk when the
 proxy knows the body's length, and with an empty chunk otherwise. A check
 that completes a body (declared size reached, digest compared) therefore
 runs before the reader is handed the last chunk, or before it sees end of
-stream: an app never sees a complete body that is wrong.
+stream: an app never sees a complete body that is wrong. A subclass that
+knows where a body must end on an input that does not (a chunked body of a
+declared size) overrides :meth:`InputProxy.end_of_stream` and confirms the
+end with :meth:`InputProxy.input_ended` before the last chunk is handed on.
+
+A proxy bounds what it asks of its input with :meth:`InputProxy.read_limit`:
+it never reads past ``length``, and a subclass may bound further (never read
+more than one byte past a declared size).
 """
 
 import itertools
@@ -29,6 +45,11 @@ import webob.exc
 
 
 LOG = logging.getLogger(__name__)
+
+#: How a proxy raises a failed check out of ``read()``.
+BASE = 'base'
+IOERROR = 'ioerror'
+STREAM_ERROR_MODES = (BASE, IOERROR)
 
 
 class StreamError(BaseException):
@@ -45,9 +66,24 @@ class StreamError(BaseException):
 class ClientDisconnected(StreamError):
     """The body could not be read to its end: the client went away.
 
-    Nobody listens for the answer, but the app cleans up as after any
-    failed upload, and the filter logs and answers as the contract says.
+    Nobody may listen for the answer, but the app cleans up as after any
+    failed upload, and the filter answers as the contract says (a client
+    that only half-closed its side still reads it).
     """
+
+
+class StreamIOError(IOError):
+    """A :class:`StreamError` raised as an ``IOError``.
+
+    Raised by proxies built with ``stream_errors='ioerror'``, for apps that
+    clean up a failed read only on ``except Exception``.
+
+    :param stream_error: the :class:`StreamError` it stands for.
+    """
+
+    def __init__(self, stream_error: StreamError):
+        super().__init__(str(stream_error))
+        self.stream_error = stream_error
 
 
 class InputProxy:
@@ -58,28 +94,87 @@ class InputProxy:
     :param length: the number of bytes the body holds, when known. The hook
         is told of end of stream with the chunk that reaches it, and reads
         past it return ``b''`` without touching ``wsgi_input``.
+    :param stream_errors: ``'base'`` (default) raises failed checks as
+        :class:`StreamError`, ``'ioerror'`` as :class:`StreamIOError`.
     """
 
-    def __init__(self, wsgi_input, length: typing.Optional[int] = None):
+    def __init__(self, wsgi_input, length: typing.Optional[int] = None,
+                 stream_errors: str = BASE):
+        if stream_errors not in STREAM_ERROR_MODES:
+            raise ValueError('stream_errors must be one of %s, not %r'
+                             % (', '.join(STREAM_ERROR_MODES), stream_errors))
         self.wsgi_input = wsgi_input
         self.length = length
+        self.stream_errors = stream_errors
         self.bytes_received = 0
         self.error: typing.Optional[StreamError] = None
         self.finished = False
+
+    # Hooks for subclasses.
 
     def chunk_update(self, chunk: bytes, eof: bool) -> bytes:
         """Check, count or transform one chunk on its way to the reader.
 
         Called once per read with the chunk read (possibly empty) and whether
-        the stream ends with it. Raise a :class:`StreamError` to fail the
-        body; return the chunk to hand on.
+        the stream ends with it; ``bytes_received`` already counts it. Raise
+        a :class:`StreamError` to fail the body; return the chunk to hand on.
         """
         return chunk
 
-    def read(self, size: int = -1) -> bytes:
+    def end_of_stream(self, chunk: bytes) -> bool:
+        """Whether the stream ends with ``chunk`` (just read and counted).
+
+        True on an empty chunk, or when ``length`` is reached. A subclass
+        may confirm an end the input does not announce with
+        :meth:`input_ended`, and may raise a :class:`StreamError`.
+        """
+        if not chunk:
+            return True
+        return self.length is not None and self.bytes_received >= self.length
+
+    def read_limit(self, size: typing.Optional[int]) -> int:
+        """How many bytes to ask of the input for a read of ``size``.
+
+        ``-1`` means all. Never more than what is left of ``length``.
+        """
+        if size is None or size < 0:
+            size = -1
+        if self.length is None:
+            return size
+        left = max(self.length - self.bytes_received, 0)
+        return left if size < 0 else min(size, left)
+
+    def raise_as(self, err: StreamError) -> BaseException:
+        """The exception that carries ``err`` out of ``read()``."""
+        if self.stream_errors == IOERROR:
+            return StreamIOError(err)
+        return err
+
+    def disconnected(self, cause: Exception) -> ClientDisconnected:
+        """The error to raise when the server's input fails mid-body."""
+        from imgmw import errors
+        LOG.info('Request body ended early after %d bytes: %s',
+                 self.bytes_received, cause)
+        return ClientDisconnected(errors.incomplete_body(
+            self.length, self.bytes_received))
+
+    def input_ended(self) -> bool:
+        """Read once more from the input; true if it has no byte left.
+
+        For :meth:`end_of_stream` of a subclass that knows where the body
+        must end. A byte found is counted in ``bytes_received`` and never
+        handed on: the caller fails the body.
+        """
+        extra = self._pull(self.wsgi_input.read, 1)
+        self.bytes_received += len(extra)
+        return not extra
+
+    # The file interface.
+
+    def read(self, size: typing.Optional[int] = -1) -> bytes:
         return self._next(self.wsgi_input.read, size)
 
-    def readline(self, size: int = -1) -> bytes:
+    def readline(self, size: typing.Optional[int] = -1) -> bytes:
         return self._next(self.wsgi_input.readline, size)
 
     def readlines(self, hint: int = -1) -> typing.List[bytes]:
@@ -95,46 +190,32 @@ class InputProxy:
     def __iter__(self):
         return iter(self.readline, b'')
 
-    def _bounded(self, size: typing.Optional[int]) -> int:
-        if self.length is None:
-            return -1 if size is None else size
-        left = self.length - self.bytes_received
-        if size is None or size < 0:
-            return left
-        return min(size, left)
-
     def _next(self, reader, size) -> bytes:
         if self.error is not None:
-            raise self.error
-        if self.finished:
+            raise self.raise_as(self.error)
+        if self.finished or size == 0:
             return b''
         try:
-            chunk = reader(self._bounded(size))
-        except StreamError as err:
-            # A proxy below this one failed; remember it here too.
-            self.error = err
-            raise
-        except Exception as err:
-            self.error = self.disconnected(err)
-            raise self.error from err
-        self.bytes_received += len(chunk)
-        eof = not chunk or (self.length is not None
-                            and self.bytes_received >= self.length)
-        try:
+            chunk = self._pull(reader, self.read_limit(size))
+            self.bytes_received += len(chunk)
+            eof = self.end_of_stream(chunk)
             chunk = self.chunk_update(chunk, eof)
         except StreamError as err:
             self.error = err
-            raise
+            raise self.raise_as(err)
         self.finished = eof
         return chunk
 
-    def disconnected(self, cause: Exception) -> ClientDisconnected:
-        """The error to raise when the server's input fails mid-body."""
-        from imgmw import errors
-        LOG.info('Request body ended early after %d bytes: %s',
-                 self.bytes_received, cause)
-        return ClientDisconnected(errors.incomplete_body(
-            self.length, self.bytes_received))
+    def _pull(self, reader, size: int) -> bytes:
+        """Read from the input; its failures become :class:`StreamError`."""
+        try:
+            return reader(size)
+        except StreamError:
+            raise  # A proxy below this one failed.
+        except StreamIOError as err:
+            raise err.stream_error  # The same, raised as an IOError.
+        except Exception as err:
+            raise self.disconnected(err) from err
 
 
 def install(environ: dict, proxy: InputProxy) -> InputProxy:
@@ -154,21 +235,24 @@ def call_app(app, environ: dict, start_response,
     """Call ``app`` with ``proxy`` installed and answer its stream errors.
 
     When the body failed a check, the client gets the check's answer: if the
-    :class:`StreamError` propagated out of the app, and also if the app
-    caught it and answered something else (its answer is discarded). The
-    app's status and headers are held back until the app returned, so
-    replacing them is always possible.
+    :class:`StreamError` (or its :class:`StreamIOError`) propagated out of
+    the app, if the app raised something else after the body failed, and
+    if the app caught the error and answered something else (its answer is
+    discarded). The app's status and headers are held back until the app
+    returned (or yielded its first chunk, for an app that calls
+    ``start_response`` lazily), so replacing them is always possible. Data
+    the app passes to the ``write`` callable is sent before its iterable.
+
+    A check that fails after the response started (an app reading the body
+    while it streams its response) can no longer change the status; the
+    error then propagates to the server, which cuts the response.
     """
     captured = []
+    written = []
 
     def capture(status, headers, exc_info=None):
         captured[:] = [status, headers, exc_info]
-        return _deferred_write
-
-    written = []
-
-    def _deferred_write(data):
-        written.append(data)
+        return written.append
 
     try:
         app_iter = app(environ, capture)
@@ -176,14 +260,29 @@ def call_app(app, environ: dict, start_response,
             # The app may call start_response on its first iteration.
             app_iter = _prime(app_iter)
     except StreamError as err:
-        return err.http_error(environ, start_response)
+        return _answer(err, environ, start_response)
+    except StreamIOError as err:
+        return _answer(err.stream_error, environ, start_response)
+    except Exception:
+        if proxy.error is None:
+            raise
+        LOG.debug('The app failed after the request body failed a check',
+                  exc_info=True)
+        return _answer(proxy.error, environ, start_response)
     if proxy.error is not None:
         close_if_possible(app_iter)
-        return proxy.error.http_error(environ, start_response)
+        return _answer(proxy.error, environ, start_response)
+    if not captured:
+        close_if_possible(app_iter)
+        raise RuntimeError('the app returned without calling start_response')
     start_response(*captured)
     if written:
         return _chain_closing(written, app_iter)
     return app_iter
+
+
+def _answer(err: StreamError, environ: dict, start_response):
+    return err.http_error(environ, start_response)
 
 
 def _prime(app_iter):
