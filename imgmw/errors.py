@@ -146,6 +146,27 @@ def checksum_mismatch(algorithm: str):
                   'Checksum verification failed: %s mismatch' % algorithm)
 
 
+def invalid_digest_header(header: str, reason: str):
+    """3.19's companion: a malformed client digest header, before reading.
+
+    ``header`` is ``Content-MD5``, ``Content-Digest`` or ``Repr-Digest``.
+    """
+    return _error(webob.exc.HTTPBadRequest,
+                  'Invalid %s header: %s' % (header, reason))
+
+
+def unsupported_digest_algorithms(header: str, names: typing.Sequence[str],
+                                  want: str):
+    """3.19's companion: a digest field naming no algorithm imgmw knows.
+
+    ``want`` is the RFC 9530 ``Want-<header>`` value listing those it does.
+    """
+    return _error(webob.exc.HTTPBadRequest,
+                  'Unsupported digest algorithm(s) in %s: %s. Supported: %s'
+                  % (header, ', '.join(names), want),
+                  headers={'Want-' + header: want})
+
+
 def storage_full(detail: str):
     """3.20."""
     return _error(webob.exc.HTTPRequestEntityTooLarge,
