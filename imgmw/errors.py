@@ -27,7 +27,16 @@ class MissingFilter(RuntimeError):
         self.key = key
 
 
+#: WebOb's usual body: the explanation (our message), then any detail.
+_BODY_TEMPLATE = webob.exc.WSGIHTTPException.body_template_obj.template
+
+
 def _error(cls, message: str, **kwargs) -> webob.exc.HTTPException:
+    if cls.body_template_obj is not \
+            webob.exc.WSGIHTTPException.body_template_obj:
+        # Some classes (415) have a body of their own that leaves the
+        # explanation out; the contract's message must be the body.
+        kwargs.setdefault('body_template', _BODY_TEMPLATE)
     return cls(explanation=message, **kwargs)
 
 
@@ -50,6 +59,14 @@ def length_required():
     return _error(webob.exc.HTTPLengthRequired,
                   'A request body with a declared length or chunked '
                   'encoding is required.')
+
+
+def invalid_content_length():
+    """3.4's companion: a Content-Length that is not a decimal integer.
+
+    Servers usually refuse such a request themselves.
+    """
+    return _error(webob.exc.HTTPBadRequest, 'Invalid Content-Length header.')
 
 
 def size_header_mismatch(declared: int, content_length: int):
