@@ -30,11 +30,13 @@ key                        set by          holds; read by
                                            ``Content-Length``), or ``None``
                                            when unknown; read by quota,
                                            checksum and the data app
-``imgmw.digests``          checksum        a :class:`imgmw.streams.Digests`
-                                           whose ``md5`` and ``multihash``
-                                           are final once the body has been
-                                           read to its end; read by the data
-                                           app, which records them
+``imgmw.digests``          checksum        a :class:`imgmw.hashing.Digests`:
+                                           ``os_hash_algo``, and ``md5`` and
+                                           ``os_hash_value`` (hex) once the
+                                           body has been read to its end
+                                           (earlier they raise
+                                           ``DigestsNotReady``); read by the
+                                           data app, which records them
 ``imgmw.image``            data app        the image record the app is about
                                            to fill, as a dict (``id``,
                                            ``owner``, ``disk_format``,
