@@ -1,0 +1,228 @@
+"""imgmw-manage: the registry's schema and the recovery of stale uploads.
+
+::
+
+    imgmw-manage [--config-file FILE] [-o KEY=VALUE ...] db sync
+    imgmw-manage [--config-file FILE] [-o KEY=VALUE ...] db version
+    imgmw-manage [--config-file FILE] [-o KEY=VALUE ...] recover \\
+        [--older-than SECONDS]
+
+``db sync`` upgrades the registry schema to the newest migration; run it
+after every upgrade of imgmw, before starting the API (the API does it by
+itself for SQLite only). It is idempotent. ``db version`` prints the
+schema's migration and the newest one this code ships; it exits 1 when the
+database needs a ``db sync``.
+
+``recover`` returns to ``queued`` the images left in ``saving``,
+``uploading`` or ``importing`` by a crashed API process: those whose holder
+is a dead process of this host, and those whose heartbeat is older than
+``--older-than`` seconds (default 300; API processes heartbeat every
+``heartbeat_interval``, 30 s). Each change is compare-and-set, so an upload
+that proves alive meanwhile is left alone. The partial data of each image
+it resets is then removed from the data app's stores. It prints one line
+per image.
+
+The registry URL is ``database_connection`` of the paste file's
+``[DEFAULT]``; without one, SQLite in ``state_dir`` (default ``./state``).
+The paste file is ``--config-file``, else the first of
+``./etc/api-paste.ini``, ``<prefix>/etc/imgmw/api-paste.ini`` and
+``/etc/imgmw/api-paste.ini`` that exists, as for ``imgmw-api``. ``-o``
+overrides a ``[DEFAULT]`` value.
+
+Exit status: 0 on success, 1 when ``db version`` finds the schema behind,
+2 on a usage or configuration error, 3 when the database is unreachable.
+"""
+
+import argparse
+import datetime
+import os
+import sys
+import typing
+
+from paste import deploy
+
+from imgmw import app as data_app
+from imgmw.app import registry
+from imgmw import config
+from imgmw import wsgi
+
+#: The data app's section of the paste file (``[app:imgmw]``).
+DATA_APP = 'imgmw'
+
+DEFAULT_OLDER_THAN = int(registry.DEFAULT_STALE_AFTER.total_seconds())
+
+EXIT_BEHIND = 1
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+
+Printer = typing.Callable[[str], None]
+
+
+def _override(text: str) -> typing.Tuple[str, str]:
+    key, sep, value = text.partition('=')
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError('expected key=value, got %r' % text)
+    return key.strip(), value.strip()
+
+
+def _seconds(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(
+            'expected a number of seconds, got %r' % text)
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='imgmw-manage',
+        description='Manage the imgmw image registry.')
+    parser.add_argument(
+        '--config-file', default=None,
+        help='the paste configuration (default: the first of %s that '
+             'exists)' % ', '.join(wsgi.CONFIG_FILE_CANDIDATES))
+    parser.add_argument(
+        '-o', '--option', dest='options', action='append', default=[],
+        type=_override, metavar='KEY=VALUE',
+        help='override a [DEFAULT] value of the paste file; repeatable')
+    commands = parser.add_subparsers(dest='command', required=True)
+    db = commands.add_parser('db', help='the registry schema')
+    db_commands = db.add_subparsers(dest='db_command', required=True)
+    db_commands.add_parser('sync', help='upgrade to the newest migration')
+    db_commands.add_parser('version', help='print the migration in place')
+    recover_parser = commands.add_parser(
+        'recover', help='return stale uploads to queued')
+    recover_parser.add_argument(
+        '--older-than', type=_seconds, default=DEFAULT_OLDER_THAN,
+        metavar='SECONDS',
+        help='heartbeat age that marks an upload as abandoned '
+             '(default: %(default)s)')
+    return parser
+
+
+# Configuration.
+
+def config_file(given: typing.Optional[str]) -> typing.Optional[str]:
+    """The paste file to read, or None when none exists (defaults only).
+
+    :raises config.ConfigError: ``given`` cannot be read.
+    """
+    if given is not None:
+        if not os.path.isfile(given):
+            raise config.ConfigError('cannot read the paste configuration %s'
+                                     % given)
+        return os.path.abspath(given)
+    found = wsgi.default_config_file()
+    return found if os.path.isfile(found) else None
+
+
+def defaults(path: typing.Optional[str],
+             overrides: typing.Mapping[str, str]) -> typing.Dict[str, str]:
+    """``[DEFAULT]`` of ``path`` with ``overrides``; ``state_dir`` absolute.
+
+    Values are interpolated as paste.deploy does (``%(here)s``), so they
+    mean what they mean to ``imgmw-api``.
+    """
+    conf = wsgi.file_defaults(path) if path else {}
+    conf.update(overrides)
+    conf['state_dir'] = os.path.abspath(conf.get('state_dir')
+                                        or wsgi.DEFAULT_STATE_DIR)
+    return conf
+
+
+def partial_remover(path: typing.Optional[str],
+                    conf: typing.Mapping[str, str]
+                    ) -> typing.Callable[[str], None]:
+    """``remove(image_id)``: remove an unfinished upload from the stores.
+
+    The stores are those of the data app (``[app:imgmw]``), configured
+    exactly as ``imgmw-api`` configures them.
+    """
+    global_conf, local_conf = dict(conf), {}
+    if path is not None:
+        section = deploy.appconfig('config:%s' % path, name=DATA_APP,
+                                   global_conf=dict(conf))
+        global_conf = dict(section.global_conf)
+        global_conf.update(conf)
+        local_conf = dict(section.local_conf)
+    options = config.parse(data_app.OPTS, global_conf, local_conf, 'data app')
+    store_set = data_app.load_stores(global_conf, options)
+
+    def remove(image_id: str) -> None:
+        for store in store_set.by_id.values():
+            store.remove_partial(image_id)
+    return remove
+
+
+# Commands.
+
+def db_sync(image_registry: registry.Registry, say: Printer) -> int:
+    image_registry.sync()
+    say('Registry schema at %s' % image_registry.version())
+    return 0
+
+
+def db_version(image_registry: registry.Registry, say: Printer) -> int:
+    current, head = image_registry.version(), image_registry.head()
+    say('current: %s' % (current or 'none (empty database)'))
+    say('newest: %s' % head)
+    if current != head:
+        say('Run imgmw-manage db sync.')
+        return EXIT_BEHIND
+    return 0
+
+
+def recover(image_registry: registry.Registry,
+            older_than: datetime.timedelta,
+            remove_partial: typing.Optional[
+                typing.Callable[[str], None]] = None,
+            say: Printer = print) -> typing.List[dict]:
+    """Return stale uploads to ``queued`` and remove their partial data.
+
+    :returns: the records as they were, one for each image reset.
+    """
+    recovered = image_registry.recover_stale(older_than=older_than)
+    for record in recovered:
+        if remove_partial is not None:
+            remove_partial(record['id'])
+        say('%s: %s -> queued (holder %s, last heartbeat %s)' % (
+            record['id'], record['status'], record['holder'],
+            record['heartbeat_at'].isoformat()
+            if record['heartbeat_at'] else 'never'))
+    say('%d stale upload(s) recovered' % len(recovered))
+    return recovered
+
+
+def run(args: argparse.Namespace, say: Printer) -> int:
+    path = config_file(args.config_file)
+    conf = defaults(path, dict(args.options))
+    image_registry = registry.Registry(registry.database_url(conf))
+    try:
+        if args.command == 'db' and args.db_command == 'sync':
+            return db_sync(image_registry, say)
+        if args.command == 'db':
+            return db_version(image_registry, say)
+        if image_registry.version() is None:
+            raise config.ConfigError('the registry database has no schema: '
+                                     'run imgmw-manage db sync')
+        recover(image_registry, datetime.timedelta(seconds=args.older_than),
+                partial_remover(path, conf), say)
+        return 0
+    finally:
+        image_registry.dispose()
+
+
+def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args, print)
+    except (config.ConfigError, ValueError) as err:
+        print('imgmw-manage: error: %s' % err, file=sys.stderr)
+        return EXIT_CONFIG
+    except registry.RegistryUnavailable as err:
+        print('imgmw-manage: the registry database is unavailable: %s'
+              % err, file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+if __name__ == '__main__':
+    sys.exit(main())
