@@ -84,7 +84,8 @@ class FilesystemStore(stores.Store):
 
     def __init__(self, store_id: str, options: typing.Mapping[str, str]):
         super().__init__(store_id, options)
-        values = config.parse(OPTS, {}, options, 'store %s' % store_id)
+        # Checked by imgmw.backends; other stores' and common keys ignored.
+        values = config.parse(OPTS, options, {}, 'store %s' % store_id)
         datadir = values['filesystem_store_datadir']
         if not datadir:
             raise config.ConfigError(
