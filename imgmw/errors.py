@@ -246,6 +246,22 @@ def invalid_range(size: int):
                   headers={'Content-Range': 'bytes */%d' % size})
 
 
+def invalid_content_range(size: int):
+    """5 (legacy ``Content-Range`` request header): malformed."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid Content-Range header.',
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
+def invalid_content_range_stop(size: int):
+    """5 (legacy ``Content-Range``): the stop is beyond the image."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid stop position in Content-Range header. The stop '
+                  'position MUST be in the inclusive range [0, %d].'
+                  % (size - 1),
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
 def invalid_range_start(size: int, header: str = 'Range'):
     """5.11."""
     return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
@@ -274,3 +290,74 @@ def method_not_allowed(allowed: typing.Sequence[str]):
     """Any other method on a known path: 405 with ``Allow``."""
     return webob.exc.HTTPMethodNotAllowed(
         headers={'Allow': ', '.join(allowed)})
+
+
+# Section 1 and 7: image records (as Glance words them).
+
+def malformed_json():
+    return _error(webob.exc.HTTPBadRequest,
+                  'Malformed JSON in request body.')
+
+
+def schema_mismatch(schema: str, reason: str):
+    """A request body that the image schema refuses."""
+    return _error(webob.exc.HTTPBadRequest,
+                  "Provided object does not match schema '%s': %s"
+                  % (schema, reason))
+
+
+def read_only_attribute(name: str):
+    return _error(webob.exc.HTTPForbidden,
+                  "Attribute '%s' is read-only." % name)
+
+
+def reserved_attribute(name: str):
+    return _error(webob.exc.HTTPForbidden,
+                  "Attribute '%s' is reserved." % name)
+
+
+def owner_not_permitted(owner: str):
+    return _error(webob.exc.HTTPForbidden,
+                  "You are not permitted to create images owned by '%s'."
+                  % owner)
+
+
+def image_exists(image_id: str):
+    return _error(webob.exc.HTTPConflict,
+                  'An image with identifier %s already exists' % image_id)
+
+
+def image_protected(image_id: str):
+    return _error(webob.exc.HTTPForbidden,
+                  'Image %s is protected and cannot be deleted.' % image_id)
+
+
+def status_forbids(action: str, status: str):
+    """deactivate or reactivate from a status that does not allow it."""
+    return _error(webob.exc.HTTPForbidden,
+                  "Not allowed to %s image in status '%s'" % (action, status))
+
+
+def bad_query(message: str):
+    """A malformed query parameter of a listing."""
+    return _error(webob.exc.HTTPBadRequest, message)
+
+
+def marker_not_found(marker: str):
+    return _error(webob.exc.HTTPBadRequest,
+                  'Marker %s could not be found.' % marker)
+
+
+def unsupported_patch_type(content_type: typing.Optional[str]):
+    return _error(webob.exc.HTTPUnsupportedMediaType,
+                  'Invalid content type %s' % content_type)
+
+
+def not_found():
+    """An unknown path."""
+    return webob.exc.HTTPNotFound()
+
+
+def not_implemented(what: str):
+    return _error(webob.exc.HTTPNotImplemented,
+                  '%s is not available at this site yet.' % what)

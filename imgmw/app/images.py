@@ -1,0 +1,177 @@
+"""Image records as the API shows and takes them (contract section 7).
+
+:func:`view` turns a registry record into Glance's image JSON;
+:func:`creation_values` checks a ``POST /v2/images`` body against the image
+schema and Glance's rules (read-only and reserved attributes) and returns
+the registry's values; :func:`list_query` reads the query of
+``GET /v2/images``.
+"""
+
+import functools
+import json
+import os
+import typing
+import urllib.parse
+
+import jsonschema
+
+from imgmw import errors
+
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          'schemas')
+
+#: Top-level fields that are not extra properties.
+BASE_FIELDS = ('id', 'name', 'status', 'visibility', 'protected',
+               'os_hidden', 'checksum', 'os_hash_algo', 'os_hash_value',
+               'size', 'virtual_size', 'disk_format', 'container_format',
+               'owner', 'min_ram', 'min_disk', 'tags')
+
+#: Set by the service only (Glance's ``ReadonlyProperty``).
+READ_ONLY = ('created_at', 'updated_at', 'status', 'checksum',
+             'os_hash_algo', 'os_hash_value', 'size', 'virtual_size',
+             'direct_url', 'self', 'file', 'schema', 'stores')
+
+#: Never settable through the API (Glance's ``ReservedProperty``).
+RESERVED = ('location', 'locations', 'deleted', 'deleted_at')
+
+#: Extra properties with this prefix are the service's own; never shown.
+RESERVED_PREFIX = 'os_glance'
+
+#: Settable fields of the registry, besides ``properties``.
+SETTABLE = ('id', 'name', 'visibility', 'protected', 'os_hidden',
+            'disk_format', 'container_format', 'owner', 'min_ram',
+            'min_disk', 'tags')
+
+LIST_FILTERS = ('name', 'status', 'visibility', 'os_hidden')
+
+
+@functools.lru_cache(maxsize=None)
+def schema(name: str) -> dict:
+    """The JSON schema ``image`` or ``images`` (``schemas/<name>.json``)."""
+    with open(os.path.join(SCHEMA_DIR, name + '.json'), 'rb') as source:
+        return json.load(source)
+
+
+def timestamp(value) -> typing.Optional[str]:
+    return value.strftime('%Y-%m-%dT%H:%M:%SZ') if value else None
+
+
+def view(record: typing.Mapping, multi_store: bool) -> dict:
+    """Glance's JSON of an image record."""
+    image = {key: record[key] for key in BASE_FIELDS}
+    image['created_at'] = timestamp(record['created_at'])
+    image['updated_at'] = timestamp(record['updated_at'])
+    for key, value in record['properties'].items():
+        if not key.startswith(RESERVED_PREFIX) and key not in image:
+            image[key] = value
+    image['self'] = '/v2/images/%s' % record['id']
+    image['file'] = '/v2/images/%s/file' % record['id']
+    image['schema'] = '/v2/schemas/image'
+    if multi_store and record['locations']:
+        image['stores'] = ','.join(
+            location['store'] for location in record['locations'])
+    return image
+
+
+def policy_target(record: typing.Mapping) -> dict:
+    """The policy target of an image (as Glance's ``ImageTarget``)."""
+    return {'project_id': record['owner'], 'owner': record['owner'],
+            'visibility': record['visibility'], 'image_id': record['id']}
+
+
+def parse_json(body: bytes) -> typing.Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise errors.malformed_json()
+
+
+def creation_values(body: typing.Any, context) -> dict:
+    """The registry values of a ``POST /v2/images`` body.
+
+    :raises webob.exc.HTTPException: 403 for read-only or reserved
+        attributes and another project's owner, 400 for a body the schema
+        refuses.
+    """
+    if not isinstance(body, dict):
+        raise errors.schema_mismatch('image', 'the body is not an object')
+    for key in body:
+        if key in READ_ONLY:
+            raise errors.read_only_attribute(key)
+        if key in RESERVED or key.startswith(RESERVED_PREFIX):
+            raise errors.reserved_attribute(key)
+    validate(body)
+    values = {key: body[key] for key in SETTABLE if key in body}
+    values['properties'] = {key: value for key, value in body.items()
+                            if key not in SETTABLE}
+    owner = values.get('owner', context.project_id)
+    if owner != context.project_id and not context.is_admin:
+        raise errors.owner_not_permitted(owner)
+    values['owner'] = owner
+    return values
+
+
+def validate(body: typing.Mapping) -> None:
+    """Check ``body`` against the image schema (400 on a mismatch)."""
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft4Validator(schema('image')).iter_errors(body))
+    if error is not None:
+        raise errors.schema_mismatch('image', error.message)
+
+
+# Listing.
+
+def list_query(params, default_limit: int, max_limit: int) -> dict:
+    """Keyword arguments of :meth:`Registry.list` from the query string.
+
+    :raises webob.exc.HTTPException: 400 on a bad parameter.
+    """
+    limit = _limit(params.get('limit'), default_limit, max_limit)
+    filters = {key: params[key] for key in LIST_FILTERS
+               if key in params and key != 'os_hidden'}
+    if 'os_hidden' in params:
+        filters['os_hidden'] = _boolean('os_hidden', params['os_hidden'])
+    sort_key = params.get('sort_key', 'created_at')
+    sort_dir = params.get('sort_dir', 'desc')
+    if sort_dir not in ('asc', 'desc'):
+        raise errors.bad_query('Invalid sort direction: %s' % sort_dir)
+    return {'filters': filters, 'limit': limit,
+            'marker': params.get('marker'), 'sort_key': sort_key,
+            'sort_dir': sort_dir}
+
+
+def _limit(raw: typing.Optional[str], default: int, maximum: int) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise errors.bad_query('limit param must be an integer')
+    return min(int(raw), maximum)
+
+
+def _boolean(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ('true', '1', 'yes', 'on'):
+        return True
+    if lowered in ('false', '0', 'no', 'off'):
+        return False
+    raise errors.bad_query('Invalid value for %s: %s' % (name, raw))
+
+
+def page(records: typing.Sequence[typing.Mapping], params,
+         query: typing.Mapping, multi_store: bool) -> dict:
+    """The body of ``GET /v2/images``: images, first, schema, next."""
+    kept = [(key, value) for key, value in params.items()
+            if key != 'marker']
+    result = {'images': [view(record, multi_store) for record in records],
+              'first': _link(kept),
+              'schema': '/v2/schemas/images'}
+    if records and len(records) == query['limit']:
+        result['next'] = _link(kept + [('marker', records[-1]['id'])])
+    return result
+
+
+def _link(params: typing.Sequence[typing.Tuple[str, str]]) -> str:
+    if not params:
+        return '/v2/images'
+    return '/v2/images?' + urllib.parse.urlencode(params)

@@ -1,0 +1,238 @@
+"""Upload: ``PUT /v2/images/{id}/file`` (contract section 3).
+
+Rows 8 to 12 are checked in the contract's order, then the image moves
+``queued`` to ``saving`` by compare-and-set with this process as its holder,
+``environ['imgmw.image']`` is published, and the body streams into the
+store (the filters' checks run inside ``read()``). The registry is told
+the upload is alive every ``heartbeat_interval`` seconds of streaming. At
+the end, ``saving`` to ``active`` records size, checksums (from the
+checksum filter's ``environ['imgmw.digests']``; the app never hashes),
+the location and ``virtual_size``.
+
+Whatever fails after the image went to ``saving`` (a check of a filter, a
+client that went away, the store, the registry), the data written is
+removed and the image returns to ``queued`` with size and checksums
+cleared, so a retry just works; the filters' errors are re-raised for them
+to answer.
+"""
+
+import logging
+import time
+import typing
+
+import webob
+import webob.exc
+
+from imgmw.app import download
+from imgmw.app import images
+from imgmw.app import registry as registry_mod
+from imgmw.app import stores
+from imgmw import environ as keys
+from imgmw import errors
+from imgmw import streams
+
+
+LOG = logging.getLogger(__name__)
+
+READER = 'data app'
+
+
+class UploadLost(Exception):
+    """The registry no longer records this process as the uploader."""
+
+
+class InputFailed(Exception):
+    """The server's input failed with no stream filter in front."""
+
+    def __init__(self, received: int):
+        super().__init__('request body broke off after %d bytes' % received)
+        self.received = received
+
+
+class HeartbeatReader:
+    """``wsgi.input`` as the store reads it, keeping the upload alive.
+
+    Every ``interval`` seconds (checked at each read) it refreshes the
+    registry's heartbeat, and stops the upload with :class:`UploadLost`
+    when the image is no longer held.
+    """
+
+    def __init__(self, wsgi_input, beat: typing.Callable[[], bool],
+                 interval: float, clock=time.monotonic):
+        self.wsgi_input = wsgi_input
+        self.beat = beat
+        self.interval = interval
+        self.clock = clock
+        self.last_beat = clock()
+        self.received = 0
+
+    def read(self, size: int = -1) -> bytes:
+        now = self.clock()
+        if now - self.last_beat >= self.interval:
+            if not self.beat():
+                raise UploadLost()
+            self.last_beat = now
+        try:
+            chunk = self.wsgi_input.read(size)
+        except streams.StreamIOError:
+            raise
+        except Exception as err:
+            # A raw server input (no stream filter): a disconnect.
+            LOG.info('Request body broke off after %d bytes: %s',
+                     self.received, err)
+            raise InputFailed(self.received) from err
+        self.received += len(chunk)
+        return chunk
+
+
+class Upload:
+    """One upload of ``record`` by the data app ``app``."""
+
+    def __init__(self, app, req: webob.Request, record: dict):
+        self.app = app
+        self.registry = app.registry
+        self.req = req
+        self.environ = req.environ
+        self.record = record
+        self.image_id = record['id']
+        self.holder = registry_mod.holder_id()
+
+    def __call__(self) -> webob.Response:
+        digests = keys.require(self.environ, keys.DIGESTS, READER)
+        store = self.app.upload_store(
+            keys.require(self.environ, keys.STORE, READER))
+        self.check()
+        self.start()
+        stored = self.stream(store)
+        return self.commit(store, stored, digests)
+
+    def check(self) -> None:
+        """Rows 9 to 11 (row 8 was checked by the router)."""
+        authorize = keys.require(self.environ, keys.AUTHORIZE, READER)
+        authorize('upload_image', images.policy_target(self.record))
+        status = self.record['status']
+        if status != 'queued':
+            raise errors.bad_transition(status, 'saving')
+        missing = [name for name in ('disk_format', 'container_format')
+                   if not self.record[name]]
+        if missing:
+            raise errors.formats_unset(missing)
+
+    def start(self) -> None:
+        """Row 12: win ``queued`` to ``saving``, then publish the image."""
+        saving = self.registry.transition(self.image_id, 'queued', 'saving',
+                                          holder=self.holder)
+        if saving is None:
+            current = self.registry.get(self.image_id)
+            if current is None:
+                raise errors.image_not_found(self.image_id)
+            raise errors.bad_transition(current['status'], 'saving')
+        self.environ[keys.IMAGE] = {
+            key: saving[key] for key in ('id', 'owner', 'disk_format',
+                                         'container_format', 'status')}
+
+    def stream(self, store: stores.Store) -> stores.Stored:
+        reader = HeartbeatReader(
+            self.environ['wsgi.input'],
+            lambda: self.registry.heartbeat(self.image_id, self.holder),
+            self.app.heartbeat_interval)
+        try:
+            return store.add(self.image_id, reader, self.app.chunk_size)
+        except BaseException as err:
+            self.fail(store, None, err)
+
+    def commit(self, store: stores.Store, stored: stores.Stored,
+               digests) -> webob.Response:
+        """Rows 23 and 24: ``saving`` to ``active``, or clean up."""
+        try:
+            values = self.data_values(store, stored, digests)
+            if not self.registry.heartbeat(self.image_id, self.holder):
+                raise UploadLost()
+            active = self.registry.transition(self.image_id, 'saving',
+                                              'active', values=values)
+        except BaseException as err:
+            self.fail(store, stored, err)
+        if active is None:
+            self.delete_data(store, stored)
+            raise errors.deleted_during_upload(self.image_id)
+        LOG.info('Image %s: %d bytes stored in %s', self.image_id,
+                 stored.size, store.store_id)
+        return download.no_content()
+
+    def data_values(self, store: stores.Store, stored: stores.Stored,
+                    digests) -> dict:
+        if not digests.md5 or not digests.os_hash_value:
+            raise RuntimeError('the checksum filter published no digests '
+                               'at end of stream')
+        return {'size': stored.size, 'checksum': digests.md5,
+                'os_hash_algo': digests.os_hash_algo,
+                'os_hash_value': digests.os_hash_value,
+                'virtual_size': self.virtual_size(stored.size),
+                'locations': [{'store': store.store_id, 'url': stored.url}]}
+
+    def virtual_size(self, size: int) -> typing.Optional[int]:
+        inspection = self.environ.get(keys.INSPECTION)
+        if inspection is not None:
+            found = (inspection.get('virtual_size')
+                     if isinstance(inspection, dict)
+                     else getattr(inspection, 'virtual_size', None))
+            if found is not None:
+                return found
+        if self.record['disk_format'] == 'raw' and size:
+            return size
+        return None
+
+    # Failure.
+
+    def fail(self, store: stores.Store,
+             stored: typing.Optional[stores.Stored],
+             err: BaseException) -> typing.NoReturn:
+        """Clean up after ``err``, then raise the error to answer."""
+        if stored is not None:
+            self.delete_data(store, stored)
+        if not isinstance(err, UploadLost):
+            # A lost image is someone else's now: leave its status alone.
+            self.restore()
+        translated = self.translate(err)
+        if translated is err:
+            raise err
+        raise translated from err
+
+    def restore(self) -> None:
+        """Return the image to ``queued`` (clearing size and checksums).
+
+        Never raises: the error that brought us here is the one to answer.
+        """
+        try:
+            self.registry.transition(self.image_id, 'saving', 'queued')
+        except Exception:
+            LOG.exception('Image %s: could not return it to queued; '
+                          'recovery of stale uploads will', self.image_id)
+
+    def delete_data(self, store: stores.Store,
+                    stored: stores.Stored) -> None:
+        try:
+            store.delete(stored.url)
+        except Exception:
+            LOG.exception('Image %s: could not delete %s; the orphan sweep '
+                          'will', self.image_id, stored.url)
+
+    def translate(self, err: BaseException) -> BaseException:
+        """The error to raise for ``err``: the filters' own unchanged."""
+        if isinstance(err, stores.StorageFull):
+            return errors.storage_full(str(err))
+        if isinstance(err, stores.StorageUnavailable):
+            return errors.storage_unavailable(str(err))
+        if isinstance(err, registry_mod.RegistryUnavailable):
+            return errors.registry_unavailable()
+        if isinstance(err, InputFailed):
+            return errors.incomplete_body(None, err.received)
+        if isinstance(err, UploadLost):
+            try:
+                current = self.registry.get(self.image_id)
+            except registry_mod.RegistryUnavailable:
+                return errors.registry_unavailable()
+            if current is None:
+                return errors.deleted_during_upload(self.image_id)
+            return errors.bad_transition(current['status'], 'saving')
+        return err
