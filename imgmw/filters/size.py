@@ -60,9 +60,10 @@ the body by it. A ``Transfer-Encoding`` whose last coding is not
 
 The filter publishes the declared size in ``environ['imgmw.size']`` (the
 header, else ``Content-Length``, else ``None``) for every request it
-guards; the quota and checksum filters and the data app read it. It must
-come before them, after the context filter (the contract answers 401 before
-415), and first of the filters that wrap ``wsgi.input``.
+guards; the quota and checksum filters and the data app read it. It goes
+after the context filter (the contract answers 401 before 415), before the
+stores filter (3.6 before 3.7), and first of the filters that wrap
+``wsgi.input``.
 
 A failed check inside ``read()`` leaves it as an exception derived from
 ``BaseException`` (``imgmw.streams.StreamError``), so that no ``except
@@ -76,7 +77,7 @@ imgmw's pipeline (``etc/api-paste.ini``)::
     image_size_cap = 1099511627776
 
     [pipeline:keystone-api]
-    pipeline = request_id authtoken context stores size quota checksum imgmw
+    pipeline = request_id authtoken context size stores quota checksum imgmw
 
     [filter:size]
     use = egg:imgmw#size

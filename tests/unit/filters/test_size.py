@@ -4,6 +4,7 @@ Contract section 3, rows 2 to 6, 14 to 16 and 18; section 9's header forms.
 """
 
 import io
+import os
 
 import paste.deploy
 import testtools
@@ -577,6 +578,14 @@ class TestConfiguration(testtools.TestCase):
         middleware = factory(fakes.RecordingApp())
         self.assertIsInstance(middleware, size.SizeMiddleware)
         self.assertEqual(10, middleware.image_size_cap)
+
+    def test_real_paste_config(self):
+        ini = os.path.join(os.path.dirname(__file__), '..', '..', '..',
+                           'etc', 'api-paste.ini')
+        factory = paste.deploy.loadfilter('config:' + os.path.abspath(ini),
+                                          name='size')
+        middleware = factory(fakes.RecordingApp())
+        self.assertIsInstance(middleware, size.SizeMiddleware)
 
     def test_defaults(self):
         middleware = size.SizeMiddleware(fakes.RecordingApp(), {})
