@@ -6,6 +6,7 @@ import io
 import os
 
 import fixtures
+import webob
 import webob.exc
 
 from imgmw.app import registry
@@ -312,3 +313,89 @@ class HeartbeatReaderTest(test_api.AppTestCase):
         self.assertEqual([31, 70], beats)
         now[0] = 200
         self.assertRaises(upload.UploadLost, reader.read, 1)
+
+
+class PipelineTest(test_api.AppTestCase):
+    """The app behind the real context, size, stores and checksum filters.
+
+    Built by their filter factories, as etc/api-paste.ini orders them.
+    """
+
+    def setUp(self):
+        super().setUp()
+        from imgmw.filters import checksum
+        from imgmw.filters import context
+        from imgmw.filters import size
+        from imgmw.filters import stores as stores_filter
+        app = self.app
+        for factory, conf in (
+                (checksum.filter_factory, {}),
+                (stores_filter.filter_factory, {}),
+                (size.filter_factory, {}),
+                (context.filter_factory, {'auth_strategy': 'noauth',
+                                          'trust_identity_headers': 'true'})):
+            app = factory({}, **conf)(app)
+        self.pipeline = app
+
+    def send(self, path, method='GET', body=None, chunked=False,
+             roles='member,reader', headers=None):
+        all_headers = {'Accept': 'application/json',
+                       'X-Project-Id': test_api.PROJECT, 'X-Roles': roles}
+        all_headers.update(headers or {})
+        if method == 'PUT':
+            req = fakes.upload_request(path, body, chunked=chunked,
+                                       headers=all_headers)
+        else:
+            req = webob.Request.blank(path, method=method,
+                                      headers=all_headers)
+        return req.get_response(self.pipeline)
+
+    def test_upload_and_download_round_trip(self):
+        image = self.create()
+        path = '/v2/images/%s/file' % image['id']
+        self.assertEqual(204, self.send(path, 'PUT', DATA).status_int)
+        record = self.registry.get(image['id'])
+        self.assertEqual(hashlib.md5(DATA).hexdigest(), record['checksum'])
+        self.assertEqual(hashlib.sha512(DATA).hexdigest(),
+                         record['os_hash_value'])
+        resp = self.send(path)
+        self.assertEqual(200, resp.status_int)
+        self.assertEqual(DATA, resp.body)
+        resp = self.send(path, headers={'Range': 'bytes=-4'})
+        self.assertEqual(DATA[-4:], resp.body)
+
+    def test_reader_policy_of_the_real_context_filter(self):
+        """contract 3.9 and 8 through the real policy rules."""
+        image = self.create()
+        resp = self.send('/v2/images/%s/file' % image['id'], 'PUT', DATA,
+                         roles='reader')
+        self.assertEqual(403, resp.status_int)
+        self.assertIn('You are not authorized to complete upload_image '
+                      'action.', resp.json['message'])
+
+    def test_short_body_restores_the_image(self):
+        """contract 3.15 through the size filter; invariants hold."""
+        image = self.create()
+        path = '/v2/images/%s/file' % image['id']
+        resp = self.send(path, 'PUT', DATA, headers={
+            'x-openstack-image-size': str(len(DATA) + 5)}, chunked=True)
+        self.assertEqual(400, resp.status_int)
+        self.assertIn('Size mismatch: expected 21 bytes, got 16 bytes',
+                      resp.json['message'])
+        record = self.registry.get(image['id'])
+        self.assertEqual('queued', record['status'])
+        self.assertIsNone(record['checksum'])
+        self.assertEqual([], os.listdir(self.datadir))
+        self.assertEqual(204, self.send(path, 'PUT', DATA).status_int)
+
+    def test_client_digest_mismatch_restores_the_image(self):
+        """contract 3.19 through the checksum filter."""
+        image = self.create()
+        path = '/v2/images/%s/file' % image['id']
+        resp = self.send(path, 'PUT', DATA, headers={
+            'Content-MD5': hashlib.md5(b'other').hexdigest()})
+        self.assertEqual(400, resp.status_int)
+        self.assertIn('Checksum verification failed: md5 mismatch',
+                      resp.json['message'])
+        self.assertEqual('queued', self.status_of(image['id']))
+        self.assertEqual([], os.listdir(self.datadir))
