@@ -103,17 +103,21 @@ Last before the app, after ``size`` and ``quota`` (it uses the declared size
 
 In front of Glance, which hashes uploads itself, turn publishing off: the
 filter then only verifies client digests (computing just the algorithms
-they name) and downloads:
+they name) and downloads. Glance restores a failed upload only on ``except
+Exception``, so let a refused body leave ``read()`` as an ``IOError``
+(``stream_errors = ioerror``, as for the ``size`` filter): Glance cleans up
+and answers 500, and the filter replaces that answer with the contract's:
 
 .. code-block:: ini
 
     [pipeline:glance-api-keystone]
     pipeline = cors healthcheck http_proxy_to_wsgi versionnegotiation
-               osprofiler authtoken context checksum rootapp
+               osprofiler authtoken context imgmw_checksum rootapp
 
-    [filter:checksum]
-    use = egg:imgmw#checksum
+    [filter:imgmw_checksum]
+    paste.filter_factory = imgmw.filters.checksum:filter_factory
     publish_digests = false
+    stream_errors = ioerror
 
 Options
 -------
@@ -135,7 +139,16 @@ option                     default   meaning
                                      upload and publish them for the app;
                                      false in front of an app that hashes
                                      by itself
+``stream_errors``          base      how a refused body leaves ``read()``:
+                                     ``base`` (a ``BaseException`` no
+                                     ``except Exception`` turns into a 500)
+                                     or ``ioerror`` (see Glance above)
 =========================  ========  ========================================
+
+Logged: a refused upload at INFO (which header, which algorithm), a
+corrupt download at ERROR (image id, digest, bytes sent), an unusable digest
+header of the app at WARNING. Never a digest the client sent, nor any byte
+of a body.
 """
 
 import base64
@@ -190,6 +203,9 @@ OPTS = (
                'Content-MD5, cutting the connection on a mismatch.'),
     config.Opt('publish_digests', config.boolean, True,
                'Compute MD5 and the multihash of uploads for the app.'),
+    config.Opt('stream_errors', config.choice(*streams.STREAM_ERROR_MODES),
+               streams.BASE,
+               'How a refused body leaves read(): base or ioerror.'),
 )
 
 
@@ -300,14 +316,15 @@ class HashingInput(streams.InputProxy):
         ``digests``, when given).
     :param expected: the client's digests, verified at end of stream.
     :param digests: finished once the body ended and matched.
+    :param stream_errors: as for :class:`imgmw.streams.InputProxy`.
     """
 
     def __init__(self, wsgi_input, length: typing.Optional[int],
                  hasher: hashing.MultiHasher,
                  expected: typing.Sequence[ExpectedDigest] = (),
                  digests: typing.Optional[hashing.Digests] = None,
-                 logger=None):
-        super().__init__(wsgi_input, length)
+                 logger=None, stream_errors: str = streams.BASE):
+        super().__init__(wsgi_input, length, stream_errors=stream_errors)
         self.logger = logger or LOG
         self.hasher = hasher
         self.expected = tuple(expected)
@@ -459,6 +476,7 @@ class ChecksumMiddleware:
         self.verify_client_digests: bool = values['verify_client_digests']
         self.verify_downloads: bool = values['verify_downloads']
         self.publish_digests: bool = values['publish_digests']
+        self.stream_errors: str = values['stream_errors']
 
     def __call__(self, environ: dict, start_response):
         if paths.is_data_upload(environ) is not None:
@@ -486,7 +504,7 @@ class ChecksumMiddleware:
             return self.app(environ, start_response)
         proxy = HashingInput(environ['wsgi.input'], body_length(environ),
                              hashing.MultiHasher(algorithms), expected,
-                             digests, self.logger)
+                             digests, self.logger, self.stream_errors)
         streams.install(environ, proxy)
         return streams.call_app(self.app, environ, start_response, proxy)
 

@@ -241,6 +241,21 @@ class TestContentMD5(UploadTestCase):
             headers={'Content-MD5': hashlib.md5(b'other').hexdigest()})
         self.assertRefused(resp, 'Checksum verification failed: md5 mismatch')
 
+    def test_stream_errors_as_ioerror_for_glance(self):
+        self.app = fakes.RecordingApp(catch=True)
+        filt = make(self.app, stream_errors='ioerror')
+        req, resp = self.upload(
+            headers={'Content-MD5': hashlib.md5(b'other').hexdigest()},
+            filt=filt)
+        self.assertIsInstance(self.app.failed, streams.StreamIOError)
+        self.assertRefused(resp, 'Checksum verification failed: md5 mismatch')
+
+    def test_stream_errors_base_by_default(self):
+        self.app = fakes.RecordingApp(catch=True)
+        req, resp = self.upload(
+            headers={'Content-MD5': hashlib.md5(b'other').hexdigest()})
+        self.assertIsInstance(self.app.failed, streams.StreamError)
+
     def test_ignored_when_verification_is_off(self):
         filt = make(self.app, verify_client_digests='false')
         for value in (hashlib.md5(b'other').hexdigest(), 'malformed'):
@@ -677,6 +692,8 @@ class TestConfiguration(testtools.TestCase):
                           verify_download='true')
         self.assertRaises(config.ConfigError, make, fakes.RecordingApp(),
                           verify_downloads='maybe')
+        self.assertRaises(config.ConfigError, make, fakes.RecordingApp(),
+                          stream_errors='exception')
 
     def test_entry_point(self):
         factory = paste.deploy.loadfilter('egg:imgmw#checksum')
