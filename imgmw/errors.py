@@ -361,3 +361,24 @@ def not_found():
 def not_implemented(what: str):
     return _error(webob.exc.HTTPNotImplemented,
                   '%s is not available at this site yet.' % what)
+
+
+def bad_patch(reason: str):
+    """A JSON-patch body that is not a list of add/replace/remove."""
+    return _error(webob.exc.HTTPBadRequest, reason)
+
+
+def property_not_found(name: str):
+    return _error(webob.exc.HTTPConflict, 'Property %s does not exist.'
+                  % name)
+
+
+def property_not_removable(name: str):
+    return _error(webob.exc.HTTPForbidden,
+                  "Attribute '%s' cannot be removed." % name)
+
+
+def format_locked(name: str):
+    return _error(webob.exc.HTTPForbidden,
+                  'Attribute %s can be only replaced for a queued image.'
+                  % name)

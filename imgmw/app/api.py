@@ -247,8 +247,18 @@ class DataApp:
         if req.method == 'DELETE':
             return self.delete(req, record)
         if req.method == 'PATCH':
-            raise errors.not_implemented('Updating an image')
+            return self.update(req, record)
         return json_response(images.view(record, self.stores.multi_store))
+
+    def update(self, req: webob.Request, record: dict) -> webob.Response:
+        if req.content_type not in images.PATCH_MEDIA_TYPES:
+            raise errors.unsupported_patch_type(req.content_type or None)
+        self.authorize(req, 'modify_image', images.policy_target(record))
+        values = images.update_values(record, images.parse_json(req.body))
+        updated = self.registry.update(record['id'], values)
+        if updated is None:
+            raise errors.image_not_found(record['id'])
+        return json_response(images.view(updated, self.stores.multi_store))
 
     def delete(self, req: webob.Request, record: dict) -> webob.Response:
         self.authorize(req, 'delete_image', images.policy_target(record))

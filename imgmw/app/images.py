@@ -175,3 +175,68 @@ def _link(params: typing.Sequence[typing.Tuple[str, str]]) -> str:
     if not params:
         return '/v2/images'
     return '/v2/images?' + urllib.parse.urlencode(params)
+
+
+# Updates (JSON patch, as Glance takes them).
+
+PATCH_MEDIA_TYPES = ('application/openstack-images-v2.1-json-patch',
+                     'application/openstack-images-v2.0-json-patch')
+
+#: Changeable only while the image has no data.
+FORMATS = ('disk_format', 'container_format')
+
+
+def update_values(record: typing.Mapping, changes: typing.Any) -> dict:
+    """The registry values of a JSON patch of ``record``.
+
+    Top-level paths only: ``add``, ``replace`` and ``remove`` of the
+    settable fields and extra properties; the result must match the
+    schema.
+
+    :raises webob.exc.HTTPException: 400 malformed, 403 read-only,
+        reserved or locked attributes, 409 replacing or removing an absent
+        property.
+    """
+    if not isinstance(changes, list):
+        raise errors.bad_patch('Request body must be a JSON array of '
+                               'operation objects.')
+    image = view(record, False)
+    for change in changes:
+        _apply(record, image, change)
+    validate(image)
+    values = {key: image[key] for key in SETTABLE
+              if key in image and key not in ('id', 'owner')
+              and image[key] != record[key]}
+    values['properties'] = {key: value for key, value in image.items()
+                            if key not in BASE_FIELDS
+                            and key not in READ_ONLY}
+    return values
+
+
+def _apply(record: typing.Mapping, image: dict, change: typing.Any) -> None:
+    if not isinstance(change, dict) or change.get('op') not in (
+            'add', 'replace', 'remove') or not isinstance(
+                change.get('path'), str) or not change['path'][1:]:
+        raise errors.bad_patch('Operations must be JSON objects with an op '
+                               'of add, replace or remove and a path.')
+    op = change['op']
+    key = change['path'][1:].replace('~1', '/').replace('~0', '~')
+    if '/' in key or key in ('id', 'owner') or key in READ_ONLY:
+        raise errors.read_only_attribute(key)
+    if key in RESERVED or key.startswith(RESERVED_PREFIX):
+        raise errors.reserved_attribute(key)
+    if key in FORMATS and record['status'] != 'queued':
+        raise errors.format_locked(key)
+    if op == 'remove':
+        if key in BASE_FIELDS:
+            raise errors.property_not_removable(key)
+        if key not in image:
+            raise errors.property_not_found(key)
+        del image[key]
+        return
+    if 'value' not in change:
+        raise errors.bad_patch('Operation %s of %s needs a value.'
+                               % (op, key))
+    if op == 'replace' and key not in image:
+        raise errors.property_not_found(key)
+    image[key] = change['value']

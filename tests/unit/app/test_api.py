@@ -411,3 +411,68 @@ class AppFactoryTest(testtools.TestCase):
         err = self.assertRaises(config.ConfigError, app_mod.app_factory, {},
                                 read_chunk=5)
         self.assertIn('read_chunk', str(err))
+
+
+class PatchTest(AppTestCase):
+
+    MEDIA = 'application/openstack-images-v2.1-json-patch'
+
+    def patch(self, image_id, changes, content_type=MEDIA, **kwargs):
+        req = self.request('/v2/images/' + image_id, method='PATCH',
+                           headers={'Accept': 'application/json'}, **kwargs)
+        req.body = json.dumps(changes).encode()
+        req.content_type = content_type
+        return self.call(req)
+
+    def test_add_replace_remove(self):
+        record = self.create(properties={'old': 'x'})
+        resp = self.patch(record['id'], [
+            {'op': 'replace', 'path': '/name', 'value': 'new'},
+            {'op': 'add', 'path': '/tags', 'value': ['a', 'b']},
+            {'op': 'add', 'path': '/os_hidden', 'value': True},
+            {'op': 'add', 'path': '/extra', 'value': 'v'},
+            {'op': 'remove', 'path': '/old'}])
+        self.assertEqual(200, resp.status_int)
+        image = resp.json
+        self.assertEqual('new', image['name'])
+        self.assertEqual(['a', 'b'], image['tags'])
+        self.assertTrue(image['os_hidden'])
+        self.assertEqual('v', image['extra'])
+        self.assertNotIn('old', image)
+        stored = self.registry.get(record['id'])
+        self.assertEqual({'extra': 'v'}, stored['properties'])
+
+    def test_wrong_media_type_is_415(self):
+        record = self.create()
+        resp = self.patch(record['id'], [], content_type='application/json')
+        self.assertEqual(415, resp.status_int)
+
+    def test_read_only_is_403_and_absent_is_409(self):
+        record = self.create()
+        resp = self.patch(record['id'], [
+            {'op': 'replace', 'path': '/status', 'value': 'active'}])
+        self.assertEqual(403, resp.status_int)
+        self.assertIn("Attribute 'status' is read-only.",
+                      resp.json['message'])
+        resp = self.patch(record['id'], [{'op': 'remove', 'path': '/nope'}])
+        self.assertEqual(409, resp.status_int)
+
+    def test_formats_locked_once_active(self):
+        record = self.create()
+        self.registry.transition(record['id'], 'queued', 'active')
+        resp = self.patch(record['id'], [
+            {'op': 'replace', 'path': '/disk_format', 'value': 'qcow2'}])
+        self.assertEqual(403, resp.status_int)
+
+    def test_schema_mismatch_is_400(self):
+        record = self.create()
+        resp = self.patch(record['id'], [
+            {'op': 'replace', 'path': '/visibility', 'value': 'everyone'}])
+        self.assertEqual(400, resp.status_int)
+
+    def test_other_projects_public_image_is_403(self):
+        record = self.create(owner=OTHER, visibility='public')
+        resp = self.patch(record['id'], [
+            {'op': 'replace', 'path': '/name', 'value': 'mine'}])
+        self.assertEqual(403, resp.status_int)
+        self.assertIn('modify_image', resp.json['message'])
