@@ -1,0 +1,28 @@
+# Sphinx configuration of the imgmw operator's guide.
+
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join('..', '..')))
+
+project = 'imgmw'
+copyright = 'imgmw developers'
+author = 'imgmw developers'
+
+extensions = [
+    'sphinx.ext.autodoc',
+    'sphinx.ext.viewcode',
+]
+
+# The module docstrings are the pages: show them, not every member.
+autodoc_typehints = 'description'
+
+# No intersphinx: the build must not depend on the network (-W would turn
+# a failed inventory fetch into an error).
+
+exclude_patterns = []
+source_suffix = {'.rst': 'restructuredtext'}
+master_doc = 'index'
+
+html_theme = 'alabaster'
+html_title = 'imgmw'
