@@ -67,13 +67,10 @@ class TestApplication(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        tmp = self.useFixture(fixtures.TempDir()).path
-        config_file = os.path.join(tmp, 'paste.ini')
-        with open(config_file, 'w') as handle:
-            handle.write(test_api.PASTE)
-        self.state = os.path.join(tmp, 'state')
+        paste = self.useFixture(test_api.PasteFile())
+        self.state = os.path.join(paste.dir, 'state')
         self.useFixture(fixtures.EnvironmentVariable(
-            'IMGMW_CONFIG_FILE', config_file))
+            'IMGMW_CONFIG_FILE', paste.path))
         self.useFixture(fixtures.EnvironmentVariable(
             'IMGMW_PIPELINE', 'noauth'))
         self.useFixture(fixtures.EnvironmentVariable(

@@ -39,14 +39,22 @@ def loaded_global_conf(app) -> dict:
     return webob.Request.blank('/').get_response(app).json
 
 
+class PasteFile(fixtures.Fixture):
+    """``PASTE`` written to ``path`` in a temporary directory ``dir``."""
+
+    def _setUp(self):
+        self.dir = self.useFixture(fixtures.TempDir()).path
+        self.path = os.path.join(self.dir, 'api-paste.ini')
+        with open(self.path, 'w') as handle:
+            handle.write(PASTE)
+
+
 class TestArguments(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.config_file = os.path.join(self.tmp, 'api-paste.ini')
-        with open(self.config_file, 'w') as config_file:
-            config_file.write(PASTE)
+        paste = self.useFixture(PasteFile())
+        self.tmp, self.config_file = paste.dir, paste.path
 
     def parse(self, *argv):
         return api.parse_args(['--config-file', self.config_file] +
@@ -128,10 +136,8 @@ class TestServer(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.config_file = os.path.join(self.tmp, 'api-paste.ini')
-        with open(self.config_file, 'w') as config_file:
-            config_file.write(PASTE)
+        paste = self.useFixture(PasteFile())
+        self.tmp, self.config_file = paste.dir, paste.path
 
     def server(self, *argv):
         args = api.parse_args(['--config-file', self.config_file] +
@@ -174,11 +180,9 @@ class TestServer(testtools.TestCase):
 class TestMain(testtools.TestCase):
 
     def test_main_runs_gunicorn_with_state_dir(self):
-        tmp = self.useFixture(fixtures.TempDir()).path
-        config_file = os.path.join(tmp, 'api-paste.ini')
-        with open(config_file, 'w') as handle:
-            handle.write(PASTE)
-        state = os.path.join(tmp, 'nested', 'state')
+        paste = self.useFixture(PasteFile())
+        config_file = paste.path
+        state = os.path.join(paste.dir, 'nested', 'state')
         with mock.patch.object(api.Server, 'run') as run, \
                 mock.patch('logging.basicConfig') as basic_config:
             api.main(['--config-file', config_file, '--state-dir', state])
