@@ -51,6 +51,11 @@ option                              type   meaning
                                            multipart, default 100
 ``s3_store_large_object_chunk_size``  s3   MiB per part, default 10, min 5
 ``s3_store_region_name``            s3     optional region
+``s3_store_bucket_url_format``      s3     ``auto`` (default), ``path`` or
+                                           ``virtual``
+``s3_store_cacert``                 s3     CA bundle of an https endpoint
+``s3_store_thread_pools``           s3     accepted from Glance, ignored
+                                           (one part in flight at a time)
 ==================================  =====  ==================================
 """
 
@@ -96,6 +101,13 @@ OPTS = {
         config.Opt('s3_store_large_object_chunk_size',
                    config.integer(minimum=5), 10, 'MiB per part.'),
         config.Opt('s3_store_region_name', config.string, None, 'Region.'),
+        config.Opt('s3_store_bucket_url_format',
+                   config.choice('auto', 'path', 'virtual'), 'auto',
+                   'Bucket addressing: auto, path or virtual.'),
+        config.Opt('s3_store_cacert', config.string, None,
+                   'CA bundle verifying an https endpoint.'),
+        config.Opt('s3_store_thread_pools', config.integer(minimum=1), None,
+                   'Accepted from Glance; parts are sent one at a time.'),
     ),
 }
 REQUIRED = {

@@ -24,7 +24,7 @@ An ``add`` that fails for any reason (an exception of the reader included,
 ``BaseException`` too) removes what it wrote before re-raising: a store
 never keeps a partial image.
 
-Drivers are chosen by type name (``file``; ``s3`` later) in
+Drivers are chosen by type name (``file``, ``s3``) in
 :data:`DRIVERS`, and built by :func:`load`.
 """
 
@@ -124,6 +124,7 @@ class Store(abc.ABC):
 #: dependencies are imported only when a store of its type is configured.
 DRIVERS = {
     'file': 'imgmw.app.stores.filesystem:FilesystemStore',
+    's3': 'imgmw.app.stores.s3:S3Store',
 }
 
 

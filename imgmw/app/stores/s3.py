@@ -1,0 +1,501 @@
+"""The ``s3`` store: image data as objects in a bucket of an S3 service.
+
+Any S3-compatible object store will do: Ceph RGW, Swift's s3api, MinIO,
+AWS S3. Each image is one object named after its id in
+``s3_store_bucket``; its location URL is ``s3://<bucket>/<image id>``. The
+URL carries no endpoint and no credentials (glance_store wrote
+``s3://<access>:<secret>@<host>/<bucket>/<key>``, leaking the secret into
+the registry): the endpoint and the keys are the store's configuration, so
+they can be rotated without rewriting a single location. Locations in
+glance_store's form are not served.
+
+Uploads stream: the body is read one part at a time into a single buffer
+of ``s3_store_large_object_chunk_size`` MiB, which is sent and then reused,
+so memory holds at most one part and nothing is written to local disk. A
+body that ends within the first part, below ``s3_store_large_object_size``,
+is sent with one ``PutObject``; any other is a multipart upload (one part
+in flight at a time: ``s3_store_thread_pools`` is accepted for Glance's
+sake and ignored). The parts are fixed-size, so an image may have up to
+10,000 parts of that size (100 GiB with the default 10 MiB); a larger one
+fails with 413 naming the option to raise.
+
+Any failure of an upload (the store's, or the body's: a size or checksum
+check failing, the client going away) aborts the multipart upload, or
+deletes the object a ``PutObject`` may have left, before the error
+propagates. If even that fails (the store went away), the unfinished
+upload stays until ``imgmw-manage recover`` (:meth:`S3Store.remove_partial`)
+or a bucket lifecycle rule (``AbortIncompleteMultipartUpload``, advised)
+removes it. Downloads are ranged ``GetObject`` requests streamed to the
+client; the connection is released when the response is closed.
+
+The bucket must be dedicated to this store: :meth:`S3Store.iter_urls`, for
+an orphan sweep, lists every object in it.
+
+Options (in ``[store:<id>]`` with multi-store, else the app's section or
+``[DEFAULT]``), glance_store's names and meanings::
+
+    [DEFAULT]
+    enabled_backends = fast:file, cheap:s3
+    default_backend = fast
+
+    [store:cheap]
+    s3_store_host = https://rgw.example:8080
+    s3_store_access_key = ...
+    s3_store_secret_key = ...
+    s3_store_bucket = images
+    s3_store_large_object_chunk_size = 16
+
+====================================  ======================================
+option                                meaning
+====================================  ======================================
+``s3_store_host``                     endpoint URL; ``http://`` is assumed
+                                      when no scheme is given (required)
+``s3_store_access_key``               access key (required)
+``s3_store_secret_key``               secret key (required; never logged)
+``s3_store_bucket``                   the bucket (required)
+``s3_store_create_bucket_on_put``     create the bucket at the first
+                                      upload if it is missing (false)
+``s3_store_large_object_size``        MiB from which uploads are multipart
+                                      (100; bodies longer than one part
+                                      always are)
+``s3_store_large_object_chunk_size``  MiB per part, at least 5 (10)
+``s3_store_region_name``              region, for signing and bucket
+                                      creation (none: the endpoint's)
+``s3_store_bucket_url_format``        ``auto``, ``path`` or ``virtual``
+                                      bucket addressing (``auto``)
+``s3_store_cacert``                   CA bundle for an https endpoint
+                                      (the system's)
+====================================  ======================================
+
+Start-up: each worker asks for the bucket once (``HeadBucket``, a few
+seconds at most). A bucket that does not exist stops start-up with a
+message naming it, unless ``s3_store_create_bucket_on_put`` is set: a typo
+in a bucket name is a configuration error. An endpoint that cannot be
+reached, or that refuses the credentials, is logged as an error naming the
+endpoint and the bucket, and start-up goes on: the other stores keep
+serving, and this one answers 503 until it is back.
+
+Errors: ``EntityTooLarge``, ``QuotaExceeded`` and HTTP 507 are
+:class:`~imgmw.app.stores.StorageFull` (413); a missing object is
+:class:`~imgmw.app.stores.DataNotFound`; anything else (unreachable
+endpoint, ``AccessDenied``, a 5xx) is
+:class:`~imgmw.app.stores.StorageUnavailable` (503). Clients are told the
+store and the S3 error code only; the log has the endpoint and bucket.
+"""
+
+import logging
+import typing
+import urllib.parse
+
+import boto3
+from botocore import config as botocore_config
+from botocore import exceptions as botocore_exc
+
+from imgmw.app import stores
+from imgmw import backends
+from imgmw import config
+
+
+LOG = logging.getLogger(__name__)
+
+SCHEME = 's3://'
+MiB = 1 << 20
+#: S3's limits on multipart uploads.
+MIN_PART_SIZE = 5 * MiB
+MAX_PARTS = 10000
+
+OPTS = backends.OPTS['s3']
+REQUIRED = backends.REQUIRED['s3']
+
+_FULL_CODES = frozenset(('EntityTooLarge', 'QuotaExceeded',
+                         'InsufficientStorage', '507'))
+_MISSING_CODES = frozenset(('NoSuchKey', 'NotFound', '404'))
+_NO_BUCKET_CODES = frozenset(('NoSuchBucket',))
+
+# Requests of the service: a few retries with backoff; checksums only where
+# S3 requires them, as many S3-compatible stores reject botocore's newer
+# default trailing checksums.
+_CLIENT_CONFIG = dict(
+    connect_timeout=10, read_timeout=60,
+    retries={'mode': 'standard', 'max_attempts': 3},
+    request_checksum_calculation='when_required',
+    response_checksum_validation='when_required')
+# The start-up probe: one quick try, so a dead endpoint delays no worker.
+_PROBE_CONFIG = dict(_CLIENT_CONFIG, connect_timeout=3, read_timeout=5,
+                     retries={'mode': 'standard', 'max_attempts': 1})
+
+
+def endpoint_url(host: str) -> str:
+    """``s3_store_host`` as a URL: ``http://`` unless a scheme is given."""
+    host = host.strip().rstrip('/')
+    if '://' not in host:
+        host = 'http://' + host
+    return host
+
+
+def error_code(err: botocore_exc.ClientError) -> str:
+    """The S3 error code of ``err``, else its HTTP status as a string."""
+    error = err.response.get('Error', {})
+    return str(error.get('Code') or err.response.get(
+        'ResponseMetadata', {}).get('HTTPStatusCode', ''))
+
+
+class ObjectBody:
+    """A ranged ``GetObject`` response body: ``read(size)`` and ``close()``.
+
+    Closing releases the connection, whether or not the body was read to
+    its end. Failures of the stream are raised as
+    :class:`~imgmw.app.stores.StorageUnavailable`.
+    """
+
+    def __init__(self, store: 'S3Store', body, length: int):
+        self._store = store
+        self._body = body
+        self._left = length
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0 or self._body is None:
+            return b''
+        if size is None or size < 0 or size > self._left:
+            size = self._left
+        try:
+            data = self._body.read(size)
+        except botocore_exc.BotoCoreError as err:
+            raise self._store.translate(err, 'GetObject') from err
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+
+class S3Store(stores.Store):
+    """A bucket of an S3-compatible object store."""
+
+    type_name = 's3'
+
+    def __init__(self, store_id: str, options: typing.Mapping[str, str]):
+        super().__init__(store_id, options)
+        # Checked by imgmw.backends; other stores' and common keys ignored.
+        values = config.parse(OPTS, options, {}, 'store %s' % store_id)
+        for name in REQUIRED:
+            if not values[name]:
+                raise config.ConfigError('store %s: %s is required'
+                                         % (store_id, name))
+        chunk_mib = values['s3_store_large_object_chunk_size']
+        if chunk_mib * MiB < MIN_PART_SIZE:
+            raise config.ConfigError(
+                'store %s: s3_store_large_object_chunk_size must be at '
+                'least %d (MiB)' % (store_id, MIN_PART_SIZE // MiB))
+        self.endpoint = endpoint_url(values['s3_store_host'])
+        self.bucket = values['s3_store_bucket']
+        self.region = values['s3_store_region_name'] or None
+        self.create_bucket_on_put = values['s3_store_create_bucket_on_put']
+        self.part_size = chunk_mib * MiB
+        self.large_object_size = values['s3_store_large_object_size'] * MiB
+        session = boto3.session.Session(
+            aws_access_key_id=values['s3_store_access_key'],
+            aws_secret_access_key=values['s3_store_secret_key'])
+        self.client = self._client(session, values, _CLIENT_CONFIG)
+        self._check_bucket(self._client(session, values, _PROBE_CONFIG))
+
+    def _client(self, session, values: typing.Mapping,
+                settings: typing.Mapping):
+        client_config = botocore_config.Config(
+            s3={'addressing_style': values['s3_store_bucket_url_format']},
+            **settings)
+        return session.client(
+            's3', endpoint_url=self.endpoint, region_name=self.region,
+            verify=values['s3_store_cacert'] or None, config=client_config)
+
+    def _check_bucket(self, probe) -> None:
+        """Report at start-up a bucket that cannot be used.
+
+        :raises config.ConfigError: the bucket does not exist and may not
+            be created.
+        """
+        try:
+            probe.head_bucket(Bucket=self.bucket)
+        except botocore_exc.ClientError as err:
+            code = error_code(err)
+            if code not in ('404', 'NoSuchBucket'):
+                LOG.error('Store %s: bucket %s at %s cannot be used (%s); '
+                          'check the credentials and permissions. Requests '
+                          'to this store fail with 503 meanwhile.',
+                          self.store_id, self.bucket, self.endpoint, code)
+            elif self.create_bucket_on_put:
+                LOG.info('Store %s: bucket %s at %s does not exist yet; it '
+                         'is created at the first upload.', self.store_id,
+                         self.bucket, self.endpoint)
+            else:
+                raise config.ConfigError(
+                    'store %s: bucket %s does not exist at %s; create it or '
+                    'set s3_store_create_bucket_on_put = true'
+                    % (self.store_id, self.bucket, self.endpoint))
+        except botocore_exc.BotoCoreError as err:
+            LOG.error('Store %s: cannot reach %s (bucket %s): %s. Requests '
+                      'to this store fail with 503 until it is back.',
+                      self.store_id, self.endpoint, self.bucket, err)
+        else:
+            LOG.info('Store %s: bucket %s at %s is ready.', self.store_id,
+                     self.bucket, self.endpoint)
+
+    # Errors.
+
+    def translate(self, err: Exception, operation: str) -> stores.StoreError:
+        """The store exception of a botocore error, logged."""
+        if isinstance(err, botocore_exc.ClientError):
+            code = error_code(err)
+            detail = 'store %s: %s' % (self.store_id, code)
+        else:
+            code = None
+            detail = 'store %s: the object store cannot be reached' % (
+                self.store_id)
+        if code in _MISSING_CODES:
+            return stores.DataNotFound('store %s: no such object'
+                                       % self.store_id)
+        LOG.error('Store %s: %s on bucket %s at %s failed: %s',
+                  self.store_id, operation, self.bucket, self.endpoint, err)
+        if code in _FULL_CODES:
+            return stores.StorageFull(detail)
+        return stores.StorageUnavailable(detail)
+
+    def _call(self, operation: str, **kwargs) -> typing.Dict:
+        """``client.<operation>(**kwargs)``, its errors translated."""
+        method = getattr(self.client, _snake(operation))
+        try:
+            return method(**kwargs)
+        except (botocore_exc.ClientError,
+                botocore_exc.BotoCoreError) as err:
+            raise self.translate(err, operation) from err
+
+    # Writing.
+
+    def add(self, image_id: str, reader: stores.Reader,
+            chunk_size: int) -> stores.Stored:
+        key = self._key(image_id)
+        part = bytearray(self.part_size)
+        filled = _fill(reader, part, chunk_size)
+        if filled < self.part_size and filled < self.large_object_size:
+            del part[filled:]
+            self._put(key, part)
+        else:
+            filled = self._multipart(key, reader, chunk_size, part, filled)
+        LOG.debug('Store %s: wrote %d bytes to %s', self.store_id, filled,
+                  key)
+        return stores.Stored(self._url(key), filled)
+
+    def _put(self, key: str, body: bytearray) -> None:
+        try:
+            self._with_bucket('PutObject', Bucket=self.bucket, Key=key,
+                              Body=body)
+        except BaseException:
+            self._delete_quietly(key)
+            raise
+
+    def _multipart(self, key: str, reader: stores.Reader, chunk_size: int,
+                   part: bytearray, filled: int) -> int:
+        """Upload ``part`` then the rest of ``reader`` in parts.
+
+        :param filled: the bytes ``part`` holds.
+        :returns: the byte count.
+        """
+        upload_id = self._with_bucket('CreateMultipartUpload',
+                                      Bucket=self.bucket,
+                                      Key=key)['UploadId']
+        try:
+            size, parts = 0, []
+            while filled:
+                ended = filled < len(part)
+                if ended:
+                    del part[filled:]
+                parts.append(self._upload_part(key, upload_id,
+                                               len(parts) + 1, part))
+                size += filled
+                if ended:
+                    break
+                filled = _fill(reader, part, chunk_size)
+            self._call('CompleteMultipartUpload', Bucket=self.bucket,
+                       Key=key, UploadId=upload_id,
+                       MultipartUpload={'Parts': parts})
+        except BaseException:
+            self._abort_quietly(key, upload_id)
+            raise
+        return size
+
+    def _upload_part(self, key: str, upload_id: str, number: int,
+                     body: bytearray) -> typing.Dict:
+        if number > MAX_PARTS:
+            LOG.error('Store %s: %s needs more than %d parts of %d MiB; '
+                      'raise s3_store_large_object_chunk_size',
+                      self.store_id, key, MAX_PARTS, self.part_size // MiB)
+            raise stores.StorageFull(
+                'store %s: more than %d parts of %d MiB (raise '
+                's3_store_large_object_chunk_size)'
+                % (self.store_id, MAX_PARTS, self.part_size // MiB))
+        result = self._call('UploadPart', Bucket=self.bucket, Key=key,
+                            UploadId=upload_id, PartNumber=number,
+                            Body=body)
+        return {'PartNumber': number, 'ETag': result['ETag']}
+
+    def _with_bucket(self, operation: str, **kwargs) -> typing.Dict:
+        """The first write of an upload; creates a missing bucket if told."""
+        try:
+            return self._call(operation, **kwargs)
+        except stores.StorageUnavailable as err:
+            cause = err.__cause__
+            if not (self.create_bucket_on_put
+                    and isinstance(cause, botocore_exc.ClientError)
+                    and error_code(cause) in _NO_BUCKET_CODES):
+                raise
+        self._create_bucket()
+        return self._call(operation, **kwargs)
+
+    def _create_bucket(self) -> None:
+        kwargs = {'Bucket': self.bucket}
+        if self.region and self.region != 'us-east-1':
+            kwargs['CreateBucketConfiguration'] = {
+                'LocationConstraint': self.region}
+        LOG.info('Store %s: creating bucket %s at %s', self.store_id,
+                 self.bucket, self.endpoint)
+        try:
+            self.client.create_bucket(**kwargs)
+        except botocore_exc.ClientError as err:
+            # Another worker may have just created it.
+            if error_code(err) not in ('BucketAlreadyOwnedByYou',):
+                raise self.translate(err, 'CreateBucket') from err
+        except botocore_exc.BotoCoreError as err:
+            raise self.translate(err, 'CreateBucket') from err
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
+                                               UploadId=upload_id)
+        except (botocore_exc.ClientError, botocore_exc.BotoCoreError) as err:
+            LOG.error('Store %s: cannot abort the multipart upload %s of %s '
+                      'in bucket %s at %s: %s', self.store_id, upload_id,
+                      key, self.bucket, self.endpoint, err)
+
+    def _delete_quietly(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (botocore_exc.ClientError, botocore_exc.BotoCoreError) as err:
+            LOG.error('Store %s: cannot delete %s from bucket %s at %s: %s',
+                      self.store_id, key, self.bucket, self.endpoint, err)
+
+    # Reading and deleting.
+
+    def open(self, url: str, offset: int = 0,
+             length: typing.Optional[int] = None) -> ObjectBody:
+        key = self._key_of_url(url)
+        if length is None:
+            length = max(self.size(url) - offset, 0)
+        if length <= 0:
+            # No byte to read (S3 has no empty range); the data is there.
+            self.size(url)
+            return ObjectBody(self, None, 0)
+        response = self._call('GetObject', Bucket=self.bucket, Key=key,
+                              Range='bytes=%d-%d' % (offset,
+                                                     offset + length - 1))
+        return ObjectBody(self, response['Body'], length)
+
+    def size(self, url: str) -> int:
+        key = self._key_of_url(url)
+        return self._call('HeadObject', Bucket=self.bucket,
+                          Key=key)['ContentLength']
+
+    def delete(self, url: str) -> None:
+        # S3 deletes of a missing key succeed.
+        self._call('DeleteObject', Bucket=self.bucket,
+                   Key=self._key_of_url(url))
+
+    def owns(self, url: str) -> bool:
+        try:
+            self._key_of_url(url)
+        except stores.DataNotFound:
+            return False
+        return True
+
+    def remove_partial(self, image_id: str) -> None:
+        """Abort every unfinished upload of ``image_id``, delete its object.
+
+        As the file store does, for an image whose upload never finished:
+        its data, complete or not, belongs to no image.
+        """
+        key = self._key(image_id)
+        try:
+            for upload in self._unfinished_uploads(key):
+                self._abort_quietly(key, upload['UploadId'])
+        except (botocore_exc.ClientError, botocore_exc.BotoCoreError) as err:
+            LOG.error('Store %s: cannot list the unfinished uploads of %s: '
+                      '%s', self.store_id, key, err)
+        self._delete_quietly(key)
+
+    def _unfinished_uploads(self, key: str) -> typing.Iterator[typing.Dict]:
+        paginator = self.client.get_paginator('list_multipart_uploads')
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+            for upload in page.get('Uploads', ()):
+                if upload['Key'] == key:
+                    yield upload
+
+    def iter_urls(self) -> typing.Iterator[str]:
+        """The URL of every object in the bucket (for an orphan sweep).
+
+        :raises StorageUnavailable: the listing failed.
+        """
+        paginator = self.client.get_paginator('list_objects_v2')
+        try:
+            for page in paginator.paginate(Bucket=self.bucket):
+                for item in page.get('Contents', ()):
+                    yield self._url(item['Key'])
+        except (botocore_exc.ClientError, botocore_exc.BotoCoreError) as err:
+            raise self.translate(err, 'ListObjectsV2') from err
+
+    # Names.
+
+    @staticmethod
+    def _key(image_id: str) -> str:
+        if not image_id or '/' in image_id or image_id.startswith('.'):
+            raise ValueError('unsafe image id %r' % image_id)
+        return image_id
+
+    def _url(self, key: str) -> str:
+        return '%s%s/%s' % (SCHEME, self.bucket, urllib.parse.quote(key))
+
+    def _key_of_url(self, url: str) -> str:
+        """The key a location URL names in this store's bucket.
+
+        :raises DataNotFound: not an ``s3://`` URL of this bucket.
+        """
+        if not url.startswith(SCHEME):
+            raise stores.DataNotFound(url)
+        bucket, _, key = url[len(SCHEME):].partition('/')
+        key = urllib.parse.unquote(key)
+        if bucket != self.bucket or not key or '/' in key:
+            raise stores.DataNotFound(url)
+        return key
+
+
+def _fill(reader: stores.Reader, buffer: bytearray, chunk_size: int) -> int:
+    """Read ``reader`` into ``buffer`` until it is full or the body ends.
+
+    Asks for at most ``chunk_size`` bytes at a time, and never for more
+    than room is left. Returns the byte count now held.
+    """
+    filled = 0
+    with memoryview(buffer) as view:
+        while filled < len(buffer):
+            chunk = reader.read(min(chunk_size, len(buffer) - filled))
+            if not chunk:
+                break
+            view[filled:filled + len(chunk)] = chunk
+            filled += len(chunk)
+    return filled
+
+
+def _snake(operation: str) -> str:
+    """``PutObject`` -> ``put_object``: boto3's method of an operation."""
+    return ''.join('_' + c.lower() if c.isupper() else c
+                   for c in operation).lstrip('_')

@@ -1,0 +1,523 @@
+"""Tests of the ``s3`` store driver (imgmw.app.stores.s3).
+
+Against a real S3 service on a loopback socket: moto in server mode
+(tests/s3fixture.py), one server for the module's test classes.
+"""
+
+import gc
+import hashlib
+import io
+import tracemalloc
+import typing
+from unittest import mock
+
+from botocore import exceptions as botocore_exc
+import fixtures
+import testtools
+from testtools import content
+import webob.exc
+
+from imgmw.app import stores
+from imgmw.app.stores import s3
+from imgmw import config
+from imgmw import streams
+from tests import s3fixture
+
+
+IMAGE_ID = '8a7e3c5e-1c41-4a55-9c39-7d3f4a1b2c3d'
+MiB = 1 << 20
+PART = 5 * MiB
+
+
+def pattern(size: int, seed: int = 7) -> bytes:
+    """``size`` reproducible bytes that are not one repeated value."""
+    block = hashlib.sha512(b'%d' % seed).digest() * 2048  # 128 KiB
+    return (block * (size // len(block) + 1))[:size]
+
+
+class PatternReader:
+    """``size`` bytes of :func:`pattern`, made on demand, never held whole.
+
+    Records the sizes asked for; raises ``error`` once ``fail_after``
+    bytes were handed out.
+    """
+
+    def __init__(self, size: int, fail_after: typing.Optional[int] = None,
+                 error: typing.Optional[BaseException] = None):
+        self.left = size
+        self.sent = 0
+        self.fail_after = fail_after
+        self.error = error
+        self.asked = []
+        self.block = pattern(MiB)
+
+    def read(self, size: int = -1) -> bytes:
+        self.asked.append(size)
+        if self.fail_after is not None and self.sent >= self.fail_after:
+            raise self.error
+        size = min(size, self.left, len(self.block))
+        if self.fail_after is not None:
+            size = min(size, self.fail_after - self.sent)
+        self.left -= size
+        self.sent += size
+        return self.block[:size]
+
+
+class RecordingReader(io.BytesIO):
+    """A reader that records the sizes asked for."""
+
+    def __init__(self, data: bytes):
+        super().__init__(data)
+        self.asked = []
+
+    def read(self, size=-1):
+        self.asked.append(size)
+        return super().read(size)
+
+
+def stream_error() -> streams.StreamError:
+    return streams.StreamError(webob.exc.HTTPBadRequest('Size mismatch'))
+
+
+def client_error(code: str, operation: str,
+                 status: int = 400) -> botocore_exc.ClientError:
+    return botocore_exc.ClientError(
+        {'Error': {'Code': code, 'Message': code},
+         'ResponseMetadata': {'HTTPStatusCode': status}}, operation)
+
+
+class S3TestCase(testtools.TestCase):
+    """One moto server for the class, one new bucket for each test."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.moto = s3fixture.MotoServer()
+        cls.moto.setUp()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.moto.cleanUp()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.log = self.useFixture(fixtures.FakeLogger())
+        self.bucket = self.moto.make_bucket()
+
+    def make_store(self, **options) -> s3.S3Store:
+        options.setdefault('s3_store_large_object_chunk_size', '5')
+        return s3.S3Store('cheap',
+                          self.moto.store_options(self.bucket, **options))
+
+    def etag(self, key: str = IMAGE_ID) -> str:
+        return self.moto.client.head_object(Bucket=self.bucket,
+                                            Key=key)['ETag']
+
+    def assertNothingStored(self):
+        self.assertEqual([], self.moto.keys(self.bucket))
+        self.assertEqual([], self.moto.unfinished_uploads(self.bucket))
+
+
+class AddTest(S3TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.store = self.make_store()
+
+    def test_small_body_is_one_put_under_the_image_id(self):
+        stored = self.store.add(IMAGE_ID, io.BytesIO(b'0123456789'), 4)
+        self.assertEqual(
+            stores.Stored('s3://%s/%s' % (self.bucket, IMAGE_ID), 10),
+            stored)
+        self.assertEqual(b'0123456789', self.moto.get(self.bucket, IMAGE_ID))
+        # A multipart object's ETag ends with -<parts>.
+        self.assertNotIn('-', self.etag())
+        self.assertEqual([], self.moto.unfinished_uploads(self.bucket))
+
+    def test_empty_body_is_an_empty_object(self):
+        stored = self.store.add(IMAGE_ID, io.BytesIO(b''), 4)
+        self.assertEqual(0, stored.size)
+        self.assertEqual(b'', self.moto.get(self.bucket, IMAGE_ID))
+
+    def test_longer_body_is_sent_in_fixed_parts(self):
+        size = 2 * PART + 12345
+        reader = PatternReader(size)
+        stored = self.store.add(IMAGE_ID, reader, MiB)
+        self.assertEqual(size, stored.size)
+        self.assertEqual(pattern(MiB) * 10 + pattern(MiB)[:12345],
+                         self.moto.get(self.bucket, IMAGE_ID))
+        self.assertTrue(self.etag().endswith('-3"'), self.etag())
+        self.assertEqual([], self.moto.unfinished_uploads(self.bucket))
+
+    def test_reads_chunk_size_at_most_and_never_past_a_part(self):
+        reader = RecordingReader(pattern(PART + 100))
+        self.store.add(IMAGE_ID, reader, 3 * MiB)
+        # 3 MiB, then the 2 MiB left in the first part; then the rest.
+        self.assertEqual([3 * MiB, 2 * MiB, 3 * MiB, 3 * MiB], reader.asked)
+
+    def test_end_of_body_is_read_once(self):
+        reader = PatternReader(PART)
+        self.store.add(IMAGE_ID, reader, MiB)
+        # Five full reads, one that sees the end; none after it.
+        self.assertEqual(6, len(reader.asked))
+
+    def test_body_of_exactly_one_part_is_one_part_upload(self):
+        stored = self.store.add(IMAGE_ID, PatternReader(PART), MiB)
+        self.assertEqual(PART, stored.size)
+        self.assertTrue(self.etag().endswith('-1"'), self.etag())
+        self.assertEqual(pattern(MiB) * 5,
+                         self.moto.get(self.bucket, IMAGE_ID))
+
+    def test_large_object_size_below_one_part_means_multipart(self):
+        store = self.make_store(s3_store_large_object_size='1')
+        stored = store.add(IMAGE_ID, PatternReader(2 * MiB), MiB)
+        self.assertEqual(2 * MiB, stored.size)
+        self.assertTrue(self.etag().endswith('-1"'), self.etag())
+
+    def test_body_below_large_object_size_but_above_a_part_is_multipart(
+            self):
+        # Memory holds one part, whatever s3_store_large_object_size says.
+        store = self.make_store(s3_store_large_object_size='100')
+        store.add(IMAGE_ID, PatternReader(PART + 1), MiB)
+        self.assertTrue(self.etag().endswith('-2"'), self.etag())
+
+    def test_unsafe_image_id_is_refused(self):
+        for image_id in ('', 'a/b', '.hidden'):
+            self.assertRaises(ValueError, self.store.add, image_id,
+                              io.BytesIO(b'x'), 1)
+        self.assertNothingStored()
+
+    def test_create_bucket_on_put(self):
+        self.bucket = 'imgmw-created-%s' % self.getUniqueInteger()
+        store = self.make_store(s3_store_create_bucket_on_put='true')
+        self.assertIn('is created at the first upload', self.log.output)
+        store.add(IMAGE_ID, io.BytesIO(b'data'), 4)
+        self.assertEqual(b'data', self.moto.get(self.bucket, IMAGE_ID))
+        # Multipart, once the bucket exists.
+        store.add('second', PatternReader(PART + 1), MiB)
+        self.assertEqual(PART + 1, store.size('s3://%s/second'
+                                              % self.bucket))
+
+
+class FailedAddTest(S3TestCase):
+    """Any failure leaves no object and no unfinished multipart upload."""
+
+    def setUp(self):
+        super().setUp()
+        self.store = self.make_store()
+
+    def test_body_error_in_the_first_part(self):
+        error = stream_error()
+        reader = PatternReader(10, fail_after=4, error=error)
+        raised = self.assertRaises(streams.StreamError, self.store.add,
+                                   IMAGE_ID, reader, 4)
+        self.assertIs(error, raised)
+        self.assertNothingStored()
+
+    def test_body_error_mid_multipart_upload(self):
+        # BaseException: the cleanup may not rely on except Exception.
+        error = stream_error()
+        reader = PatternReader(3 * PART, fail_after=PART + 2 * MiB,
+                               error=error)
+        raised = self.assertRaises(streams.StreamError, self.store.add,
+                                   IMAGE_ID, reader, MiB)
+        self.assertIs(error, raised)
+        self.assertNothingStored()
+
+    def test_io_error_of_the_body_at_a_part_boundary(self):
+        error = IOError('client went away')
+        reader = PatternReader(3 * PART, fail_after=2 * PART, error=error)
+        raised = self.assertRaises(IOError, self.store.add, IMAGE_ID,
+                                   reader, MiB)
+        self.assertIs(error, raised)
+        self.assertNothingStored()
+
+    def fail_part(self, number: int, error: Exception):
+        real = self.store.client.upload_part
+
+        def upload_part(**kwargs):
+            if kwargs['PartNumber'] == number:
+                raise error
+            return real(**kwargs)
+        self.useFixture(fixtures.MockPatchObject(
+            self.store.client, 'upload_part', side_effect=upload_part))
+
+    def test_store_error_mid_upload_is_unavailable(self):
+        self.fail_part(2, client_error('InternalError', 'UploadPart', 500))
+        err = self.assertRaises(stores.StorageUnavailable, self.store.add,
+                                IMAGE_ID, PatternReader(3 * PART), MiB)
+        self.assertEqual('store cheap: InternalError', str(err))
+        self.assertNothingStored()
+        self.assertIn('UploadPart on bucket %s at %s failed'
+                      % (self.bucket, self.moto.endpoint), self.log.output)
+
+    def test_entity_too_large_is_storage_full(self):
+        self.fail_part(3, client_error('EntityTooLarge', 'UploadPart'))
+        self.assertRaises(stores.StorageFull, self.store.add, IMAGE_ID,
+                          PatternReader(3 * PART), MiB)
+        self.assertNothingStored()
+
+    def test_quota_exceeded_on_put_is_storage_full(self):
+        self.useFixture(fixtures.MockPatchObject(
+            self.store.client, 'put_object',
+            side_effect=client_error('QuotaExceeded', 'PutObject', 403)))
+        self.assertRaises(stores.StorageFull, self.store.add, IMAGE_ID,
+                          io.BytesIO(b'data'), 4)
+        self.assertNothingStored()
+
+    def test_put_that_fails_after_storing_is_deleted(self):
+        # The object was stored but the answer was lost (read timeout).
+        real = self.store.client.put_object
+
+        def put_object(**kwargs):
+            real(**kwargs)
+            raise botocore_exc.ReadTimeoutError(endpoint_url='x')
+        self.useFixture(fixtures.MockPatchObject(
+            self.store.client, 'put_object', side_effect=put_object))
+        self.assertRaises(stores.StorageUnavailable, self.store.add,
+                          IMAGE_ID, io.BytesIO(b'data'), 4)
+        self.assertNothingStored()
+
+    def test_too_many_parts_is_storage_full_naming_the_option(self):
+        self.useFixture(fixtures.MockPatch(
+            'imgmw.app.stores.s3.MAX_PARTS', 2))
+        err = self.assertRaises(stores.StorageFull, self.store.add,
+                                IMAGE_ID, PatternReader(2 * PART + 1), MiB)
+        self.assertIn('s3_store_large_object_chunk_size', str(err))
+        self.assertNothingStored()
+
+    def test_failed_abort_is_logged(self):
+        self.useFixture(fixtures.MockPatchObject(
+            self.store.client, 'abort_multipart_upload',
+            side_effect=botocore_exc.EndpointConnectionError(
+                endpoint_url=self.moto.endpoint)))
+        error = stream_error()
+        self.assertRaises(streams.StreamError, self.store.add, IMAGE_ID,
+                          PatternReader(2 * PART, PART + 1, error), MiB)
+        self.assertIn('cannot abort the multipart upload', self.log.output)
+        # What remove_partial (imgmw-manage recover) will clean up.
+        self.assertEqual([IMAGE_ID],
+                         self.moto.unfinished_uploads(self.bucket))
+
+
+class MemoryTest(S3TestCase):
+
+    def test_memory_stays_around_one_part(self):
+        store = self.make_store()
+        size = 64 * MiB
+        reader = PatternReader(size)
+        gc.collect()
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        before = tracemalloc.get_traced_memory()[0]
+        stored = store.add(IMAGE_ID, reader, MiB)
+        peak = tracemalloc.get_traced_memory()[1] - before
+        self.assertEqual(size, stored.size)
+        self.assertEqual(size, store.size(stored.url))
+        # One part buffer, one chunk in flight, botocore's bookkeeping.
+        self.addDetail('peak', content.text_content(
+            '%.2f MiB' % (peak / MiB)))
+        self.assertLess(peak, PART + 2 * MiB,
+                        'peak %.1f MiB for 5 MiB parts' % (peak / MiB))
+
+
+class ReadTest(S3TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.store = self.make_store()
+        self.data = pattern(PART + 1000)
+        self.url = self.store.add(IMAGE_ID, io.BytesIO(self.data), MiB).url
+
+    def read_all(self, body, size: int = 65536) -> bytes:
+        try:
+            return b''.join(iter(lambda: body.read(size), b''))
+        finally:
+            body.close()
+
+    def test_size(self):
+        self.assertEqual(len(self.data), self.store.size(self.url))
+
+    def test_full_read(self):
+        body = self.store.open(self.url, 0, len(self.data))
+        self.assertEqual(self.data, self.read_all(body))
+
+    def test_ranged_read(self):
+        body = self.store.open(self.url, PART - 10, 30)
+        self.assertEqual(self.data[PART - 10:PART + 20],
+                         self.read_all(body, 7))
+
+    def test_ranged_read_sends_a_range_header(self):
+        real = self.store.client.get_object
+        with mock.patch.object(self.store.client, 'get_object',
+                               side_effect=real) as get_object:
+            self.read_all(self.store.open(self.url, 5, 10))
+        self.assertEqual('bytes=5-14', get_object.call_args[1]['Range'])
+
+    def test_read_of_the_rest_without_length(self):
+        body = self.store.open(self.url, 100)
+        self.assertEqual(self.data[100:], self.read_all(body))
+
+    def test_read_all_at_once_and_past_the_end(self):
+        body = self.store.open(self.url, 10, 20)
+        self.assertEqual(self.data[10:30], body.read())
+        self.assertEqual(b'', body.read(10))
+        body.close()
+
+    def test_zero_length_reads_nothing_but_checks_the_object(self):
+        self.assertEqual(b'', self.read_all(self.store.open(self.url, 0, 0)))
+        self.store.delete(self.url)
+        self.assertRaises(stores.DataNotFound, self.store.open, self.url,
+                          0, 0)
+
+    def test_close_before_the_end_releases_the_stream(self):
+        body = self.store.open(self.url, 0, len(self.data))
+        self.assertEqual(self.data[:10], body.read(10))
+        raw = body._body
+        body.close()
+        self.assertTrue(raw._raw_stream.closed)
+        self.assertEqual(b'', body.read(10))
+        body.close()
+        # The store still serves.
+        self.assertEqual(self.data[:5],
+                         self.read_all(self.store.open(self.url, 0, 5)))
+
+    def test_delete(self):
+        self.store.delete(self.url)
+        self.assertEqual([], self.moto.keys(self.bucket))
+        # Data already gone is not an error.
+        self.store.delete(self.url)
+
+    def test_missing_object(self):
+        url = 's3://%s/missing' % self.bucket
+        self.assertRaises(stores.DataNotFound, self.store.size, url)
+        self.assertRaises(stores.DataNotFound, self.store.open, url, 0, 10)
+
+    def test_urls_of_other_buckets_and_schemes_are_not_found(self):
+        for url in ('s3://other/%s' % IMAGE_ID, 'file:///tmp/%s' % IMAGE_ID,
+                    's3://%s/' % self.bucket,
+                    's3://%s/a/b' % self.bucket,
+                    's3://ak:sk@host/%s/%s' % (self.bucket, IMAGE_ID)):
+            self.assertFalse(self.store.owns(url), url)
+            self.assertRaises(stores.DataNotFound, self.store.size, url)
+            self.assertRaises(stores.DataNotFound, self.store.open, url)
+        self.assertTrue(self.store.owns(self.url))
+
+    def test_iter_urls_lists_every_object(self):
+        self.store.add('other', io.BytesIO(b'x'), 1)
+        self.assertEqual(sorted([self.url, 's3://%s/other' % self.bucket]),
+                         sorted(self.store.iter_urls()))
+
+    def test_remove_partial_aborts_unfinished_uploads_and_deletes(self):
+        client = self.moto.client
+        for key in (IMAGE_ID, IMAGE_ID, 'other'):
+            client.create_multipart_upload(Bucket=self.bucket, Key=key)
+        self.store.remove_partial(IMAGE_ID)
+        self.assertEqual([], self.moto.keys(self.bucket))
+        self.assertEqual(['other'], self.moto.unfinished_uploads(self.bucket))
+        # Nothing left to remove is no error.
+        self.store.remove_partial(IMAGE_ID)
+
+    def test_access_denied_is_unavailable(self):
+        self.useFixture(fixtures.MockPatchObject(
+            self.store.client, 'head_object',
+            side_effect=client_error('AccessDenied', 'HeadObject', 403)))
+        err = self.assertRaises(stores.StorageUnavailable, self.store.size,
+                                self.url)
+        self.assertEqual('store cheap: AccessDenied', str(err))
+
+
+class ConfigurationTest(S3TestCase):
+
+    def test_registered_as_the_s3_driver(self):
+        store = stores.load('cheap', 's3',
+                            self.moto.store_options(self.bucket))
+        self.assertIsInstance(store, s3.S3Store)
+        self.assertEqual(10 * MiB, store.part_size)
+        self.assertEqual(100 * MiB, store.large_object_size)
+
+    def test_typed_options_as_imgmw_backends_gives_them(self):
+        from imgmw import backends
+        section = self.moto.store_options(
+            self.bucket, s3_store_large_object_chunk_size='6',
+            s3_store_bucket_url_format='path', store_description='Cheap')
+        conf = backends.load({'enabled_backends': 'cheap:s3',
+                              'default_backend': 'cheap'},
+                             {'store:cheap': section})
+        store = stores.load('cheap', 's3', conf.stores['cheap'].options)
+        self.assertEqual(6 * MiB, store.part_size)
+        store.add(IMAGE_ID, io.BytesIO(b'data'), 4)
+        self.assertEqual([IMAGE_ID], self.moto.keys(self.bucket))
+
+    def test_host_without_scheme_is_http(self):
+        self.assertEqual('http://rgw.example:8080',
+                         s3.endpoint_url('rgw.example:8080'))
+        self.assertEqual('https://rgw.example', s3.endpoint_url(
+            'https://rgw.example/'))
+        store = self.make_store(
+            s3_store_host=self.moto.endpoint[len('http://'):])
+        store.add(IMAGE_ID, io.BytesIO(b'data'), 4)
+        self.assertEqual(b'data', self.moto.get(self.bucket, IMAGE_ID))
+
+    def test_missing_bucket_stops_start_up(self):
+        self.bucket = 'imgmw-no-such-bucket'
+        err = self.assertRaises(config.ConfigError, self.make_store)
+        self.assertIn('bucket imgmw-no-such-bucket does not exist',
+                      str(err))
+        self.assertIn('s3_store_create_bucket_on_put', str(err))
+
+    def test_bad_options(self):
+        cases = (
+            ({'s3_store_large_object_chunk_size': '4'},
+             's3_store_large_object_chunk_size'),
+            ({'s3_store_large_object_chunk_size': 4},
+             's3_store_large_object_chunk_size'),
+            ({'s3_store_bucket_url_format': 'dns'},
+             's3_store_bucket_url_format'),
+            ({'s3_store_bucket': ''}, 's3_store_bucket'),
+            ({'s3_store_secret_key': None}, 's3_store_secret_key'),
+        )
+        for options, name in cases:
+            opts = self.moto.store_options(self.bucket)
+            opts.update(options)
+            err = self.assertRaises(config.ConfigError, s3.S3Store,
+                                    'cheap', opts)
+            self.assertIn(name, str(err))
+            self.assertIn('cheap', str(err))
+
+    def test_secret_never_logged(self):
+        self.make_store()
+        self.assertNotIn(s3fixture.SECRET_KEY, self.log.output)
+
+
+class UnreachableTest(testtools.TestCase):
+    """An endpoint with nobody listening."""
+
+    def setUp(self):
+        super().setUp()
+        self.log = self.useFixture(fixtures.FakeLogger())
+        self.endpoint = 'http://127.0.0.1:%d' % s3fixture.free_port()
+        self.store = s3.S3Store('cheap', {
+            's3_store_host': self.endpoint,
+            's3_store_access_key': 'a', 's3_store_secret_key': 'b',
+            's3_store_bucket': 'images'})
+
+    def test_start_up_reports_it_and_goes_on(self):
+        self.assertIn('Store cheap: cannot reach %s (bucket images)'
+                      % self.endpoint, self.log.output)
+
+    def test_requests_are_unavailable(self):
+        url = 's3://images/%s' % IMAGE_ID
+        for call in (lambda: self.store.add(IMAGE_ID, io.BytesIO(b'x'), 1),
+                     lambda: self.store.size(url),
+                     lambda: self.store.open(url, 0, 1),
+                     lambda: self.store.delete(url),
+                     lambda: list(self.store.iter_urls())):
+            err = self.assertRaises(stores.StorageUnavailable, call)
+            self.assertEqual(
+                'store cheap: the object store cannot be reached', str(err))
+
+    def test_remove_partial_logs(self):
+        self.store.remove_partial(IMAGE_ID)
+        self.assertIn('cannot list the unfinished uploads', self.log.output)
