@@ -210,6 +210,33 @@ def deleted_during_upload(image_id: str):
                   'chunks uploaded.' % image_id)
 
 
+# Section 3, format inspection (the paragraph after the table).
+
+def format_mismatch(disk_format: str, detected: str):
+    """The data is not what the image's ``disk_format`` says."""
+    return _error(webob.exc.HTTPUnsupportedMediaType,
+                  'Image disk_format %s does not match stream data %s'
+                  % (disk_format, detected))
+
+
+def formats_ambiguous(detected: typing.Sequence[str]):
+    """The data matches several formats at once (as Glance words it)."""
+    return _error(webob.exc.HTTPUnsupportedMediaType,
+                  'Multiple formats detected: %s' % ','.join(detected))
+
+
+def unsafe_image():
+    """The data fails a safety check (backing file, external extent...)."""
+    return _error(webob.exc.HTTPUnsupportedMediaType,
+                  'Image failed safety checks')
+
+
+def inspection_failed():
+    """The format inspector could not judge the data, matching required."""
+    return _error(webob.exc.HTTPUnsupportedMediaType,
+                  'Image format inspection failed')
+
+
 # Section 5, download.
 
 def body_not_expected():
