@@ -43,10 +43,14 @@ key                        set by          holds; read by
                                            ``container_format``), set before
                                            the app reads the first byte; read
                                            by quota and inspect
-``imgmw.inspection``       inspect         the format inspection's verdict
-                                           (``format``, ``virtual_size``),
-                                           final at end of stream; read by
-                                           the data app
+``imgmw.inspection``       inspect         an ``Inspection`` of
+                                           :mod:`imgmw.filters.inspect`:
+                                           ``format`` and
+                                           ``virtual_size`` (bytes, or
+                                           ``None``), final once ``done``
+                                           (at end of stream, before the
+                                           app sees it); read by the data
+                                           app
 =========================  ==============  ===================================
 
 The body of an upload is only ever read by the data app (or the app behind
