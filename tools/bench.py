@@ -1,0 +1,998 @@
+"""imgmw's benchmark: what the pipeline costs beyond hashing and the wire.
+
+Run it by hand on an otherwise idle machine (it is no CI job)::
+
+    tox -e bench
+    tox -e bench -- --size 256MiB --repeats 3 --json /tmp/bench.json
+    python tools/bench.py --sections upload,small --server-args=--threads=4
+
+In one run on one machine it starts ``imgmw-api`` (one server a pipeline
+variant, all on loopback, sharing one state directory) and nginx, and
+measures, each figure the median of ``--repeats`` runs:
+
+==============  ==============================================================
+section         what is measured, against what
+==============  ==============================================================
+``upload``      1 GiB PUT through the full pipeline, with ``Content-Length``
+                and chunked, against MD5 then SHA-512 over the same bytes in
+                one thread in-process; and the same upload through the
+                pipeline without ``size`` (and without ``inspect`` when the
+                pipeline has it), against the full pipeline
+``download``    1 GiB GET, full and ranged (``bytes=1-``), with verification
+                on and off, against nginx sending the same file with
+                ``sendfile``
+``small``       image show and a 1 KiB download per second at concurrency 8
+                (wrk), full pipeline against the bare app
+``rss``         peak RSS of the server while it receives a 5 GiB upload
+``concurrent``  eight concurrent 256 MiB uploads: aggregate rate; each stored
+                image's MD5 and size are checked
+``s3``          peak RSS while a 2 GiB upload goes to the s3 store (a local
+                moto server); run only when asked (``--sections``)
+==============  ==============================================================
+
+Pipelines (built from the ``noauth`` pipeline of ``etc/api-paste.ini``):
+``full`` is that pipeline as shipped; ``bare`` is the least the data app
+answers reads with, ``context-noauth imgmw`` (uploads also need ``stores``
+and ``checksum``); ``no-<filter>`` is ``full`` less one filter;
+``no-verify`` is ``full`` with ``verify_downloads = false``.
+
+The store and the registry live on tmpfs (``/dev/shm``) unless
+``--state-parent`` says otherwise: the figures are those of the pipeline
+and the wire, not of the disk (the file store's ``fsync`` of 1 GiB on a
+disk takes as long as the disk takes).
+
+The client never bottlenecks: uploads go out of a page-cached file with
+``sendfile``, downloads are read into one reused buffer and counted, not
+hashed (integrity is checked by the server's recorded checksums, and the
+functional tests check downloaded bytes). The client's own ceiling is
+measured (an upload into a socket that discards) and printed.
+
+Needs ``nginx`` and ``wrk`` (Debian packages ``nginx-light`` and ``wrk``):
+installed with apt-get when run as root, otherwise it stops and says so.
+Prints a table of ratios and targets and writes every figure as JSON.
+Nothing is timed against a threshold: the targets are printed, not
+asserted. Test data goes to a temporary directory, removed at the end.
+"""
+
+import argparse
+import configparser
+import contextlib
+import hashlib
+import http.client
+import json
+import mmap
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import typing
+
+import psutil
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PASTE_FILE = os.path.join(REPO, 'etc', 'api-paste.ini')
+BIN_DIR = os.path.dirname(sys.executable)
+
+KiB = 1 << 10
+MiB = 1 << 20
+GiB = 1 << 30
+
+SECTIONS = ('upload', 'download', 'small', 'rss', 'concurrent')
+OPTIONAL_SECTIONS = ('s3',)
+CLIENT_BUFFER = 4 * MiB
+CHUNKED_FRAME = MiB
+START_TIMEOUT = 60
+REQUEST_TIMEOUT = 600
+RSS_INTERVAL = 0.05
+
+#: (figure, baseline, target ratio or None, what the target is).
+TARGETS = (
+    ('upload Content-Length', 'md5 then sha512, one thread', 1.0),
+    ('upload chunked', 'md5 then sha512, one thread', 1.0),
+    ('download full, verify off', 'nginx full', 0.8),
+    ('download full, verify on', 'nginx full', None),
+    ('download ranged, verify off', 'nginx ranged', None),
+    ('download ranged, verify on', 'nginx ranged', None),
+    ('small: image show, full', 'small: image show, bare', 0.7),
+    ('small: 1 KiB download, full', 'small: 1 KiB download, bare', 0.7),
+    ('upload Content-Length, no-size', 'upload Content-Length', None),
+    ('upload Content-Length, no-inspect', 'upload Content-Length', None),
+    ('8 concurrent uploads, aggregate', 'md5 then sha512, one thread',
+     None),
+)
+#: (figure, limit in MiB).
+RSS_TARGETS = (
+    ('peak RSS, 5 GiB upload, worker', 100),
+    ('peak RSS, 2 GiB upload to s3, worker', 150),
+)
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says why."""
+
+
+# Sizes and command line.
+
+def byte_size(text: str) -> int:
+    match = re.fullmatch(r'\s*([0-9]+)\s*([KMG]i?B?)?\s*', text, re.I)
+    if match is None:
+        raise argparse.ArgumentTypeError('not a size: %r' % text)
+    unit = (match.group(2) or '').upper()[:1]
+    return int(match.group(1)) * {'': 1, 'K': KiB, 'M': MiB, 'G': GiB}[unit]
+
+
+def section_list(text: str) -> typing.Tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(',') if name.strip())
+    unknown = set(names) - set(SECTIONS) - set(OPTIONAL_SECTIONS)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            'unknown section(s) %s; known: %s' % (
+                ', '.join(sorted(unknown)),
+                ', '.join(SECTIONS + OPTIONAL_SECTIONS)))
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='bench.py', description=__doc__.split('\n')[0])
+    parser.add_argument('--sections', type=section_list, default=SECTIONS,
+                        help='comma-separated (default: %s)'
+                             % ','.join(SECTIONS))
+    parser.add_argument('--size', type=byte_size, default=GiB,
+                        help='upload and download size (default: 1GiB)')
+    parser.add_argument('--rss-size', type=byte_size, default=5 * GiB,
+                        help='upload size of the rss section (5GiB)')
+    parser.add_argument('--s3-size', type=byte_size, default=2 * GiB,
+                        help='upload size of the s3 section (2GiB)')
+    parser.add_argument('--concurrent', type=int, default=8,
+                        help='uploads of the concurrent section (8)')
+    parser.add_argument('--concurrent-size', type=byte_size,
+                        default=256 * MiB,
+                        help='size of each concurrent upload (256MiB)')
+    parser.add_argument('--repeats', type=int, default=5,
+                        help='runs of each timed figure (5)')
+    parser.add_argument('--small-duration', type=int, default=5,
+                        help='seconds of each wrk run (5)')
+    parser.add_argument('--small-connections', type=int, default=8,
+                        help='wrk connections (8)')
+    parser.add_argument('--state-parent', default=None,
+                        help='where the state directory (store, registry) '
+                             'goes (default: /dev/shm when present)')
+    parser.add_argument('--data-parent', default=None,
+                        help='where the test data file goes (default: the '
+                             'system temporary directory)')
+    parser.add_argument('--server-args', default='',
+                        help='more imgmw-api arguments, e.g. '
+                             '"--workers 2 --threads 8"')
+    parser.add_argument('--json', default='bench.json',
+                        help='where to write the results (bench.json)')
+    parser.add_argument('--no-install', action='store_true',
+                        help='never run apt-get for nginx and wrk')
+    return parser
+
+
+# Tools.
+
+def ensure_tools(install: bool) -> typing.Dict[str, str]:
+    """Paths of nginx and wrk, installed from Debian when root allows."""
+    wanted = {'nginx': 'nginx-light', 'wrk': 'wrk'}
+    found = {name: _which(name) for name in wanted}
+    missing = [wanted[name] for name, path in found.items() if not path]
+    if missing and install and os.geteuid() == 0 and _which('apt-get'):
+        print('installing %s with apt-get' % ' '.join(missing), flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
+        subprocess.run(['apt-get', 'install', '-y', '-q'] + missing,
+                       check=False, env=env, stdout=subprocess.DEVNULL)
+        found = {name: _which(name) for name in wanted}
+    missing = [wanted[name] for name, path in found.items() if not path]
+    if missing:
+        raise BenchError('the benchmark needs %s; install them (e.g. '
+                         'apt-get install %s) and run it again'
+                         % (', '.join(missing), ' '.join(missing)))
+    return found
+
+
+def _which(name: str) -> typing.Optional[str]:
+    return shutil.which(name) or shutil.which(name, path='/usr/sbin:/sbin')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def wait_port(port: int, process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError('%s exited with status %s' % (
+                what, process.returncode))
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise BenchError('%s did not listen on port %d' % (what, port))
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Stop a process this benchmark started, and its process group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# Test data.
+
+class TestData:
+    """A file of random bytes and the digests of its parts."""
+
+    def __init__(self, directory: str, size: int, slice_size: int):
+        self.path = os.path.join(directory, 'image.bin')
+        self.size = size
+        self.slice_size = min(slice_size, size)
+        self._write()
+        self.md5, self.sha512, self.slice_md5 = self._digests()
+
+    def _write(self) -> None:
+        with open(self.path, 'wb') as out:
+            left = self.size
+            while left:
+                block = os.urandom(min(16 * MiB, left))
+                out.write(block)
+                left -= len(block)
+
+    def _digests(self):
+        md5 = hashlib.md5(usedforsecurity=False)
+        sha512 = hashlib.sha512()
+        slices = []
+        with self.view() as view:
+            for start in range(0, self.size - self.slice_size + 1,
+                               self.slice_size):
+                part = hashlib.md5(usedforsecurity=False)
+                part.update(view[start:start + self.slice_size])
+                slices.append(part.hexdigest())
+            md5.update(view)
+            sha512.update(view)
+        return md5.hexdigest(), sha512.hexdigest(), slices
+
+    @contextlib.contextmanager
+    def view(self):
+        with open(self.path, 'rb') as source:
+            mapped = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
+            view = memoryview(mapped)
+            try:
+                yield view
+            finally:
+                view.release()
+                mapped.close()
+
+    def slice_offset(self, index: int) -> int:
+        count = self.size // self.slice_size
+        return (index % count) * self.slice_size
+
+    def segments(self, offset: int, length: int
+                 ) -> typing.Iterator[typing.Tuple[int, int]]:
+        """(offset, count) pieces of ``length`` bytes, wrapping around."""
+        while length > 0:
+            count = min(length, self.size - offset)
+            yield offset, count
+            length -= count
+            offset = 0
+
+
+def hash_baseline(data: TestData, chunk: int = MiB) -> float:
+    """Seconds to hash the data MD5 then SHA-512 in one thread.
+
+    Chunk by chunk, as an upload arrives; the data is page-cached and
+    mapped, so this is hashing only.
+    """
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha512 = hashlib.sha512()
+    with data.view() as view:
+        started = time.perf_counter()
+        for start in range(0, data.size, chunk):
+            with view[start:start + chunk] as piece:
+                md5.update(piece)
+                sha512.update(piece)
+        elapsed = time.perf_counter() - started
+    if md5.hexdigest() != data.md5:
+        raise BenchError('baseline MD5 differs from the data file\'s')
+    return elapsed
+
+
+# HTTP client.
+
+class Response(typing.NamedTuple):
+    status: int
+    headers: typing.Dict[str, str]
+    body: bytes
+
+
+def request(port: int, method: str, path: str, body: bytes = b'',
+            headers: typing.Optional[dict] = None) -> Response:
+    conn = http.client.HTTPConnection('127.0.0.1', port,
+                                      timeout=REQUEST_TIMEOUT)
+    try:
+        conn.request(method, path, body=body or None, headers=headers or {})
+        resp = conn.getresponse()
+        return Response(resp.status, dict(resp.getheaders()), resp.read())
+    finally:
+        conn.close()
+
+
+def create_image(port: int, name: str) -> str:
+    body = json.dumps({'name': name, 'disk_format': 'raw',
+                       'container_format': 'bare'}).encode()
+    resp = request(port, 'POST', '/v2/images', body,
+                   {'Content-Type': 'application/json'})
+    if resp.status != 201:
+        raise BenchError('image create answered %d: %s' % (
+            resp.status, resp.body[:200]))
+    return json.loads(resp.body)['id']
+
+
+def show_image(port: int, image_id: str) -> dict:
+    resp = request(port, 'GET', '/v2/images/%s' % image_id)
+    if resp.status != 200:
+        raise BenchError('image show answered %d' % resp.status)
+    return json.loads(resp.body)
+
+
+def delete_image(port: int, image_id: str) -> None:
+    request(port, 'DELETE', '/v2/images/%s' % image_id)
+
+
+def _connect(port: int) -> socket.socket:
+    sock = socket.create_connection(('127.0.0.1', port),
+                                    timeout=REQUEST_TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _response_of(sock: socket.socket, method: str
+                 ) -> http.client.HTTPResponse:
+    resp = http.client.HTTPResponse(sock, method=method)
+    resp.begin()
+    return resp
+
+
+def upload(port: int, image_id: str, data: TestData, offset: int,
+           length: int, chunked: bool = False) -> float:
+    """Seconds from the first byte sent to the response; 204 expected."""
+    framing = ('Transfer-Encoding: chunked' if chunked
+               else 'Content-Length: %d' % length)
+    head = ('PUT /v2/images/%s/file HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+            'Content-Type: application/octet-stream\r\n%s\r\n'
+            'Connection: close\r\n\r\n' % (image_id, framing)).encode()
+    with _connect(port) as sock, open(data.path, 'rb') as source:
+        started = time.perf_counter()
+        sock.sendall(head)
+        for start, count in data.segments(offset, length):
+            if chunked:
+                _send_chunked(sock, source, start, count)
+            else:
+                sock.sendfile(source, start, count)
+        if chunked:
+            sock.sendall(b'0\r\n\r\n')
+        resp = _response_of(sock, 'PUT')
+        body = resp.read()
+        elapsed = time.perf_counter() - started
+    if resp.status != 204:
+        raise BenchError('upload of %s answered %d: %s' % (
+            image_id, resp.status, body[:300]))
+    return elapsed
+
+
+def _send_chunked(sock, source, start: int, count: int) -> None:
+    end = start + count
+    while start < end:
+        frame = min(CHUNKED_FRAME, end - start)
+        sock.sendall(b'%X\r\n' % frame)
+        sock.sendfile(source, start, frame)
+        sock.sendall(b'\r\n')
+        start += frame
+
+
+def download(port: int, path: str, expected: int,
+             headers: typing.Optional[dict] = None) -> float:
+    """Seconds to read a whole response into a reused buffer."""
+    lines = ['GET %s HTTP/1.1' % path, 'Host: 127.0.0.1',
+             'Connection: close']
+    lines += ['%s: %s' % item for item in (headers or {}).items()]
+    buf = bytearray(CLIENT_BUFFER)
+    with _connect(port) as sock:
+        started = time.perf_counter()
+        sock.sendall(('\r\n'.join(lines) + '\r\n\r\n').encode())
+        resp = _response_of(sock, 'GET')
+        received = 0
+        while True:
+            count = resp.readinto(buf)
+            if not count:
+                break
+            received += count
+        elapsed = time.perf_counter() - started
+    if resp.status not in (200, 206) or received != expected:
+        raise BenchError('GET %s: status %d, %d bytes of %d' % (
+            path, resp.status, received, expected))
+    return elapsed
+
+
+def client_ceiling(data: TestData) -> float:
+    """Seconds to send the data file into a socket that discards it."""
+    listener = socket.create_server(('127.0.0.1', 0))
+    port = listener.getsockname()[1]
+
+    def sink():
+        conn, _ = listener.accept()
+        with conn:
+            buf = bytearray(CLIENT_BUFFER)
+            while conn.recv_into(buf):
+                pass
+
+    thread = threading.Thread(target=sink, daemon=True)
+    thread.start()
+    with _connect(port) as sock, open(data.path, 'rb') as source:
+        started = time.perf_counter()
+        sock.sendfile(source, 0, data.size)
+        sock.shutdown(socket.SHUT_WR)
+        thread.join(REQUEST_TIMEOUT)
+        elapsed = time.perf_counter() - started
+    listener.close()
+    return elapsed
+
+
+# Servers.
+
+class Pipelines:
+    """The paste file of the benchmark: one composite per variant."""
+
+    def __init__(self, directory: str):
+        parser = configparser.RawConfigParser()
+        parser.read(PASTE_FILE)
+        self.full = parser.get('pipeline:noauth-api', 'pipeline').split()
+        self.path = os.path.join(directory, 'api-paste.ini')
+        self.variants = {
+            'full': self.full,
+            'bare': ['context-noauth', self.full[-1]],
+            'no-verify': [name if name != 'checksum' else 'checksum-noverify'
+                          for name in self.full],
+        }
+        for name in ('size', 'inspect'):
+            if name in self.full:
+                self.variants['no-' + name] = [
+                    other for other in self.full if other != name]
+        with open(PASTE_FILE) as shipped, open(self.path, 'w') as out:
+            out.write(shipped.read())
+            out.write(self._sections())
+
+    def _sections(self) -> str:
+        text = ['', '[filter:checksum-noverify]',
+                'use = egg:imgmw#checksum', 'verify_downloads = false', '']
+        for name, pipeline in self.variants.items():
+            text += ['[composite:bench-%s]' % name,
+                     'use = egg:Paste#urlmap',
+                     '/ = bench-%s-api' % name,
+                     '/healthcheck = healthcheck', '',
+                     '[pipeline:bench-%s-api]' % name,
+                     'pipeline = %s' % ' '.join(pipeline), '']
+        return '\n'.join(text)
+
+
+class ApiServer:
+    """``imgmw-api`` serving one variant on a free loopback port."""
+
+    def __init__(self, pipelines: Pipelines, variant: str, state_dir: str,
+                 log_dir: str, server_args: typing.Sequence[str],
+                 options: typing.Optional[dict] = None,
+                 extra_config: str = ''):
+        self.variant = variant
+        self.port = free_port()
+        config_file = pipelines.path
+        if extra_config:
+            config_file = os.path.join(log_dir, 'api-paste-%s.ini' % variant)
+            with open(pipelines.path) as base, open(config_file, 'w') as out:
+                out.write(base.read() + '\n' + extra_config)
+        command = [os.path.join(BIN_DIR, 'imgmw-api'),
+                   '--config-file', config_file,
+                   '--pipeline', 'bench-%s' % variant,
+                   '--bind', '127.0.0.1:%d' % self.port,
+                   '--state-dir', state_dir, '--log-level', 'warning',
+                   '--access-log', '']
+        for key, value in (options or {}).items():
+            command += ['-o', '%s=%s' % (key, value)]
+        self.command = command + list(server_args)
+        self.log_path = os.path.join(log_dir, 'imgmw-api-%s.log' % variant)
+        with open(self.log_path, 'ab') as log:
+            self.process = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+        try:
+            self._wait_ready()
+        except BenchError:
+            self.stop()
+            raise BenchError('imgmw-api (%s) did not start; its log:\n%s'
+                             % (variant, self.log()))
+
+    def _wait_ready(self) -> None:
+        wait_port(self.port, self.process, 'imgmw-api')
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if request(self.port, 'GET', '/healthcheck').status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise BenchError('no healthcheck')
+
+    def log(self) -> str:
+        with open(self.log_path, errors='replace') as log:
+            return log.read()[-4000:]
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+class Nginx:
+    """Debian's nginx sending a directory with sendfile, on loopback."""
+
+    def __init__(self, binary: str, root: str, work_dir: str):
+        self.port = free_port()
+        os.makedirs(work_dir, exist_ok=True)
+        conf = os.path.join(work_dir, 'nginx.conf')
+        temp = {key: os.path.join(work_dir, key) for key in (
+            'client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi')}
+        with open(conf, 'w') as out:
+            out.write(NGINX_CONF % dict(
+                port=self.port, root=root, work=work_dir,
+                user='user root;' if os.geteuid() == 0 else '',
+                **{key + '_temp': path for key, path in temp.items()}))
+        error_log = os.path.join(work_dir, 'error.log')
+        self.process = subprocess.Popen(
+            [binary, '-p', work_dir, '-c', conf, '-e', error_log],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_port(self.port, self.process, 'nginx')
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+NGINX_CONF = """
+# As root, nginx's workers would drop to nobody and could not read the
+# store's files; %(user)s is "user root;" then.
+%(user)s
+daemon off;
+master_process on;
+worker_processes 2;
+pid %(work)s/nginx.pid;
+events { worker_connections 256; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    default_type application/octet-stream;
+    client_body_temp_path %(client_body_temp)s;
+    proxy_temp_path %(proxy_temp)s;
+    fastcgi_temp_path %(fastcgi_temp)s;
+    uwsgi_temp_path %(uwsgi_temp)s;
+    scgi_temp_path %(scgi_temp)s;
+    server {
+        listen 127.0.0.1:%(port)d;
+        root %(root)s;
+    }
+}
+"""
+
+
+class RssSampler:
+    """Peak RSS of a process and its children, sampled in a thread."""
+
+    def __init__(self, pid: int):
+        self.root = psutil.Process(pid)
+        self.peak_process = 0
+        self.peak_total = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(RSS_INTERVAL):
+            try:
+                processes = [self.root] + self.root.children(recursive=True)
+                sizes = [proc.memory_info().rss for proc in processes]
+            except psutil.Error:
+                continue
+            self.peak_process = max(self.peak_process, max(sizes))
+            self.peak_total = max(self.peak_total, sum(sizes))
+
+
+# Measurements.
+
+def median_rate(seconds: typing.Sequence[float], size: int) -> dict:
+    rates = [size / MiB / elapsed for elapsed in seconds]
+    return {'median': statistics.median(rates), 'runs': rates,
+            'unit': 'MiB/s'}
+
+
+class Bench:
+    """One run of the benchmark; figures go to :attr:`results`."""
+
+    def __init__(self, args: argparse.Namespace, tools: dict, work: str):
+        self.args = args
+        self.tools = tools
+        self.work = work
+        self.results: typing.Dict[str, dict] = {}
+        self.notes: typing.List[str] = []
+        self.servers: typing.Dict[str, ApiServer] = {}
+        self.state_dir = tempfile.mkdtemp(
+            prefix='imgmw-bench-state-', dir=args.state_parent)
+        self.pipelines = Pipelines(work)
+        self.data: typing.Optional[TestData] = None
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def record(self, name: str, figure: dict) -> None:
+        self.results[name] = figure
+        print('  %-44s %10.1f %s' % (name, figure['median'],
+                                     figure['unit']), flush=True)
+
+    def server(self, variant: str) -> ApiServer:
+        return self.servers[variant]
+
+    def start_servers(self, variants: typing.Iterable[str]) -> None:
+        server_args = self.args.server_args.split()
+        for variant in variants:
+            if variant in self.pipelines.variants:
+                self.servers[variant] = ApiServer(
+                    self.pipelines, variant, self.state_dir, self.work,
+                    server_args)
+
+    def run(self) -> None:
+        sections = self.args.sections
+        slice_size = min(self.args.concurrent_size, self.args.size)
+        print('writing %d MiB of random data' % (self.args.size // MiB),
+              flush=True)
+        self.data = TestData(self.work, self.args.size, slice_size)
+        self.start_servers(['full', 'bare', 'no-verify', 'no-size',
+                            'no-inspect'])
+        for name in SECTIONS + OPTIONAL_SECTIONS:
+            if name in sections:
+                print('[%s]' % name, flush=True)
+                getattr(self, 'section_' + name)()
+
+    # Sections.
+
+    def section_upload(self) -> None:
+        data = self.data
+        repeats = self.args.repeats
+        self.record('client ceiling (sendfile into a sink)', median_rate(
+            [client_ceiling(data) for _ in range(repeats)], data.size))
+        self.record('md5 then sha512, one thread', median_rate(
+            [hash_baseline(data) for _ in range(repeats)], data.size))
+        variants = [('upload Content-Length', 'full', False),
+                    ('upload chunked', 'full', True)]
+        for name in ('no-size', 'no-inspect'):
+            if name in self.servers:
+                variants.append(('upload Content-Length, ' + name, name,
+                                 False))
+        timings = {figure: [] for figure, _, _ in variants}
+        # Interleaved, so that a drift of the machine hits every variant.
+        for _ in range(repeats):
+            for figure, variant, chunked in variants:
+                timings[figure].append(self._timed_upload(variant, chunked))
+        for figure, _, _ in variants:
+            self.record(figure, median_rate(timings[figure], data.size))
+
+    def _timed_upload(self, variant: str, chunked: bool) -> float:
+        port = self.server(variant).port
+        image_id = create_image(port, 'bench-upload')
+        elapsed = upload(port, image_id, self.data, 0, self.data.size,
+                         chunked)
+        self._check_intact(port, image_id, self.data.size, self.data.md5,
+                           self.data.sha512)
+        delete_image(port, image_id)
+        return elapsed
+
+    def _check_intact(self, port: int, image_id: str, size: int,
+                      md5: str, sha512: typing.Optional[str] = None) -> None:
+        image = show_image(port, image_id)
+        if (image['status'] != 'active' or image['size'] != size
+                or image['checksum'] != md5
+                or (sha512 and image['os_hash_value'] != sha512)):
+            raise BenchError('image %s is not intact: %s %s %s' % (
+                image_id, image['status'], image['size'],
+                image['checksum']))
+
+    def section_download(self) -> None:
+        data = self.data
+        full = self.server('full')
+        image_id = create_image(full.port, 'bench-download')
+        upload(full.port, image_id, data, 0, data.size)
+        self._check_intact(full.port, image_id, data.size, data.md5)
+        nginx = Nginx(self.tools['nginx'],
+                      os.path.join(self.state_dir, 'images'),
+                      os.path.join(self.work, 'nginx'))
+        try:
+            self._downloads(nginx, image_id)
+        finally:
+            nginx.stop()
+            delete_image(full.port, image_id)
+
+    def _downloads(self, nginx: Nginx, image_id: str) -> None:
+        size = self.data.size
+        ranged = {'Range': 'bytes=1-'}
+        api_path = '/v2/images/%s/file' % image_id
+        cases = [
+            ('nginx full', nginx.port, '/' + image_id, None, size),
+            ('nginx ranged', nginx.port, '/' + image_id, ranged, size - 1),
+            ('download full, verify on', self.server('full').port,
+             api_path, None, size),
+            ('download full, verify off', self.server('no-verify').port,
+             api_path, None, size),
+            ('download ranged, verify on', self.server('full').port,
+             api_path, ranged, size - 1),
+            ('download ranged, verify off', self.server('no-verify').port,
+             api_path, ranged, size - 1),
+        ]
+        timings = {case[0]: [] for case in cases}
+        for _ in range(self.args.repeats):
+            for name, port, path, headers, length in cases:
+                timings[name].append(download(port, path, length, headers))
+        for name, _, _, _, length in cases:
+            self.record(name, median_rate(timings[name], length))
+
+    def section_small(self) -> None:
+        small = 1 * KiB
+        with open(self.data.path, 'rb') as source:
+            payload = source.read(small)
+        full = self.server('full').port
+        image_id = create_image(full, 'bench-small')
+        request(full, 'PUT', '/v2/images/%s/file' % image_id, payload,
+                {'Content-Type': 'application/octet-stream'})
+        cases = [('image show', '/v2/images/%s' % image_id),
+                 ('1 KiB download', '/v2/images/%s/file' % image_id)]
+        rates = {}
+        for _ in range(self.args.repeats):
+            for label, path in cases:
+                for variant in ('full', 'bare'):
+                    key = 'small: %s, %s' % (label, variant)
+                    rates.setdefault(key, []).append(
+                        self._wrk(self.server(variant).port, path))
+        for key, runs in rates.items():
+            self.record(key, {'median': statistics.median(runs),
+                              'runs': runs, 'unit': 'req/s'})
+        delete_image(full, image_id)
+
+    def _wrk(self, port: int, path: str) -> float:
+        command = [self.tools['wrk'], '-t', '1',
+                   '-c', str(self.args.small_connections),
+                   '-d', '%ds' % self.args.small_duration,
+                   'http://127.0.0.1:%d%s' % (port, path)]
+        out = subprocess.run(command, check=True, capture_output=True,
+                             text=True,
+                             timeout=self.args.small_duration + 60).stdout
+        errors = re.search(r'Non-2xx or 3xx responses: ([0-9]+)', out)
+        if errors or 'Socket errors' in out:
+            raise BenchError('wrk saw errors on %s:\n%s' % (path, out))
+        return float(re.search(r'Requests/sec:\s+([0-9.]+)', out).group(1))
+
+    def section_rss(self) -> None:
+        size = self.args.rss_size
+        server = self.server('full')
+        self._peak_rss('peak RSS, %s upload' % _size_name(size), server,
+                       size)
+
+    def _peak_rss(self, name: str, server: ApiServer, size: int) -> None:
+        image_id = create_image(server.port, 'bench-rss')
+        with RssSampler(server.process.pid) as sampler:
+            elapsed = upload(server.port, image_id, self.data, 0, size)
+        image = show_image(server.port, image_id)
+        if image['status'] != 'active' or image['size'] != size:
+            raise BenchError('the %s upload did not go active' % name)
+        delete_image(server.port, image_id)
+        self.record(name + ', rate', median_rate([elapsed], size))
+        for suffix, value in (('worker', sampler.peak_process),
+                              ('all processes', sampler.peak_total)):
+            self.record('%s, %s' % (name, suffix), {
+                'median': value / MiB, 'runs': [value / MiB],
+                'unit': 'MiB'})
+
+    def section_concurrent(self) -> None:
+        data = self.data
+        port = self.server('full').port
+        count = self.args.concurrent
+        size = data.slice_size
+        runs = []
+        for _ in range(max(1, self.args.repeats // 2)):
+            images = [create_image(port, 'bench-concurrent-%d' % index)
+                      for index in range(count)]
+            failures = []
+
+            def one(index):
+                try:
+                    upload(port, images[index], data,
+                           data.slice_offset(index), size)
+                except BaseException as err:
+                    failures.append(err)
+
+            threads = [threading.Thread(target=one, args=(index,))
+                       for index in range(count)]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(REQUEST_TIMEOUT)
+            elapsed = time.perf_counter() - started
+            if failures:
+                raise BenchError('concurrent upload failed: %s'
+                                 % failures[0])
+            for index, image_id in enumerate(images):
+                offset = data.slice_offset(index)
+                self._check_intact(port, image_id, size, data.slice_md5[
+                    offset // data.slice_size])
+                delete_image(port, image_id)
+            runs.append(elapsed)
+        self.record('%d concurrent uploads, aggregate' % count,
+                    median_rate(runs, size * count))
+        self.results['%d concurrent uploads, aggregate' % count][
+            'intact'] = True
+
+    def section_s3(self) -> None:
+        moto = shutil.which('moto_server', path=BIN_DIR)
+        if moto is None:
+            self.notes.append('s3: moto_server is not installed; skipped')
+            return
+        port = free_port()
+        process = subprocess.Popen(
+            [moto, '-H', '127.0.0.1', '-p', str(port)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_port(port, process, 'moto_server')
+            server = ApiServer(
+                self.pipelines, 'full',
+                tempfile.mkdtemp(prefix='s3-', dir=self.state_dir),
+                self.work, self.args.server_args.split(),
+                options={'enabled_backends': 's3:s3',
+                         'default_backend': 's3'},
+                extra_config=S3_STORE % port)
+            try:
+                self._peak_rss('peak RSS, %s upload to s3'
+                               % _size_name(self.args.s3_size), server,
+                               self.args.s3_size)
+            finally:
+                server.stop()
+        finally:
+            stop_process(process)
+
+
+S3_STORE = """
+[store:s3]
+s3_store_host = http://127.0.0.1:%d
+s3_store_access_key = bench
+s3_store_secret_key = bench
+s3_store_bucket = imgmw-bench
+s3_store_create_bucket_on_put = true
+"""
+
+
+def _size_name(size: int) -> str:
+    if size % GiB == 0:
+        return '%d GiB' % (size // GiB)
+    return '%d MiB' % (size // MiB)
+
+
+# Report.
+
+def ratios(results: dict, concurrent: int) -> typing.List[dict]:
+    rows = []
+    for figure, baseline, target in TARGETS:
+        figure = figure.replace('8 concurrent', '%d concurrent' % concurrent)
+        if figure in results and baseline in results:
+            ratio = results[figure]['median'] / results[baseline]['median']
+            rows.append({'figure': figure, 'baseline': baseline,
+                         'ratio': ratio, 'target': target,
+                         'met': None if target is None else ratio >= target})
+    for name, value in results.items():
+        if name.startswith('peak RSS') and name.endswith(', worker'):
+            limit = 150 if 's3' in name else 100
+            rows.append({'figure': name, 'baseline': 'MiB',
+                         'ratio': value['median'], 'target': limit,
+                         'met': value['median'] < limit, 'limit': True})
+    return rows
+
+
+def table(rows: typing.List[dict]) -> str:
+    lines = ['%-36s %-30s %7s %8s %s' % ('figure', 'against', 'ratio',
+                                         'target', 'met')]
+    for row in rows:
+        if row.get('limit'):
+            target = '< %d' % row['target']
+            value = '%7.1f' % row['ratio']
+        else:
+            target = ('>= %.1f' % row['target']
+                      if row['target'] is not None else '')
+            value = '%7.2f' % row['ratio']
+        met = {True: 'yes', False: 'NO', None: ''}[row['met']]
+        lines.append('%-36s %-30s %s %8s %s' % (
+            row['figure'], row['baseline'], value, target, met))
+    return '\n'.join(lines)
+
+
+def environment(args: argparse.Namespace) -> dict:
+    try:
+        commit = subprocess.run(
+            ['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
+            capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        commit = None
+    return {'commit': commit, 'python': platform.python_version(),
+            'cpus': os.cpu_count(), 'load_average': os.getloadavg(),
+            'machine': platform.machine(), 'kernel': platform.release(),
+            'command': ' '.join([os.path.basename(sys.argv[0])]
+                                + sys.argv[1:]),
+            'server_args': args.server_args, 'size': args.size,
+            'repeats': args.repeats}
+
+
+def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.state_parent is None and os.path.isdir('/dev/shm'):
+        args.state_parent = '/dev/shm'
+    try:
+        tools = ensure_tools(not args.no_install)
+        with tempfile.TemporaryDirectory(prefix='imgmw-bench-',
+                                         dir=args.data_parent) as work:
+            bench = Bench(args, tools, work)
+            try:
+                bench.run()
+            finally:
+                bench.close()
+    except BenchError as err:
+        print('bench: %s' % err, file=sys.stderr)
+        return 1
+    rows = ratios(bench.results, args.concurrent)
+    env = environment(args)
+    print('\n' + table(rows))
+    for note in bench.notes:
+        print('note: %s' % note)
+    with open(args.json, 'w') as out:
+        env['pipelines'] = {
+            name: ' '.join(pipeline)
+            for name, pipeline in bench.pipelines.variants.items()}
+        json.dump({'environment': env, 'ratios': rows,
+                   'figures': bench.results, 'notes': bench.notes},
+                  out, indent=2)
+    print('\nwritten to %s' % args.json)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
