@@ -311,6 +311,50 @@ def unknown_import_method(name: str):
                   "Unknown import method name '%s'." % name)
 
 
+def bad_import_request(reason: str):
+    """An import body that is not ``{"method": {"name": ...}, ...}``."""
+    return _error(webob.exc.HTTPBadRequest, reason)
+
+
+def stores_header_and_body():
+    return _error(webob.exc.HTTPBadRequest,
+                  "Stores parameter and x-image-meta-store header can't be "
+                  "both specified")
+
+
+def all_stores_with_stores():
+    return _error(webob.exc.HTTPBadRequest,
+                  "All_stores parameter can't be used with x-image-meta-store "
+                  "header or stores parameter")
+
+
+def format_unset_for_import(name: str):
+    """An import of an image whose disk or container format is unset."""
+    return _error(webob.exc.HTTPConflict,
+                  "'%s' needs to be set before import" % name)
+
+
+def not_staged(method: str):
+    """An import of an image that was not staged (Glance's text)."""
+    return _error(webob.exc.HTTPConflict,
+                  "Image needs to be staged before '%s' method can be used"
+                  % method)
+
+
+def staged_elsewhere(image_id: str, stage_host: str):
+    """An import sent to a node that does not hold the staged data."""
+    return _error(webob.exc.HTTPConflict,
+                  'Image %s was staged on another node (%s); send the import '
+                  'to that node.' % (image_id, stage_host))
+
+
+def staged_data_lost(image_id: str):
+    """The staged data of an image is gone; it was returned to queued."""
+    return _error(webob.exc.HTTPConflict,
+                  'The staged data of image %s is gone; stage it again.'
+                  % image_id)
+
+
 # Section 1.
 
 def method_not_allowed(allowed: typing.Sequence[str]):

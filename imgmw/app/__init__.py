@@ -4,11 +4,13 @@ The last element of every imgmw pipeline. It answers the Image API v2
 endpoints that are not a filter's (contract section 1): the versions
 document, the schemas, image records (create, list, show, delete,
 deactivate, reactivate), ``/v2/info/import``, upload
-(``PUT /v2/images/{id}/file``) and download (``GET``/``HEAD``). It needs
+(``PUT /v2/images/{id}/file``), download (``GET``/``HEAD``), stage
+(``PUT /v2/images/{id}/stage``) and import (``POST /v2/images/{id}/import``,
+``glance-direct``). It needs
 the ``context``, ``stores`` and ``checksum`` filters in front of it (and
 says which one is missing when one is), reads the request body only for
-uploads and image creation, and never hashes: digests come from the
-checksum filter.
+uploads, stages and JSON requests, and hashes only on import (digests of
+uploads come from the checksum filter).
 
 .. code-block:: ini
 
@@ -22,6 +24,7 @@ checksum filter.
     use = egg:imgmw#main
     # filesystem_store_datadir = /var/lib/imgmw/images
     # read_chunk_size = 1MB
+    # staging_dir = /var/lib/imgmw/staging
 
 Options (in ``[DEFAULT]`` or the app's section; an unknown key in the app's
 section stops start-up):
@@ -44,8 +47,16 @@ option                          meaning (default)
                                 versions document (the request's host)
 ``limit_param_default``         images per page of a listing (``25``)
 ``api_limit_max``               most images per page (``1000``)
-``recover_stale_uploads``       return stale ``saving`` images to
-                                ``queued`` at start-up (``true``)
+``recover_stale_uploads``       return stale ``saving``, ``uploading``
+                                and ``importing`` images to ``queued`` at
+                                start-up, removing their partial and staged
+                                data (``true``)
+``staging_dir``                 this node's staging area of
+                                ``glance-direct`` imports
+                                (``<state_dir>/staging``)
+``hashing_algorithm``           the multihash computed on import, as the
+                                checksum filter's option, best set in
+                                ``[DEFAULT]`` (``sha512``)
 ==============================  =============================================
 
 Stores (``enabled_backends``, ``default_backend``, ``[store:<id>]``) are
@@ -59,13 +70,24 @@ import typing
 
 from imgmw.app import api
 from imgmw.app import registry as registry_mod
+from imgmw.app import stage
 from imgmw.app import stores
 from imgmw import config
+from imgmw import hashing
 
 
 LOG = logging.getLogger(__name__)
 
 MiB = 1 << 20
+
+
+def _hashing_algorithm(name: str, value: str) -> str:
+    try:
+        return hashing.validate_algorithm(value)
+    except ValueError as err:
+        raise config.ConfigError('invalid value %r for option %s: %s'
+                                 % (value, name, err)) from None
+
 
 OPTS = (
     config.Opt('state_dir', config.string, 'state',
@@ -85,7 +107,11 @@ OPTS = (
     config.Opt('api_limit_max', config.integer(1), 1000,
                'Most images per page of a listing.'),
     config.Opt('recover_stale_uploads', config.boolean, True,
-               'Return stale saving images to queued at start-up.'),
+               'Return stale uploads and imports to queued at start-up.'),
+    config.Opt('staging_dir', config.string, None,
+               'Staging area of glance-direct imports on this node.'),
+    config.Opt('hashing_algorithm', _hashing_algorithm, 'sha512',
+               'The multihash computed on import.'),
 )
 
 
@@ -122,7 +148,8 @@ def load_stores(global_conf: typing.Mapping,
                 or os.path.join(options['state_dir'], 'images'))
         built[store_id] = stores.load(store_id, store_conf.type,
                                       store_options)
-    return api.StoreSet(built, conf.default, conf.multi)
+    return api.StoreSet(built, conf.default, conf.multi,
+                        stage.staging_area(options))
 
 
 def recover(registry, store_set: api.StoreSet) -> None:
@@ -134,5 +161,4 @@ def recover(registry, store_set: api.StoreSet) -> None:
                     'start-up (run imgmw-manage)')
         return
     for record in recovered:
-        for store in store_set.by_id.values():
-            store.remove_partial(record['id'])
+        store_set.remove_partial(record['id'])

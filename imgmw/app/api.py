@@ -2,8 +2,9 @@
 
 :class:`DataApp` answers every endpoint of the contract that is not a
 filter's: versions, schemas, image records, deactivate/reactivate,
-``/v2/info/import``, upload (:mod:`imgmw.app.upload`) and download
-(:mod:`imgmw.app.download`). Paths are recognised by :mod:`imgmw.paths`;
+``/v2/info/import``, upload (:mod:`imgmw.app.upload`), download
+(:mod:`imgmw.app.download`), stage (:mod:`imgmw.app.stage`) and import
+(:mod:`imgmw.app.importer`). Paths are recognised by :mod:`imgmw.paths`;
 another method on a known path is 405 with ``Allow``, an unknown path 404.
 Errors are ``webob.exc`` responses from :mod:`imgmw.errors`; an
 unreachable registry is 503 (contract 3.22); anything unexpected is
@@ -20,7 +21,9 @@ import webob.exc
 
 from imgmw.app import download
 from imgmw.app import images
+from imgmw.app import importer
 from imgmw.app import registry as registry_mod
+from imgmw.app import stage
 from imgmw.app import stores
 from imgmw.app import upload
 from imgmw import environ as keys
@@ -33,7 +36,7 @@ LOG = logging.getLogger(__name__)
 
 READER = 'data app'
 
-IMPORT_METHODS = ('glance-direct',)
+IMPORT_METHODS = importer.METHODS
 
 _MINOR = re.compile(r'/v2\.([0-9]+)(?:/|$)')
 
@@ -56,15 +59,29 @@ class StoreSet:
     """The configured stores, the default one and whether multi-store is on.
 
     Single-store sites have one store, :data:`SINGLE_STORE_ID`.
+    ``staging`` is this node's :class:`imgmw.app.stage.StagingArea` (not a
+    store: never listed, never chosen for an upload).
     """
 
     SINGLE_STORE_ID = 'default'
 
     def __init__(self, by_id: typing.Mapping[str, stores.Store],
-                 default_id: str, multi_store: bool):
+                 default_id: str, multi_store: bool,
+                 staging: typing.Optional[stage.StagingArea] = None):
         self.by_id = dict(by_id)
         self.default_id = default_id
         self.multi_store = multi_store
+        self.staging = staging
+
+    def remove_partial(self, image_id: str) -> None:
+        """Remove unfinished data of ``image_id`` everywhere (recovery).
+
+        From every store, and its staged data from the staging area.
+        """
+        for store in self.by_id.values():
+            store.remove_partial(image_id)
+        if self.staging is not None:
+            self.staging.remove(image_id)
 
     def for_upload(self, store_id: typing.Optional[str]) -> stores.Store:
         """The store the stores filter chose (None: the default).
@@ -107,6 +124,9 @@ class DataApp:
         self.public_endpoint = options['public_endpoint']
         self.default_limit = options['limit_param_default']
         self.max_limit = options['api_limit_max']
+        self.hashing_algorithm = options.get('hashing_algorithm', 'sha512')
+        #: ``spawn(target, name)`` runs an import job (a thread).
+        self.spawn = importer.spawn_thread
         self.listed = {version for version, _ in
                        versions(store_set.multi_store)}
 
@@ -335,11 +355,15 @@ class DataApp:
         return self.stores.for_upload(store_id)
 
     def on_stage(self, req: webob.Request, image_id: str) -> webob.Response:
-        raise errors.not_implemented('Staging image data')
+        if self.stores.staging is None:
+            raise errors.not_implemented('Staging image data')
+        return stage.Stage(self, req, self.visible(req, image_id))()
 
     def on_import(self, req: webob.Request,
                   image_id: str) -> webob.Response:
-        raise errors.not_implemented('Importing image data')
+        if self.stores.staging is None:
+            raise errors.not_implemented('Importing image data')
+        return importer.ImportRequest(self, req, image_id)()
 
 
 def _has_body(req: webob.Request) -> bool:

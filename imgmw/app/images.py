@@ -210,6 +210,10 @@ def update_values(record: typing.Mapping, changes: typing.Any) -> dict:
     values['properties'] = {key: value for key, value in image.items()
                             if key not in BASE_FIELDS
                             and key not in READ_ONLY}
+    # The service's own hidden properties (the stage host) are kept.
+    values['properties'].update(
+        (key, value) for key, value in record['properties'].items()
+        if key.startswith(RESERVED_PREFIX))
     return values
 
 

@@ -39,6 +39,14 @@ is a dead process of this host, or whose heartbeat is older than
 :data:`DEFAULT_STALE_AFTER`; ``imgmw-manage recover`` and the API's start-up
 call it, and the stores remove the partial data of the images it returns.
 
+**Staged images.** A stage (``PUT .../stage``) streams as ``uploading``
+with a holder; :meth:`Registry.finish_stage` then records the size and the
+node holding the staged file (the hidden property
+:data:`STAGE_HOST_PROPERTY`, as Glance's ``os_glance_stage_host``) and
+releases the hold. An ``uploading`` image without a holder is staged and
+waits for its import: it is never stale. Leaving ``uploading`` or
+``importing`` for ``queued`` or ``active`` forgets the stage host.
+
 **Errors.** A database that cannot be reached (connection refused, server
 gone, SQLite file locked past the timeout or unreadable) raises
 :class:`RegistryUnavailable`, which the app answers with 503 ``Image
@@ -113,6 +121,10 @@ SORT_KEYS = frozenset(('created_at', 'updated_at', 'id', 'name', 'status',
 
 LIST_FILTERS = frozenset(('name', 'status', 'visibility', 'os_hidden',
                           'owner'))
+
+#: The hidden property naming the node whose staging area holds the data
+#: of a staged image (Glance's name).
+STAGE_HOST_PROPERTY = 'os_glance_stage_host'
 
 #: How often a holder should call :meth:`Registry.heartbeat`, in seconds.
 HEARTBEAT_INTERVAL = 30
@@ -472,6 +484,36 @@ class Registry:
                 _replace_locations(connection, image_id, ())
             elif 'locations' in values:
                 _replace_locations(connection, image_id, values['locations'])
+            if (from_status in ('uploading', 'importing')
+                    and to_status in ('queued', 'active')):
+                _set_property(connection, image_id, STAGE_HOST_PROPERTY,
+                              None)
+            return _load(connection, image_id)
+
+    def finish_stage(self, image_id: str, holder: str, size: int,
+                     stage_host: str) -> typing.Optional[Record]:
+        """Record a finished stage of ``holder``; the image stays uploading.
+
+        Sets ``size`` and :data:`STAGE_HOST_PROPERTY` and releases the hold
+        (a staged image is never stale), by compare-and-set on the status
+        ``uploading`` and the holder.
+
+        :returns: the new record, or None when ``holder`` no longer holds
+            the image (recovered, deleted).
+        """
+        images = models.images
+        with self._transaction(write=True) as connection:
+            result = connection.execute(
+                images.update()
+                .where(images.c.id == image_id,
+                       images.c.status == 'uploading',
+                       images.c.holder == holder)
+                .values(size=size, updated_at=utcnow(),
+                        **_holder_columns(None, None)))
+            if result.rowcount != 1:
+                return None
+            _set_property(connection, image_id, STAGE_HOST_PROPERTY,
+                          stage_host)
             return _load(connection, image_id)
 
     def heartbeat(self, image_id: str, holder: str) -> bool:
@@ -643,6 +685,8 @@ def _equals(column, value):
 def _is_stale(row, limit: datetime.datetime,
               holder_alive: typing.Optional[typing.Callable[[str], bool]]
               ) -> bool:
+    if row['status'] == 'uploading' and row['holder'] is None:
+        return False  # staged, waiting for its import
     if row['heartbeat_at'] is None or row['heartbeat_at'] < limit:
         return True
     return bool(holder_alive and row['holder']
@@ -723,6 +767,17 @@ def _replace_properties(connection, image_id: str,
         connection.execute(table.insert(), [
             {'image_id': image_id, 'name': name, 'value': value}
             for name, value in properties.items()])
+
+
+def _set_property(connection, image_id: str, name: str,
+                  value: typing.Optional[str]) -> None:
+    """Set one property (None removes it), leaving the others alone."""
+    table = models.image_properties
+    connection.execute(table.delete().where(table.c.image_id == image_id,
+                                            table.c.name == name))
+    if value is not None:
+        connection.execute(table.insert().values(
+            image_id=image_id, name=name, value=value))
 
 
 def _replace_locations(connection, image_id: str,

@@ -86,7 +86,14 @@ class HeartbeatReader:
 
 
 class Upload:
-    """One upload of ``record`` by the data app ``app``."""
+    """One upload of ``record`` by the data app ``app``.
+
+    :class:`imgmw.app.stage.Stage` reuses it for ``PUT .../stage``, with
+    its own :data:`IN_PROGRESS` status, checks and commit.
+    """
+
+    #: The status the image holds while its data streams.
+    IN_PROGRESS = 'saving'
 
     def __init__(self, app, req: webob.Request, record: dict):
         self.app = app
@@ -112,7 +119,7 @@ class Upload:
         authorize('upload_image', images.policy_target(self.record))
         status = self.record['status']
         if status != 'queued':
-            raise errors.bad_transition(status, 'saving')
+            raise errors.bad_transition(status, self.IN_PROGRESS)
         missing = [name for name in ('disk_format', 'container_format')
                    if not self.record[name]]
         if missing:
@@ -120,13 +127,14 @@ class Upload:
 
     def start(self) -> None:
         """Row 12: win ``queued`` to ``saving``, then publish the image."""
-        saving = self.registry.transition(self.image_id, 'queued', 'saving',
+        saving = self.registry.transition(self.image_id, 'queued',
+                                          self.IN_PROGRESS,
                                           holder=self.holder)
         if saving is None:
             current = self.registry.get(self.image_id)
             if current is None:
                 raise errors.image_not_found(self.image_id)
-            raise errors.bad_transition(current['status'], 'saving')
+            raise errors.bad_transition(current['status'], self.IN_PROGRESS)
         self.environ[keys.IMAGE] = {
             key: saving[key] for key in ('id', 'owner', 'disk_format',
                                          'container_format', 'status')}
@@ -204,7 +212,8 @@ class Upload:
         Never raises: the error that brought us here is the one to answer.
         """
         try:
-            self.registry.transition(self.image_id, 'saving', 'queued')
+            self.registry.transition(self.image_id, self.IN_PROGRESS,
+                                     'queued')
         except Exception:
             LOG.exception('Image %s: could not return it to queued; '
                           'recovery of stale uploads will', self.image_id)
@@ -233,6 +242,10 @@ class Upload:
             except registry_mod.RegistryUnavailable:
                 return errors.registry_unavailable()
             if current is None:
-                return errors.deleted_during_upload(self.image_id)
-            return errors.bad_transition(current['status'], 'saving')
+                return self.deleted_error()
+            return errors.bad_transition(current['status'], self.IN_PROGRESS)
         return err
+
+    def deleted_error(self) -> webob.exc.HTTPException:
+        """The answer when the image was deleted while its data streamed."""
+        return errors.deleted_during_upload(self.image_id)

@@ -132,7 +132,7 @@ def defaults(path: typing.Optional[str],
 def partial_remover(path: typing.Optional[str],
                     conf: typing.Mapping[str, str]
                     ) -> typing.Callable[[str], None]:
-    """``remove(image_id)``: remove an unfinished upload from the stores.
+    """``remove(image_id)``: remove unfinished data from stores and staging.
 
     The stores are those of the data app (``[app:imgmw]``), configured
     exactly as ``imgmw-api`` configures them.
@@ -148,8 +148,7 @@ def partial_remover(path: typing.Optional[str],
     store_set = data_app.load_stores(global_conf, options)
 
     def remove(image_id: str) -> None:
-        for store in store_set.by_id.values():
-            store.remove_partial(image_id)
+        store_set.remove_partial(image_id)
     return remove
 
 

@@ -1,0 +1,356 @@
+"""Import: ``POST /v2/images/{id}/import`` with ``glance-direct`` (section 4).
+
+The second half of Glance's interoperable import: the data staged by
+``PUT .../stage`` (:mod:`imgmw.app.stage`) is moved into one or more stores,
+and the image becomes ``active``. The request is checked, the image moves
+``uploading`` to ``importing`` by compare-and-set with this process as its
+holder, and the answer is 202 with no body; the move then runs in a thread
+of the worker, as Glance runs a task, and clients poll the image's status.
+
+Checks, in this order:
+
+====  ===============================================  ======  ============
+#     condition                                        status  message
+====  ===============================================  ======  ============
+1     body not JSON                                    400     ``Malformed
+                                                               JSON in
+                                                               request
+                                                               body.``
+2     no ``method`` object with a ``name``             400     names the
+                                                               field
+3     method other than ``glance-direct``              400     ``Unknown
+                                                               import
+                                                               method name
+                                                               '<m>'.``
+4     image unknown or invisible                       404     ``No image
+                                                               found with
+                                                               ID <id>``
+5     policy ``modify_image`` denies                   403
+6     ``stores``/``all_stores`` with the header, or    400     as Glance
+      both
+7     a store in ``stores`` unknown or reserved        409     ``Store for
+      (the header is checked by the ``stores``                 identifier
+      filter, also 409)                                        <x> not
+                                                               found``
+8     ``container_format`` or ``disk_format`` unset    409     ``'<f>' needs
+                                                               to be set
+                                                               before
+                                                               import``
+9     not staged (status other than ``uploading``,     409     ``Image needs
+      or the stage still streaming)                            to be staged
+                                                               before
+                                                               'glance-
+                                                               direct'
+                                                               method can
+                                                               be used``
+10    staged by another node                           409     names that
+                                                               node
+11    staged data gone from this node (the image       409     ``The staged
+      returns to ``queued``)                                   data of image
+                                                               <id> is gone;
+                                                               stage it
+                                                               again.``
+12    lost the race to another import                  409     ``Image
+                                                               status
+                                                               transition
+                                                               from <s> to
+                                                               importing is
+                                                               not allowed``
+13    accepted                                         202     no body
+====  ===============================================  ======  ============
+
+Stores: with multi-store on, ``X-Image-Meta-Store`` (validated by the
+``stores`` filter, which publishes ``environ['imgmw.store']``), or
+``"stores": [...]`` in the body, or ``"all_stores": true``; without any,
+``default_backend``. With several stores, the import succeeds only when
+every store took the data (Glance's ``all_stores_must_succeed``). With
+multi-store off these are ignored and the one store is used.
+
+The move reads the staged file once per store and computes MD5 and the
+multihash (``hashing_algorithm`` of ``[DEFAULT]``, as the checksum filter)
+on the first pass, with :class:`imgmw.hashing.MultiHasher`; it refreshes
+the registry's heartbeat every ``heartbeat_interval`` seconds. At the end,
+``importing`` to ``active`` records size, checksums, ``virtual_size`` (the
+size for ``raw``) and the locations, and the staged file is removed. On any
+failure the data written is removed, the image returns to ``queued`` and
+the staged file is removed (contract section 9): the client stages again.
+If the worker dies meanwhile, the image stays ``importing`` with a dead
+holder; start-up of the API and ``imgmw-manage recover`` return it to
+``queued`` and remove its staged and partial data.
+
+Staging is per node: the stage records the node's staging area (hidden
+property ``os_glance_stage_host``), and an import that reaches another node
+of a multi-node deployment is refused with 409 (row 10) rather than
+proxied. Route ``POST .../import`` of an image to the node that took its
+stage (e.g. sticky sessions), or share ``staging_dir`` between the nodes
+over a network file system and give them the same host name in it.
+"""
+
+import contextlib
+import logging
+import threading
+import time
+import typing
+
+import webob
+import webob.exc
+
+from imgmw.app import images
+from imgmw.app import registry as registry_mod
+from imgmw.app import stores
+from imgmw import environ as keys
+from imgmw import errors
+from imgmw import hashing
+
+
+LOG = logging.getLogger(__name__)
+
+READER = 'data app'
+
+#: Import methods this site offers (``/v2/info/import``).
+METHODS = ('glance-direct',)
+
+
+class ImportLost(Exception):
+    """The registry no longer records this process as the importer."""
+
+
+class ImportFailed(Exception):
+    """The staged data does not match the image's record."""
+
+
+def parse_body(body: bytes) -> dict:
+    """The import request of a body; rows 1 to 3.
+
+    :raises webob.exc.HTTPException: 400.
+    """
+    request = images.parse_json(body)
+    if not isinstance(request, dict) or not isinstance(
+            request.get('method'), dict):
+        raise errors.bad_import_request(
+            "Import request requires a 'method' object.")
+    name = request['method'].get('name')
+    if not isinstance(name, str):
+        raise errors.bad_import_request(
+            "Import request requires a 'method' object with a 'name'.")
+    if name not in METHODS:
+        raise errors.unknown_import_method(name)
+    return request
+
+
+def requested_stores(request: typing.Mapping, environ: dict,
+                     store_set) -> typing.List[str]:
+    """The ids of the stores to import into; rows 6 and 7."""
+    if not store_set.multi_store:
+        return [store_set.default_id]
+    header = environ.get('HTTP_X_IMAGE_META_STORE') is not None
+    listed = request.get('stores')
+    every = request.get('all_stores')
+    if every is not None and every is not False and (
+            header or listed is not None):
+        raise errors.all_stores_with_stores()
+    if header and listed is not None:
+        raise errors.stores_header_and_body()
+    if every is True:
+        return list(store_set.by_id)
+    if every is not None and every is not False:
+        raise errors.bad_import_request("'all_stores' must be a boolean.")
+    if listed is None:
+        return [keys.require(environ, keys.STORE, READER)]
+    if not isinstance(listed, list) or not listed or not all(
+            isinstance(store_id, str) for store_id in listed):
+        raise errors.bad_import_request(
+            "'stores' must be a list of store identifiers.")
+    for store_id in listed:
+        if store_id not in store_set.by_id:
+            raise errors.store_not_found(store_id, 409)
+    return list(dict.fromkeys(listed))
+
+
+def spawn_thread(target: typing.Callable[[], None], name: str) -> None:
+    """Run ``target`` in a daemon thread of this worker."""
+    threading.Thread(target=target, name=name, daemon=True).start()
+
+
+class ImportRequest:
+    """The checks of one ``POST .../import`` and the start of its job."""
+
+    def __init__(self, app, req: webob.Request, image_id: str):
+        self.app = app
+        self.registry = app.registry
+        self.req = req
+        self.image_id = image_id
+
+    def __call__(self) -> webob.Response:
+        request = parse_body(self.req.body)
+        record = self.app.visible(self.req, self.image_id)
+        self.app.authorize(self.req, 'modify_image',
+                           images.policy_target(record))
+        store_ids = requested_stores(request, self.req.environ,
+                                     self.app.stores)
+        self.check(record, request['method']['name'])
+        holder = registry_mod.holder_id()
+        self.start(holder)
+        job = ImportJob(self.app, record, store_ids, holder)
+        try:
+            self.app.spawn(job.run, 'imgmw-import-%s' % self.image_id)
+        except BaseException as err:
+            job.fail([], err)
+            raise
+        LOG.info('Image %s: import into %s started', self.image_id,
+                 ', '.join(store_ids))
+        resp = webob.Response(status=202)
+        del resp.content_type
+        resp.content_length = 0
+        return resp
+
+    def check(self, record: typing.Mapping, method: str) -> None:
+        """Rows 8 to 11."""
+        for name in ('container_format', 'disk_format'):
+            if not record[name]:
+                raise errors.format_unset_for_import(name)
+        if record['status'] != 'uploading' or record['holder'] is not None:
+            raise errors.not_staged(method)
+        staging = self.app.stores.staging
+        stage_host = record['properties'].get(
+            registry_mod.STAGE_HOST_PROPERTY)
+        if stage_host != staging.host:
+            raise errors.staged_elsewhere(self.image_id, stage_host)
+        try:
+            staging.size(self.image_id)
+        except stores.DataNotFound:
+            LOG.error('Image %s: its staged data is missing from %s; back '
+                      'to queued', self.image_id, staging.directory)
+            self.registry.transition(self.image_id, 'uploading', 'queued')
+            raise errors.staged_data_lost(self.image_id)
+
+    def start(self, holder: str) -> None:
+        """Row 12: win ``uploading`` to ``importing``."""
+        importing = self.registry.transition(self.image_id, 'uploading',
+                                             'importing', holder=holder)
+        if importing is None:
+            current = self.registry.get(self.image_id)
+            if current is None:
+                raise errors.image_not_found(self.image_id)
+            raise errors.bad_transition(current['status'], 'importing')
+
+
+class ImportReader:
+    """The staged file as a store reads it: hashed, keeping the hold.
+
+    :param hasher: a :class:`imgmw.hashing.MultiHasher`, or None.
+    :param beat: refreshes the heartbeat; False when the hold is lost.
+    """
+
+    def __init__(self, source, hasher, beat: typing.Callable[[], bool],
+                 interval: float, clock=time.monotonic):
+        self.source = source
+        self.hasher = hasher
+        self.beat = beat
+        self.interval = interval
+        self.clock = clock
+        self.last_beat = clock()
+
+    def read(self, size: int = -1) -> bytes:
+        now = self.clock()
+        if now - self.last_beat >= self.interval:
+            if not self.beat():
+                raise ImportLost()
+            self.last_beat = now
+        chunk = self.source.read(size)
+        if self.hasher is not None and chunk:
+            self.hasher.update(chunk)
+        return chunk
+
+
+class ImportJob:
+    """Moves a staged image into its stores (runs in a thread)."""
+
+    def __init__(self, app, record: typing.Mapping,
+                 store_ids: typing.Sequence[str], holder: str):
+        self.app = app
+        self.registry = app.registry
+        self.staging = app.stores.staging
+        self.image_id = record['id']
+        self.size = record['size']
+        self.disk_format = record['disk_format']
+        self.targets = [app.stores.by_id[store_id] for store_id in store_ids]
+        self.holder = holder
+
+    def run(self) -> None:
+        """Copy, hash and commit; on any failure clean up. Never raises."""
+        written: typing.List[typing.Tuple[stores.Store, stores.Stored]] = []
+        try:
+            hasher = hashing.MultiHasher(['md5', self.app.hashing_algorithm])
+            for index, store in enumerate(self.targets):
+                stored = self.copy(store, hasher if index == 0 else None)
+                written.append((store, stored))
+            self.commit(written, hasher)
+        except BaseException as err:
+            self.fail(written, err)
+
+    def beat(self) -> bool:
+        return self.registry.heartbeat(self.image_id, self.holder)
+
+    def copy(self, store: stores.Store, hasher) -> stores.Stored:
+        with contextlib.closing(self.staging.open(self.image_id)) as source:
+            reader = ImportReader(source, hasher, self.beat,
+                                  self.app.heartbeat_interval)
+            stored = store.add(self.image_id, reader, self.app.chunk_size)
+        if stored.size != self.size:
+            store.delete(stored.url)
+            raise ImportFailed('the staged data has %d bytes, the stage '
+                               'recorded %s' % (stored.size, self.size))
+        return stored
+
+    def commit(self, written, hasher) -> None:
+        values = {
+            'size': self.size,
+            'checksum': hasher.hexdigest('md5'),
+            'os_hash_algo': self.app.hashing_algorithm,
+            'os_hash_value': hasher.hexdigest(self.app.hashing_algorithm),
+            'virtual_size': (self.size if self.disk_format == 'raw'
+                             and self.size else None),
+            'locations': [{'store': store.store_id, 'url': stored.url}
+                          for store, stored in written]}
+        if not self.beat():
+            raise ImportLost()
+        if self.registry.transition(self.image_id, 'importing', 'active',
+                                    values=values) is None:
+            raise ImportLost()
+        self.staging.remove(self.image_id)
+        LOG.info('Image %s: %d bytes imported into %s', self.image_id,
+                 self.size, ', '.join(store.store_id
+                                      for store, _ in written))
+
+    def fail(self, written, err: BaseException) -> None:
+        """Remove what was written, requeue, empty the staging; log."""
+        for store, stored in written:
+            try:
+                store.delete(stored.url)
+            except Exception:
+                LOG.exception('Image %s: could not delete %s; the orphan '
+                              'sweep will', self.image_id, stored.url)
+        if isinstance(err, ImportLost):
+            LOG.warning('Image %s: import abandoned, the image was deleted '
+                        'or recovered meanwhile', self.image_id)
+            if not self.restaged():
+                self.staging.remove(self.image_id)
+            return
+        LOG.error('Image %s: import failed, back to queued: %s: %s',
+                  self.image_id, type(err).__name__, err)
+        try:
+            self.registry.transition(self.image_id, 'importing', 'queued')
+        except Exception:
+            LOG.exception('Image %s: could not return it to queued; '
+                          'recovery of stale uploads will', self.image_id)
+            return
+        self.staging.remove(self.image_id)
+
+    def restaged(self) -> bool:
+        """Whether the image was staged again since (its file is new)."""
+        try:
+            current = self.registry.get(self.image_id)
+        except registry_mod.RegistryUnavailable:
+            return True  # leave the file to the recovery
+        return current is not None and current['status'] == 'uploading'

@@ -1,0 +1,321 @@
+"""Import through the data app: contract section 4 (``POST .../import``)
+and section 9 (a failed import leaves the image queued, staging empty)."""
+
+import hashlib
+import io
+import os
+import socket
+import threading
+
+import fixtures
+
+from imgmw import app as data_app
+from imgmw.app import importer
+from imgmw.app import registry
+from imgmw.app import stores
+from imgmw import environ as keys
+from tests.unit.app import test_stage
+
+
+DATA = test_stage.DATA
+GLANCE_DIRECT = {'method': {'name': 'glance-direct'}}
+
+
+class ImportTestCase(test_stage.StagingAppTestCase):
+
+    def import_request(self, image_id: str, body=None, store=None,
+                       header=None, **kwargs):
+        req = self.request('/v2/images/%s/import' % image_id, method='POST',
+                           body=GLANCE_DIRECT if body is None else body,
+                           headers={'Accept': 'application/json'}, **kwargs)
+        req.environ[keys.STORE] = store
+        if header is not None:
+            req.headers['X-Image-Meta-Store'] = header
+        return req
+
+    def assertActive(self, image_id: str, store_ids) -> dict:
+        record = self.registry.get(image_id)
+        self.assertEqual('active', record['status'])
+        self.assertEqual(len(DATA), record['size'])
+        self.assertEqual(len(DATA), record['virtual_size'])
+        self.assertEqual(hashlib.md5(DATA).hexdigest(), record['checksum'])
+        self.assertEqual('sha512', record['os_hash_algo'])
+        self.assertEqual(hashlib.sha512(DATA).hexdigest(),
+                         record['os_hash_value'])
+        self.assertIsNone(record['holder'])
+        self.assertEqual(list(store_ids),
+                         [loc['store'] for loc in record['locations']])
+        for location in record['locations']:
+            with open(location['url'][len('file://'):], 'rb') as f:
+                self.assertEqual(DATA, f.read())
+        self.assertNotIn(registry.STAGE_HOST_PROPERTY, record['properties'])
+        self.assertEqual([], self.staging_files())
+        return record
+
+
+class ImportTest(ImportTestCase):
+
+    def test_glance_direct_is_202_then_active_4(self):
+        image = self.staged()
+        resp = self.call(self.import_request(image['id']))
+        self.assertEqual(202, resp.status_int, resp.body)
+        self.assertEqual(b'', resp.body)
+        self.assertNotIn('Content-Type', resp.headers)
+        self.assertEqual(['imgmw-import-%s' % image['id']], self.spawned)
+        self.assertActive(image['id'], ['default'])
+        download = self.call(self.request('/v2/images/%s/file'
+                                          % image['id']))
+        self.assertEqual(DATA, download.body)
+
+    def test_import_runs_in_a_thread_of_the_worker(self):
+        self.app.spawn = importer.spawn_thread
+        image = self.staged()
+        started = threading.Event()
+        real_add = self.store.add
+
+        def add(*args):
+            started.wait(10)
+            return real_add(*args)
+
+        self.useFixture(fixtures.MockPatchObject(self.store, 'add', add))
+        resp = self.call(self.import_request(image['id']))
+        self.assertEqual(202, resp.status_int)
+        self.assertEqual('importing', self.status_of(image['id']))
+        started.set()
+        for _ in range(200):
+            if self.status_of(image['id']) == 'active':
+                break
+            threading.Event().wait(0.05)
+        self.assertActive(image['id'], ['default'])
+
+    def test_unknown_method_is_400_4(self):
+        image = self.staged()
+        resp = self.call(self.import_request(
+            image['id'], {'method': {'name': 'web-download'}}))
+        self.assertEqual(400, resp.status_int)
+        self.assertIn("Unknown import method name 'web-download'.",
+                      resp.json['message'])
+        self.assertEqual('uploading', self.status_of(image['id']))
+
+    def test_unknown_method_is_400_before_the_image_lookup(self):
+        resp = self.call(self.import_request(
+            'nope', {'method': {'name': 'copy-image'}}))
+        self.assertEqual(400, resp.status_int)
+
+    def test_malformed_bodies_are_400(self):
+        image = self.staged()
+        for body in (b'{', [], {}, {'method': 'glance-direct'},
+                     {'method': {}}):
+            resp = self.call(self.import_request(image['id'], body))
+            self.assertEqual(400, resp.status_int, body)
+        self.assertEqual('uploading', self.status_of(image['id']))
+
+    def test_unknown_image_is_404(self):
+        resp = self.call(self.import_request('nope'))
+        self.assertEqual(404, resp.status_int)
+        self.assertIn('No image found with ID nope', resp.json['message'])
+
+    def test_reader_is_403(self):
+        image = self.staged()
+        resp = self.call(self.import_request(image['id'],
+                                             roles=('reader',)))
+        self.assertEqual(403, resp.status_int)
+        self.assertIn('You are not authorized to complete modify_image '
+                      'action.', resp.json['message'])
+
+    def test_image_not_staged_is_409_4(self):
+        image = self.create()
+        resp = self.call(self.import_request(image['id']))
+        self.assertEqual(409, resp.status_int)
+        self.assertIn("Image needs to be staged before 'glance-direct' "
+                      "method can be used", resp.json['message'])
+        self.assertEqual('queued', self.status_of(image['id']))
+
+    def test_stage_still_streaming_is_409(self):
+        image = self.create()
+        self.registry.transition(image['id'], 'queued', 'uploading',
+                                 holder='a:1:1')
+        resp = self.call(self.import_request(image['id']))
+        self.assertEqual(409, resp.status_int)
+        self.assertEqual('uploading', self.status_of(image['id']))
+
+    def test_second_import_is_409(self):
+        image = self.staged()
+        self.assertEqual(202, self.call(
+            self.import_request(image['id'])).status_int)
+        resp = self.call(self.import_request(image['id']))
+        self.assertEqual(409, resp.status_int)
+
+    def test_formats_unset_is_409(self):
+        image = self.staged(container_format=None)
+        resp = self.call(self.import_request(image['id']))
+        self.assertEqual(409, resp.status_int)
+        self.assertIn("'container_format' needs to be set before import",
+                      resp.json['message'])
+
+    def test_staged_on_another_node_is_409(self):
+        image = self.create()
+        self.registry.transition(image['id'], 'queued', 'uploading',
+                                 holder='a:1:1')
+        self.registry.finish_stage(image['id'], 'a:1:1', len(DATA),
+                                   'node2:/var/lib/imgmw/staging')
+        resp = self.call(self.import_request(image['id']))
+        self.assertEqual(409, resp.status_int)
+        self.assertIn('was staged on another node '
+                      '(node2:/var/lib/imgmw/staging)', resp.json['message'])
+        self.assertEqual('uploading', self.status_of(image['id']))
+
+    def test_staged_data_gone_is_409_and_queued(self):
+        image = self.staged()
+        os.unlink(os.path.join(self.staging_dir, image['id']))
+        resp = self.call(self.import_request(image['id']))
+        self.assertEqual(409, resp.status_int)
+        self.assertIn('stage it again', resp.json['message'])
+        self.assertQueuedAndEmpty(image['id'])
+
+
+class FailedImportTest(ImportTestCase):
+    """Contract 9: a failed import leaves the image queued, staging empty."""
+
+    def test_store_full_requeues_and_empties_staging(self):
+        image = self.staged()
+        self.useFixture(fixtures.MockPatchObject(
+            self.store, '_copy',
+            side_effect=stores.StorageFull('store default: full')))
+        resp = self.call(self.import_request(image['id']))
+        self.assertEqual(202, resp.status_int)
+        self.assertQueuedAndEmpty(image['id'])
+        self.assertIn('import failed, back to queued', self.log.output)
+        self.assertEqual(204, self.call(
+            self.stage_request(image['id'])).status_int)
+
+    def test_staged_data_of_the_wrong_size_requeues(self):
+        image = self.staged()
+        with open(os.path.join(self.staging_dir, image['id']), 'ab') as f:
+            f.write(b'more')
+        self.assertEqual(202, self.call(
+            self.import_request(image['id'])).status_int)
+        self.assertQueuedAndEmpty(image['id'])
+
+    def test_registry_failing_at_commit_requeues(self):
+        image = self.staged()
+        real = self.registry.transition
+
+        def transition(image_id, from_status, to_status, **kwargs):
+            if to_status == 'active':
+                raise registry.RegistryUnavailable('gone')
+            return real(image_id, from_status, to_status, **kwargs)
+
+        self.useFixture(fixtures.MockPatchObject(
+            self.registry, 'transition', transition))
+        self.call(self.import_request(image['id']))
+        self.assertQueuedAndEmpty(image['id'])
+
+    def test_image_deleted_during_import_leaves_nothing(self):
+        image = self.staged()
+        real_add = self.store.add
+
+        def add(image_id, reader, chunk_size):
+            stored = real_add(image_id, reader, chunk_size)
+            self.registry.delete(image_id)
+            return stored
+
+        self.useFixture(fixtures.MockPatchObject(self.store, 'add', add))
+        self.assertEqual(202, self.call(
+            self.import_request(image['id'])).status_int)
+        self.assertIsNone(self.registry.get(image['id']))
+        self.assertEqual([], os.listdir(self.datadir))
+        self.assertEqual([], self.staging_files())
+
+    def test_crashed_import_is_recovered_at_start_up(self):
+        """A worker dying mid-import: queued, staged and partial removed."""
+        image = self.staged()
+        dead = '%s:1:1' % socket.gethostname()
+        self.registry.transition(image['id'], 'uploading', 'importing',
+                                 holder=dead)
+        open(os.path.join(self.datadir, '.%s.x.partial' % image['id']),
+             'wb').close()
+        data_app.recover(self.registry, self.store_set)
+        self.assertQueuedAndEmpty(image['id'])
+
+    def test_import_reader_beats_and_stops_when_the_hold_is_lost(self):
+        now = [0.0]
+        beats = []
+        source = importer.ImportReader(
+            io.BytesIO(b'abcdef'), None,
+            lambda: beats.append(now[0]) or len(beats) < 2, 10,
+            clock=lambda: now[0])
+        self.assertEqual(b'ab', source.read(2))
+        now[0] = 10
+        self.assertEqual(b'cd', source.read(2))
+        now[0] = 20
+        self.assertRaises(importer.ImportLost, source.read, 2)
+        self.assertEqual([10, 20], beats)
+
+
+class MultiStoreImportTest(ImportTestCase):
+
+    multi_store = True
+
+    def test_default_store_without_header_4(self):
+        image = self.staged()
+        self.call(self.import_request(image['id'], store='fast'))
+        self.assertActive(image['id'], ['fast'])
+
+    def test_store_of_the_header_4(self):
+        """The stores filter validated the header and published it."""
+        image = self.staged()
+        self.call(self.import_request(image['id'], store='cheap',
+                                      header='cheap'))
+        self.assertActive(image['id'], ['cheap'])
+        self.assertEqual([], os.listdir(self.datadir))
+
+    def test_stores_of_the_body_4(self):
+        image = self.staged()
+        body = dict(GLANCE_DIRECT, stores=['cheap', 'fast'])
+        resp = self.call(self.import_request(image['id'], body,
+                                             store='fast'))
+        self.assertEqual(202, resp.status_int, resp.body)
+        self.assertActive(image['id'], ['cheap', 'fast'])
+
+    def test_all_stores_4(self):
+        image = self.staged()
+        body = dict(GLANCE_DIRECT, all_stores=True)
+        self.call(self.import_request(image['id'], body, store='fast'))
+        self.assertActive(image['id'], ['fast', 'cheap'])
+
+    def test_unknown_store_of_the_body_is_409_4(self):
+        image = self.staged()
+        for store_id in ('nowhere', 'os_glance_staging_store'):
+            body = dict(GLANCE_DIRECT, stores=['fast', store_id])
+            resp = self.call(self.import_request(image['id'], body,
+                                                 store='fast'))
+            self.assertEqual(409, resp.status_int)
+            self.assertIn('Store for identifier %s not found' % store_id,
+                          resp.json['message'])
+        self.assertEqual('uploading', self.status_of(image['id']))
+
+    def test_header_and_body_stores_are_400(self):
+        image = self.staged()
+        body = dict(GLANCE_DIRECT, stores=['fast'])
+        resp = self.call(self.import_request(image['id'], body,
+                                             store='cheap', header='cheap'))
+        self.assertEqual(400, resp.status_int)
+        self.assertIn("Stores parameter and x-image-meta-store header can't "
+                      "be both specified", resp.json['message'])
+        body = dict(GLANCE_DIRECT, all_stores=True)
+        resp = self.call(self.import_request(image['id'], body,
+                                             store='cheap', header='cheap'))
+        self.assertEqual(400, resp.status_int)
+        self.assertIn("All_stores parameter can't be used",
+                      resp.json['message'])
+
+    def test_one_store_failing_fails_the_import_and_cleans_both(self):
+        image = self.staged()
+        self.useFixture(fixtures.MockPatchObject(
+            self.cheap, '_copy',
+            side_effect=stores.StorageUnavailable('store cheap: EACCES')))
+        body = dict(GLANCE_DIRECT, stores=['fast', 'cheap'])
+        self.call(self.import_request(image['id'], body, store='fast'))
+        self.assertQueuedAndEmpty(image['id'])
+        self.assertEqual([], os.listdir(self.cheap_dir))
