@@ -129,7 +129,9 @@ class ApiServer(fixtures.Fixture):
                 return False
             try:
                 resp = requests.get(self.url + '/healthcheck', timeout=5)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Refused before the bind; unanswered while the workers
+                # load the pipeline, which takes long on a busy machine.
                 time.sleep(0.1)
                 continue
             if resp.status_code == 200:
