@@ -127,6 +127,24 @@ def storage_quota_exceeded(size: int, remaining: int):
                   % (size, remaining))
 
 
+def over_limit(project_id: str, resource: str, limit: int, usage: int,
+               delta: int):
+    """Section 8: another quota (``image_count_uploading``) is breached.
+
+    Worded as Glance words oslo.limit's refusal.
+    """
+    return _error(webob.exc.HTTPRequestEntityTooLarge,
+                  'Project %s is over a limit for [Resource %s is over limit '
+                  'of %d due to current usage %d and delta %d]'
+                  % (project_id, resource, limit, usage, delta))
+
+
+def limits_unavailable():
+    """Section 8: the limits in force could not be read (Keystone)."""
+    return _error(webob.exc.HTTPServiceUnavailable,
+                  'Quota limits are unavailable.')
+
+
 def size_exceeds(expected: int, got: int):
     """3.14: more bytes than declared."""
     return _error(webob.exc.HTTPBadRequest,

@@ -14,6 +14,8 @@ import datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from imgmw.quota import schema as quota_schema
+
 metadata = sa.MetaData()
 
 #: MySQL and MariaDB: transactional tables, full Unicode, and text compared
@@ -108,3 +110,9 @@ image_locations = sa.Table(
     sa.Column('url', sa.Text, nullable=False),
     **TABLE_OPTIONS,
 )
+
+# The quota filter's reservation tables live in the same database and come
+# with the same migrations (0002); they are declared by imgmw.quota, which
+# must not depend on the app.
+for _table in quota_schema.metadata.tables.values():
+    _table.to_metadata(metadata)

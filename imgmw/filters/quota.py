@@ -1,0 +1,554 @@
+"""Quota filter: per-project storage limits that are never exceeded.
+
+The filter enforces, for ``PUT /v2/images/{id}/file`` (upload) and ``PUT
+/v2/images/{id}/stage`` (stage), Glance's per-project quotas
+(contract section 8, rows 13 and 17 of section 3):
+
+=========================  ======================================  ========
+resource                   usage                                   applies
+=========================  ======================================  ========
+``image_size_total``       bytes of the project's images that      upload
+                           hold data (``active``,
+                           ``deactivated``), plus the uploads in
+                           progress
+``image_stage_total``      bytes staged (images ``uploading`` or   stage
+                           ``importing``), plus the stages in
+                           progress
+``image_count_uploading``  uploads and stages in progress, plus    both
+                           images ``importing``; the request's
+                           own counts, so a limit of N allows N
+=========================  ======================================  ========
+
+A limit is breached only when ``usage + delta > limit``: an upload that
+fills the quota exactly passes. The project charged is the image's owner
+(as Glance), else the caller's project.
+
+Unlike Glance, whose enforcement is best effort, the limits hold under
+parallel uploads, on one API node or many, and for bodies of unknown size.
+Every upload in progress holds a *reservation* in the registry's SQL
+database, which every API node shares; reservations are checked and taken
+in one transaction that locks a per-project row (see
+:mod:`imgmw.quota.reservations`):
+
+* a declared size (``x-openstack-image-size``, else ``Content-Length``, as
+  the size filter publishes it) is reserved whole before the first byte is
+  stored; above the remaining quota the upload gets 413 (row 13);
+* a body of unknown size (chunked) reserves ``reservation_increment`` bytes
+  at a time, as its bytes arrive (at most what the quota has left); the
+  first chunk that would take it over the limit is refused with 413 (row
+  17, naming the bytes received) and never reaches the store;
+* one more upload than ``image_count_uploading`` allows is refused with 413
+  ``Project <p> is over a limit for [Resource image_count_uploading is over
+  limit of <L> due to current usage <U> and delta 0]`` (as Glance).
+
+Reservations end with their request, whatever its outcome; one whose
+process died expires after ``reservation_ttl`` seconds (refreshed while
+bytes arrive) and no longer counts. A failed upload leaves nothing behind:
+the data app restores the image to ``queued`` and removes its data.
+
+No decision is taken before the app opens the body. The app reads the body
+only after the image lookup, the policy and the status checks passed
+(contract 3.8 to 3.12), so no 413 ever tells a caller that may not upload
+to an image anything of its owner's quota.
+
+``GET /v2/info/usage`` answers the caller's project, in Glance's units
+(MiB for sizes, rounded down; a count of uploads), with the limits in force
+from either source (``-1`` is unlimited)::
+
+    {"usage": {"image_size_total": {"usage": 1024, "limit": 10240},
+               "image_count_uploading": {"usage": 1, "limit": -1},
+               "image_stage_total": {"usage": 0, "limit": 2048}}}
+
+Place it after ``context`` (the caller's project) and ``size`` (the
+declared size), before ``checksum``::
+
+    [DEFAULT]
+    database_connection = postgresql+psycopg2://imgmw@db.example/imgmw
+
+    [pipeline:keystone-api]
+    pipeline = request_id authtoken context size stores quota checksum imgmw
+
+    [filter:quota]
+    use = egg:imgmw#quota
+    limit_source = static
+    user_storage_quota = 100GB
+    project_storage_quota = 5f3c0e7d8a4e4a8b9a3c3e0f1b2a4c6d:1TB
+
+Limits from Keystone unified limits (registered limits ``image_size_total``
+and ``image_stage_total`` in MiB and ``image_count_uploading`` as a count,
+for the image service's endpoint, as Glance registers them); oslo.limit's
+settings go in an ``[oslo_limit]`` section of the same file, or in the
+oslo.config file named by ``oslo_config_file`` (``glance-api.conf``
+works)::
+
+    [filter:quota]
+    use = egg:imgmw#quota
+    limit_source = keystone
+
+    [oslo_limit]
+    auth_url = https://keystone.example/identity
+    auth_type = password
+    username = imgmw
+    password = ...
+    user_domain_id = default
+    system_scope = all
+    endpoint_id = 0e3cf7a6c2f94b1f8a49d1f3a1f4c8b7
+
+As oslo.limit decides, a resource without a registered limit has a limit
+of 0 (no upload passes), and ``-1`` is unlimited. Limits are read again
+every ``limits_cache_time`` seconds. When Keystone cannot be reached the
+upload gets 503 ``Quota limits are unavailable.``; when the database
+cannot, 503 ``Image registry is unavailable.``.
+
+Options, in the filter's section (``database_connection`` and
+``state_dir`` also in ``[DEFAULT]``):
+
+==========================  ===============  ================================
+option                      default          meaning
+==========================  ===============  ================================
+``limit_source``            ``static``       ``static`` or ``keystone``
+``user_storage_quota``      ``0``            static: ``image_size_total`` of
+                                             every project, in Glance's
+                                             format (``10GB``; binary
+                                             units); 0 is unlimited
+``project_storage_quota``   (none)           static: per-project overrides,
+                                             ``<project>:<size>, ...``
+                                             (``0`` is unlimited)
+``user_stage_quota``        ``0``            static: ``image_stage_total``
+``project_stage_quota``     (none)           static: its overrides
+``user_uploading_quota``    ``0``            static: ``image_count_uploading``
+                                             (0 is unlimited)
+``project_uploading_quota`` (none)           static: its overrides,
+                                             ``<project>:<count>, ...``
+``oslo_config_file``        (none)           keystone: an oslo.config file
+                                             with ``[oslo_limit]``, instead
+                                             of the section of this file
+``limits_cache_time``       ``60``           keystone: seconds limits are
+                                             cached
+``usage_source``            ``imgmw``        where stored and staged bytes
+                                             are read: imgmw's registry
+``quota_connection``        (the registry)   SQLAlchemy URL of the database
+                                             holding the registry and the
+                                             reservations; default
+                                             ``database_connection``, else
+                                             SQLite in ``state_dir``
+``reservation_increment``   ``64MB``         bytes reserved at a time for a
+                                             body of unknown size
+``reservation_ttl``         ``300``          seconds before the reservation
+                                             of a dead process expires
+``stream_errors``           ``base``         ``base`` or ``ioerror`` (see the
+                                             size filter)
+==========================  ===============  ================================
+
+Headers read: none (the size comes from ``environ['imgmw.size']``, the
+caller from ``environ['imgmw.context']``, the owner from
+``environ['imgmw.image']``). Logged: each refusal at INFO, naming the
+project, the resource, the limit and the usage; database and Keystone
+failures at ERROR.
+
+What it cannot do: it cannot refuse before the app opens the body (by
+design, see above); staged bytes count in ``image_stage_total`` only, not
+in ``image_size_total`` until imported, as in Glance. The reservation
+tables come with imgmw's migrations (``imgmw-manage db sync``).
+"""
+
+import configparser
+import logging
+import os
+import threading
+import time
+import typing
+
+import webob
+import webob.exc
+
+from imgmw import config
+from imgmw import environ as keys
+from imgmw import errors
+from imgmw import paths
+from imgmw import quota
+from imgmw.quota import limits as limits_mod
+from imgmw.quota import reservations
+from imgmw.quota import schema
+from imgmw import streams
+
+
+LOG = logging.getLogger(__name__)
+
+OWNER = 'quota filter'
+STATIC = 'static'
+KEYSTONE = 'keystone'
+DEFAULT_INCREMENT = 64 << 20
+DEFAULT_TTL = 300
+
+_KINDS = {paths.IMAGE_DATA: schema.UPLOAD, paths.STAGE: schema.STAGE}
+
+#: Static options: ``{resource: (default option, overrides option)}``.
+STATIC_OPTIONS = {
+    quota.IMAGE_SIZE_TOTAL: ('user_storage_quota', 'project_storage_quota'),
+    quota.IMAGE_STAGE_TOTAL: ('user_stage_quota', 'project_stage_quota'),
+    quota.IMAGE_COUNT_UPLOADING: ('user_uploading_quota',
+                                  'project_uploading_quota'),
+}
+
+_count = config.integer(minimum=0)
+
+OPTS = (
+    config.Opt('limit_source', config.choice(STATIC, KEYSTONE), STATIC,
+               'Where limits come from: static or keystone.'),
+    config.Opt('user_storage_quota', config.byte_size, 0,
+               'static: image_size_total of every project; 0 unlimited.'),
+    config.Opt('project_storage_quota',
+               limits_mod.project_limits(config.byte_size), {},
+               'static: per-project image_size_total, project:size, ...'),
+    config.Opt('user_stage_quota', config.byte_size, 0,
+               'static: image_stage_total of every project; 0 unlimited.'),
+    config.Opt('project_stage_quota',
+               limits_mod.project_limits(config.byte_size), {},
+               'static: per-project image_stage_total.'),
+    config.Opt('user_uploading_quota', _count, 0,
+               'static: image_count_uploading of every project; 0 '
+               'unlimited.'),
+    config.Opt('project_uploading_quota', limits_mod.project_limits(_count),
+               {}, 'static: per-project image_count_uploading.'),
+    config.Opt('oslo_config_file', config.string, None,
+               'keystone: oslo.config file holding [oslo_limit].'),
+    config.Opt('limits_cache_time', config.integer(minimum=0),
+               limits_mod.DEFAULT_CACHE_TIME,
+               'keystone: seconds limits are cached.'),
+    config.Opt('usage_source',
+               config.choice(*sorted(reservations.USAGE_SOURCES)), 'imgmw',
+               'Where stored and staged bytes are read.'),
+    config.Opt('quota_connection', config.string, None,
+               'Database of the registry and the reservations.'),
+    config.Opt('database_connection', config.string, None,
+               'The registry database ([DEFAULT]).'),
+    config.Opt('state_dir', config.string, 'state',
+               'Directory of the default SQLite database ([DEFAULT]).'),
+    config.Opt('reservation_increment', config.byte_size, DEFAULT_INCREMENT,
+               'Bytes reserved at a time for a body of unknown size.'),
+    config.Opt('reservation_ttl', config.integer(minimum=10), DEFAULT_TTL,
+               'Seconds before a dead process\'s reservation expires.'),
+    config.Opt('stream_errors', config.choice(*streams.STREAM_ERROR_MODES),
+               streams.BASE,
+               'How a failed check leaves read(): base or ioerror.'),
+)
+
+
+def database_url(values: typing.Mapping) -> str:
+    """The reservations' database: the registry's, as the app finds it."""
+    url = (values.get('quota_connection')
+           or values.get('database_connection') or '').strip()
+    if url:
+        return url
+    state_dir = os.path.abspath(values.get('state_dir') or 'state')
+    os.makedirs(state_dir, exist_ok=True)
+    return 'sqlite:///%s' % os.path.join(state_dir, 'imgmw.sqlite')
+
+
+def static_limits(values: typing.Mapping) -> limits_mod.StaticLimits:
+    return limits_mod.StaticLimits(
+        {resource: values[names[0]]
+         for resource, names in STATIC_OPTIONS.items()},
+        {resource: values[names[1]]
+         for resource, names in STATIC_OPTIONS.items()})
+
+
+def oslo_limit_section(paste_file: typing.Optional[str]
+                       ) -> typing.Optional[typing.Dict[str, str]]:
+    """The ``[oslo_limit]`` section of the paste file, as written."""
+    if not paste_file:
+        return None
+    # [DEFAULT] is a section like any other here: its keys are no
+    # oslo.limit settings.
+    parser = configparser.RawConfigParser(default_section='\0')
+    parser.read(paste_file)
+    if not parser.has_section(limits_mod.GROUP):
+        return None
+    return dict(parser.items(limits_mod.GROUP))
+
+
+def keystone_limits(values: typing.Mapping, paste_file: typing.Optional[str],
+                    here: typing.Optional[str]) -> limits_mod.KeystoneLimits:
+    """Configure oslo.limit and return the keystone limit source.
+
+    :raises config.ConfigError: no or bad ``[oslo_limit]`` settings.
+    """
+    config_file = values['oslo_config_file']
+    section = None
+    if config_file:
+        config_file = os.path.join(here or os.getcwd(), config_file)
+        if not os.path.isfile(config_file):
+            raise config.ConfigError('%s: oslo_config_file %s does not exist'
+                                     % (OWNER, config_file))
+    else:
+        section = oslo_limit_section(paste_file)
+        if section is None:
+            raise config.ConfigError(
+                '%s: limit_source = keystone needs an [oslo_limit] section '
+                'in %s, or oslo_config_file' % (OWNER, paste_file))
+    conf, opts = limits_mod.oslo_limit_conf(section, config_file)
+    limits_mod.apply_oslo_limit(conf, opts)
+    return limits_mod.KeystoneLimits(cache_time=values['limits_cache_time'])
+
+
+class QuotaInput(streams.InputProxy):
+    """Takes and grows an upload's reservation as its body is read.
+
+    The first read (the app opens the body only after authorization)
+    takes the reservation: the declared size, or a first increment. A chunk
+    that takes the body past what is reserved grows it, or fails the body.
+    """
+
+    def __init__(self, wsgi_input, middleware: 'QuotaMiddleware',
+                 environ: dict, route: paths.Route,
+                 declared: typing.Optional[int]):
+        super().__init__(wsgi_input, stream_errors=middleware.stream_errors)
+        self.middleware = middleware
+        self.environ = environ
+        self.route = route
+        self.declared = declared
+        self.reservation: typing.Optional[reservations.Reservation] = None
+        self.limits: typing.Optional[limits_mod.ProjectLimits] = None
+        self.started = False
+        self.refreshed_at = 0.0
+        self._release_lock = threading.Lock()
+
+    # Reservation.
+
+    def read(self, size: typing.Optional[int] = -1) -> bytes:
+        self.start()
+        return super().read(size)
+
+    def readline(self, size: typing.Optional[int] = -1) -> bytes:
+        self.start()
+        return super().readline(size)
+
+    def start(self) -> None:
+        """Take the reservation, once, at the first read."""
+        if self.started:
+            return
+        self.started = True
+        project_id = self.charged_project()
+        if project_id is None:
+            LOG.debug('Upload of image %s has no project to charge',
+                      self.route.image_id)
+            return
+        self.reservation = reservations.Reservation(
+            project_id, self.route.image_id, _KINDS[self.route.kind])
+        if self.declared is not None:
+            minimum = wanted = self.declared
+        else:
+            minimum, wanted = 0, self.middleware.increment
+        self.reserve(minimum, wanted, self.declared)
+
+    def charged_project(self) -> typing.Optional[str]:
+        """The image's owner, else the caller's project (as Glance)."""
+        image = self.environ.get(keys.IMAGE) or {}
+        if image.get('owner'):
+            return image['owner']
+        return self.environ[keys.CONTEXT].project_id
+
+    def reserve(self, minimum: int, wanted: int,
+                reported: typing.Optional[int]) -> None:
+        """Reserve, or fail the body with the contract's answer.
+
+        :param reported: the size the 413 names (declared or received).
+        """
+        try:
+            if self.limits is None:
+                self.limits = self.middleware.limits.for_project(
+                    self.reservation.project_id)
+            self.middleware.store.reserve(self.reservation, minimum, wanted,
+                                          self.limits)
+        except reservations.OverLimit as over:
+            self.fail(self.middleware.refusal(over, reported))
+        except limits_mod.LimitsUnavailable:
+            self.fail(errors.limits_unavailable())
+        except reservations.StoreUnavailable:
+            self.fail(errors.registry_unavailable())
+        self.refreshed_at = time.monotonic()
+
+    def fail(self, http_error: webob.exc.HTTPException) -> typing.NoReturn:
+        self.error = streams.StreamError(http_error)
+        raise self.raise_as(self.error)
+
+    def chunk_update(self, chunk: bytes, eof: bool) -> bytes:
+        if self.reservation is None:
+            return chunk
+        got = self.bytes_received
+        if got > self.reservation.size:
+            self.reserve(got, got + self.middleware.increment,
+                         self.reported())
+        elif time.monotonic() - self.refreshed_at > self.middleware.refresh:
+            self.keep_alive()
+        return chunk
+
+    def keep_alive(self) -> None:
+        """Push the expiry ahead; reserve again if it had expired."""
+        try:
+            alive = self.middleware.store.refresh(self.reservation)
+        except reservations.StoreUnavailable:
+            self.fail(errors.registry_unavailable())
+        if alive:
+            self.refreshed_at = time.monotonic()
+            return
+        self.reservation.held = False
+        size = self.reservation.size
+        self.reserve(size, size, self.reported())
+
+    def reported(self) -> int:
+        """The size a 413 names: the declared one, else what came."""
+        if self.declared is not None:
+            return self.declared
+        return self.bytes_received
+
+    def release(self) -> None:
+        """End the reservation (idempotent)."""
+        with self._release_lock:
+            if self.reservation is not None and self.reservation.held:
+                self.middleware.store.release(self.reservation)
+
+
+class ReleasingIterable:
+    """The app's response; ``release`` runs when the server closes it."""
+
+    def __init__(self, app_iter, release: typing.Callable[[], None]):
+        self.app_iter = app_iter
+        self.release = release
+
+    def __iter__(self):
+        return iter(self.app_iter)
+
+    def close(self) -> None:
+        try:
+            streams.close_if_possible(self.app_iter)
+        finally:
+            self.release()
+
+
+class QuotaMiddleware:
+    """Quota enforcement on uploads and stages, and ``/v2/info/usage``.
+
+    :param conf: options (see the module), typed by :func:`filter_factory`.
+    :param limits: the limit source (default: from ``conf``).
+    :param store: the reservation store (default: from ``conf``).
+    """
+
+    def __init__(self, app, conf: typing.Mapping,
+                 logger: typing.Optional[logging.Logger] = None,
+                 limits=None,
+                 store: typing.Optional[reservations.ReservationStore] = None):
+        self.app = app
+        self.logger = logger or LOG
+        values = config.parse(OPTS, {}, conf, OWNER)
+        self.increment: int = max(values['reservation_increment'], 1)
+        ttl: int = values['reservation_ttl']
+        #: Seconds between refreshes of a reservation's expiry.
+        self.refresh: float = ttl / 4
+        self.stream_errors: str = values['stream_errors']
+        self.limits = limits if limits is not None else static_limits(values)
+        self.store = store or reservations.ReservationStore(
+            database_url(values),
+            reservations.USAGE_SOURCES[values['usage_source']](), ttl=ttl)
+
+    def __call__(self, environ: dict, start_response):
+        route = paths.route_of(environ)
+        if route is None:
+            return self.app(environ, start_response)
+        if route.kind == paths.USAGE_INFO:
+            return self.usage_info(environ)(environ, start_response)
+        if (route.kind not in _KINDS
+                or environ.get('REQUEST_METHOD') != 'PUT'):
+            return self.app(environ, start_response)
+        try:
+            keys.require(environ, keys.CONTEXT, OWNER)
+            declared = keys.require(environ, keys.SIZE, OWNER)
+        except errors.MissingFilter as err:
+            return self.misconfigured(err)(environ, start_response)
+        proxy = streams.install(environ, QuotaInput(
+            environ['wsgi.input'], self, environ, route, declared))
+        try:
+            app_iter = streams.call_app(self.app, environ, start_response,
+                                        proxy)
+        except BaseException:
+            proxy.release()
+            raise
+        if proxy.finished or proxy.error is not None:
+            # The app is done with the body: its bytes count in the image
+            # records now, or never will.
+            proxy.release()
+            return app_iter
+        return ReleasingIterable(app_iter, proxy.release)
+
+    def misconfigured(self, err: errors.MissingFilter):
+        self.logger.error('Pipeline misconfigured: %s', err)
+        return webob.exc.HTTPInternalServerError(explanation=str(err))
+
+    def refusal(self, over: reservations.OverLimit,
+                reported: typing.Optional[int]) -> webob.exc.HTTPException:
+        """The 413 of a reservation refused by ``over``."""
+        self.logger.info('Refused an upload of project %s: %s over its '
+                         'limit of %d (usage %d, delta %d)', over.project_id,
+                         over.resource, over.limit, over.usage,
+                         over.requested)
+        if over.resource == quota.IMAGE_COUNT_UPLOADING:
+            # Glance counts the request's own upload in the usage.
+            return errors.over_limit(over.project_id, over.resource,
+                                     over.limit, over.usage + 1, 0)
+        return errors.storage_quota_exceeded(
+            over.requested if reported is None else reported, over.remaining)
+
+    # GET /v2/info/usage.
+
+    def usage_info(self, environ: dict):
+        allowed = paths.ALLOWED[paths.USAGE_INFO]
+        if environ.get('REQUEST_METHOD') not in allowed:
+            return errors.method_not_allowed(allowed)
+        try:
+            context = keys.require(environ, keys.CONTEXT, OWNER)
+        except errors.MissingFilter as err:
+            return self.misconfigured(err)
+        if not context.project_id:
+            return json_response({'usage': {}})
+        try:
+            project_limits = self.limits.for_project(context.project_id)
+            usage = self.store.usage(context.project_id)
+        except limits_mod.LimitsUnavailable:
+            return errors.limits_unavailable()
+        except reservations.StoreUnavailable:
+            return errors.registry_unavailable()
+        return json_response({'usage': {
+            resource: {'usage': in_units(resource, usage.get(resource)),
+                       'limit': limit_in_units(
+                           resource, project_limits.get(resource))}
+            for resource in quota.RESOURCES}})
+
+
+def in_units(resource: str, amount: int) -> int:
+    """Glance's units: MiB (rounded down) for sizes, else as is."""
+    if resource in quota.MIB_RESOURCES:
+        return amount // quota.MiB
+    return amount
+
+
+def limit_in_units(resource: str, limit: typing.Optional[int]) -> int:
+    return -1 if limit is None else in_units(resource, limit)
+
+
+def json_response(body: dict) -> webob.Response:
+    return webob.Response(json_body=body)
+
+
+def filter_factory(global_conf: typing.Mapping, **local_conf):
+    """paste.deploy entry point ``egg:imgmw#quota``."""
+    conf = config.parse(OPTS, global_conf, local_conf, OWNER)
+    limits = None
+    if conf['limit_source'] == KEYSTONE:
+        limits = keystone_limits(
+            conf, local_conf.get('__file__', global_conf.get('__file__')),
+            local_conf.get('here', global_conf.get('here')))
+
+    def quota_filter(app):
+        return QuotaMiddleware(app, conf, limits=limits)
+    return quota_filter

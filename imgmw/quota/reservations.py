@@ -1,0 +1,459 @@
+"""Reservations of uploads in progress, shared by every API node via SQL.
+
+A reservation is a row of ``quota_reservations`` (:mod:`imgmw.quota.schema`)
+in the registry's database. Every decision that grants bytes or an upload
+slot to a project is one transaction of :meth:`ReservationStore.reserve`:
+
+1. lock the project: insert its ``quota_locks`` row if absent, then
+   ``SELECT ... FOR UPDATE`` it (PostgreSQL, MySQL/MariaDB); SQLite
+   serializes every writer with ``BEGIN IMMEDIATE``;
+2. delete the project's expired reservations;
+3. compute its usage: what the usage source reads from the image records
+   (:class:`ImgmwUsage`), plus its live reservations but this one;
+4. refuse (:class:`OverLimit`) when ``usage + delta > limit``, else insert
+   or grow this reservation and push its expiry ``ttl`` seconds ahead;
+5. commit, which releases the lock.
+
+Two nodes deciding for one project therefore decide one after the other,
+each seeing what the other granted. Reservations end with their request
+(:meth:`ReservationStore.release`); a process that dies leaves its rows to
+expire after ``ttl`` seconds unless refreshed (:meth:`ReservationStore.
+refresh`). Nodes' clocks must agree to well within ``ttl`` (NTP).
+
+Images change status outside this lock, but only in the safe direction: an
+upload's bytes start to count in the image records (``active``) before its
+reservation is released, so a project is at worst charged twice for a
+moment, never zero times.
+"""
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import os
+import socket
+import typing
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from imgmw import quota
+from imgmw.quota import limits as limits_mod
+from imgmw.quota import schema
+
+
+LOG = logging.getLogger(__name__)
+
+#: SQLite: how long a writer waits for another one, in seconds.
+SQLITE_BUSY_TIMEOUT = 30
+POOL_RECYCLE = 3600
+_WRITE = 'imgmw_quota_write'
+
+
+class StoreUnavailable(Exception):
+    """The quota database cannot be reached; the filter answers 503."""
+
+
+class OverLimit(Exception):
+    """A reservation would take ``resource`` over its limit.
+
+    ``usage`` excludes the refused request, ``requested`` is what it
+    asked (bytes, or 1 upload); ``limit`` is in the same unit.
+    """
+
+    def __init__(self, project_id: str, resource: str, limit: int,
+                 usage: int, requested: int):
+        super().__init__('project %s: %s over limit of %d due to usage %d '
+                         'and delta %d' % (project_id, resource, limit,
+                                           usage, requested))
+        self.project_id = project_id
+        self.resource = resource
+        self.limit = limit
+        self.usage = usage
+        self.requested = requested
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.usage, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """A project's usage: bytes stored, uploads in progress, bytes staged."""
+
+    image_size_total: int = 0
+    image_count_uploading: int = 0
+    image_stage_total: int = 0
+
+    def get(self, resource: str) -> int:
+        return getattr(self, resource)
+
+
+def utcnow() -> datetime.datetime:
+    """Naive UTC, as the quota tables store times."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def holder_id() -> str:
+    """``<hostname>:<pid>``: which process holds a reservation (for logs)."""
+    return '%s:%d' % (socket.gethostname(), os.getpid())
+
+
+# The usage of the image records.
+
+_images = sa.table('images', sa.column('owner'), sa.column('status'),
+                   sa.column('size'))
+
+
+class ImgmwUsage:
+    """Usage read from imgmw's ``images`` table (``usage_source = imgmw``).
+
+    * stored bytes: ``size`` of the project's images that hold data
+      (``active``, ``deactivated``);
+    * staged bytes: ``size`` of its images staged or importing
+      (``uploading``, ``importing``);
+    * uploads in progress besides reservations: its ``importing`` images.
+
+    Another usage source (Glance's tables) replaces this class whole.
+    """
+
+    name = 'imgmw'
+    WITH_DATA = ('active', 'deactivated')
+    STAGED = ('uploading', 'importing')
+    BUSY = ('importing',)
+
+    def _sum(self, connection, project_id: str,
+             statuses: typing.Sequence[str]) -> int:
+        return int(connection.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(_images.c.size), 0))
+            .where(_images.c.owner == project_id,
+                   _images.c.status.in_(statuses))).scalar_one())
+
+    def stored_bytes(self, connection, project_id: str) -> int:
+        return self._sum(connection, project_id, self.WITH_DATA)
+
+    def staged_bytes(self, connection, project_id: str) -> int:
+        return self._sum(connection, project_id, self.STAGED)
+
+    def busy_images(self, connection, project_id: str) -> int:
+        return int(connection.execute(
+            sa.select(sa.func.count())
+            .where(_images.c.owner == project_id,
+                   _images.c.status.in_(self.BUSY))).scalar_one())
+
+
+USAGE_SOURCES = {'imgmw': ImgmwUsage}
+
+
+# The engine.
+
+def create_engine(url: str) -> sa.engine.Engine:
+    """An engine for ``url``: SQLite as the registry opens it, else pooled.
+
+    MySQL and MariaDB run the quota transactions in ``READ COMMITTED``, so
+    that the usage read after taking the project's lock sees every commit
+    made before it.
+    """
+    parsed = sa.engine.make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == 'sqlite':
+        return _sqlite_engine(parsed)
+    kwargs = {}
+    if backend in ('mysql', 'mariadb'):
+        kwargs['isolation_level'] = 'READ COMMITTED'
+    return sa.create_engine(parsed, pool_pre_ping=True,
+                            pool_recycle=POOL_RECYCLE, **kwargs)
+
+
+def _sqlite_engine(url: sa.engine.URL) -> sa.engine.Engine:
+    engine = sa.create_engine(url)
+
+    @sa.event.listens_for(engine, 'connect')
+    def configure(dbapi_connection, connection_record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute('PRAGMA journal_mode=WAL')
+            cursor.execute('PRAGMA busy_timeout=%d'
+                           % (SQLITE_BUSY_TIMEOUT * 1000))
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, 'begin')
+    def begin(connection):
+        write = connection.get_execution_options().get(_WRITE)
+        connection.exec_driver_sql('BEGIN IMMEDIATE' if write else 'BEGIN')
+
+    return engine
+
+
+#: Transactions that lost a deadlock are retried this many times.
+DEADLOCK_RETRIES = 3
+
+
+def _is_deadlock(err: sa.exc.DBAPIError) -> bool:
+    """A deadlock or serialization failure: the transaction may be retried.
+
+    MySQL/MariaDB 1213 (deadlock) and 1205 (lock wait timeout),
+    PostgreSQL 40P01 and 40001.
+    """
+    orig = err.orig
+    if getattr(orig, 'pgcode', None) in ('40P01', '40001'):
+        return True
+    args = getattr(orig, 'args', ())
+    return bool(args) and args[0] in (1205, 1213)
+
+
+def _insert_lock_row(dialect_name: str, project_id: str):
+    """``INSERT`` of the project's lock row that does nothing if present."""
+    if dialect_name == 'postgresql':
+        return pg_dialect.insert(schema.locks).values(
+            project_id=project_id).on_conflict_do_nothing()
+    if dialect_name == 'sqlite':
+        return sqlite_dialect.insert(schema.locks).values(
+            project_id=project_id).on_conflict_do_nothing()
+    if dialect_name in ('mysql', 'mariadb'):
+        return mysql_dialect.insert(schema.locks).values(
+            project_id=project_id).prefix_with('IGNORE')
+    raise NotImplementedError('quota reservations do not support %s'
+                              % dialect_name)
+
+
+# Reservations.
+
+@dataclasses.dataclass
+class Reservation:
+    """One upload's claim: its row id, project, image, kind and size."""
+
+    project_id: str
+    image_id: str
+    kind: str = schema.UPLOAD
+    id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
+    size: int = 0
+    held: bool = False
+
+    @property
+    def resource(self) -> str:
+        """The size resource this reservation counts against."""
+        if self.kind == schema.STAGE:
+            return quota.IMAGE_STAGE_TOTAL
+        return quota.IMAGE_SIZE_TOTAL
+
+
+class ReservationStore:
+    """Reservations in SQL; see the module documentation.
+
+    :param url: SQLAlchemy URL of the registry's database.
+    :param usage_source: an :class:`ImgmwUsage`-like reader of the records.
+    :param ttl: seconds a reservation lives unless refreshed.
+    """
+
+    def __init__(self, url: str, usage_source=None, ttl: int = 300,
+                 clock: typing.Callable[[], datetime.datetime] = utcnow):
+        self.url = url
+        self.usage_source = usage_source or ImgmwUsage()
+        self.ttl = datetime.timedelta(seconds=ttl)
+        self.clock = clock
+        self.holder = holder_id()
+        self._engine = None
+        self._lock_rows: typing.Set[str] = set()
+
+    @property
+    def engine(self) -> sa.engine.Engine:
+        # Made at first use, after the server forked its workers.
+        if self._engine is None:
+            self._engine = create_engine(self.url)
+        return self._engine
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        try:
+            with self.engine.connect() as connection:
+                connection.execution_options(**{_WRITE: True})
+                with connection.begin():
+                    yield connection
+        except sa.exc.DBAPIError as err:
+            if _is_deadlock(err):
+                raise
+            if (isinstance(err, (sa.exc.OperationalError,
+                                 sa.exc.InterfaceError))
+                    or err.connection_invalidated):
+                LOG.error('Quota database error: %s: %s',
+                          type(err.orig).__name__, err.orig)
+                raise StoreUnavailable(str(err.orig)) from err
+            raise
+
+    def _ensure_lock_row(self, project_id: str) -> None:
+        """Create the project's lock row, in a transaction of its own.
+
+        Inserting it in the locking transaction would let two first
+        reservations of a project deadlock on MySQL. Rows are never
+        deleted, so each process inserts each project's once.
+        """
+        if project_id in self._lock_rows:
+            return
+        with self._transaction() as connection:
+            connection.execute(_insert_lock_row(connection.dialect.name,
+                                                project_id))
+        self._lock_rows.add(project_id)
+
+    def _lock(self, connection, project_id: str) -> None:
+        connection.execute(
+            sa.select(schema.locks.c.project_id)
+            .where(schema.locks.c.project_id == project_id)
+            .with_for_update()).scalar_one()
+
+    def _usage(self, connection, project_id: str, now: datetime.datetime,
+               exclude: typing.Optional[str] = None) -> Usage:
+        table = schema.reservations
+        query = (sa.select(table.c.kind, sa.func.count(),
+                           sa.func.coalesce(sa.func.sum(table.c.size), 0))
+                 .where(table.c.project_id == project_id,
+                        table.c.expires_at > now)
+                 .group_by(table.c.kind))
+        if exclude is not None:
+            query = query.where(table.c.id != exclude)
+        counts = {schema.UPLOAD: (0, 0), schema.STAGE: (0, 0)}
+        for kind, count, size in connection.execute(query):
+            counts[kind] = (int(count), int(size))
+        source = self.usage_source
+        return Usage(
+            image_size_total=(source.stored_bytes(connection, project_id)
+                              + counts[schema.UPLOAD][1]),
+            image_count_uploading=(source.busy_images(connection, project_id)
+                                   + counts[schema.UPLOAD][0]
+                                   + counts[schema.STAGE][0]),
+            image_stage_total=(source.staged_bytes(connection, project_id)
+                               + counts[schema.STAGE][1]))
+
+    def usage(self, project_id: str) -> Usage:
+        """The project's usage, live reservations included."""
+        with self._transaction() as connection:
+            return self._usage(connection, project_id, self.clock())
+
+    def reserve(self, reservation: Reservation, minimum: int, wanted: int,
+                project_limits: limits_mod.ProjectLimits) -> int:
+        """Grow ``reservation`` to ``minimum`` bytes or more, or refuse.
+
+        It gets ``wanted`` bytes if the limit allows, else what is left
+        (at least ``minimum``), and takes an upload slot if it holds none.
+
+        :returns: the bytes now reserved (also ``reservation.size``).
+        :raises OverLimit: ``minimum`` bytes, or one more upload, would
+            breach a limit; the reservation is left as it was.
+        :raises StoreUnavailable: the database cannot be reached.
+        """
+        self._ensure_lock_row(reservation.project_id)
+        for attempt in range(DEADLOCK_RETRIES, -1, -1):
+            try:
+                return self._reserve(reservation, minimum, wanted,
+                                     project_limits)
+            except sa.exc.DBAPIError as err:
+                if not attempt or not _is_deadlock(err):
+                    raise
+                LOG.debug('Quota reservation deadlocked; retrying')
+
+    def _reserve(self, reservation: Reservation, minimum: int, wanted: int,
+                 project_limits: limits_mod.ProjectLimits) -> int:
+        project = reservation.project_id
+        resource = reservation.resource
+        with self._transaction() as connection:
+            now = self.clock()
+            self._lock(connection, project)
+            self._delete_expired(connection, project, now)
+            alive = self._alive(connection, reservation, now)
+            usage = self._usage(connection, project, now,
+                                exclude=reservation.id)
+            if not alive:
+                _check(project, quota.IMAGE_COUNT_UPLOADING,
+                       project_limits.image_count_uploading,
+                       usage.image_count_uploading, 1)
+            size_limit = project_limits.get(resource)
+            used = usage.get(resource)
+            _check(project, resource, size_limit, used, minimum)
+            granted = max(minimum, wanted)
+            if size_limit is not None:
+                granted = max(minimum, min(wanted, size_limit - used))
+            self._write(connection, reservation, granted, now, alive)
+        reservation.size = granted
+        reservation.held = True
+        return granted
+
+    def _alive(self, connection, reservation: Reservation,
+               now: datetime.datetime) -> bool:
+        if not reservation.held:
+            return False
+        table = schema.reservations
+        found = connection.execute(
+            sa.select(table.c.id).where(table.c.id == reservation.id,
+                                        table.c.expires_at > now)).first()
+        if found is None:
+            LOG.warning('Reservation of image %s expired while its upload '
+                        'went on; reserving again', reservation.image_id)
+        return found is not None
+
+    def _write(self, connection, reservation: Reservation, size: int,
+               now: datetime.datetime, alive: bool) -> None:
+        table = schema.reservations
+        expires_at = now + self.ttl
+        if alive:
+            connection.execute(
+                table.update().where(table.c.id == reservation.id)
+                .values(size=size, expires_at=expires_at))
+            return
+        connection.execute(table.delete().where(
+            table.c.id == reservation.id))
+        connection.execute(table.insert().values(
+            id=reservation.id, project_id=reservation.project_id,
+            image_id=reservation.image_id, kind=reservation.kind, size=size,
+            holder=self.holder, created_at=now, expires_at=expires_at))
+
+    def _delete_expired(self, connection, project_id: str,
+                        now: datetime.datetime) -> None:
+        table = schema.reservations
+        result = connection.execute(table.delete().where(
+            table.c.project_id == project_id, table.c.expires_at <= now))
+        if result.rowcount:
+            LOG.info('Deleted %d expired quota reservation(s) of project '
+                     '%s', result.rowcount, project_id)
+
+    def refresh(self, reservation: Reservation) -> bool:
+        """Push the reservation's expiry ahead; False if it had expired."""
+        table = schema.reservations
+        now = self.clock()
+        with self._transaction() as connection:
+            result = connection.execute(
+                table.update().where(table.c.id == reservation.id,
+                                     table.c.expires_at > now)
+                .values(expires_at=now + self.ttl))
+        return result.rowcount == 1
+
+    def release(self, reservation: Reservation) -> None:
+        """End the reservation. Never raises: it would expire anyway."""
+        if not reservation.held:
+            return
+        table = schema.reservations
+        try:
+            with self._transaction() as connection:
+                connection.execute(table.delete().where(
+                    table.c.id == reservation.id))
+        except Exception:
+            LOG.exception('Could not release the quota reservation of '
+                          'image %s; it expires in %s', reservation.image_id,
+                          self.ttl)
+            return
+        reservation.held = False
+
+
+def _check(project_id: str, resource: str, limit: typing.Optional[int],
+           usage: int, delta: int) -> None:
+    """oslo.limit's rule: over when ``usage + delta > limit``."""
+    if limit is not None and usage + delta > limit:
+        raise OverLimit(project_id, resource, limit, usage, delta)

@@ -1,0 +1,660 @@
+"""Tests of the quota filter, its limit sources and its reservation store.
+
+Contract section 8 and section 3 rows 13 and 17. The database is the one
+of ``IMGMW_TEST_DATABASE`` (SQLite by default); the concurrency tests of
+the store also run on PostgreSQL and MySQL/MariaDB.
+"""
+
+import datetime
+import os
+import threading
+import uuid
+
+import fixtures
+from oslo_context import context as oslo_context
+from oslo_limit import exception as limit_exceptions
+from oslo_limit import fixture as limit_fixture
+import paste.deploy
+import sqlalchemy as sa
+import testtools
+import webob
+
+from imgmw.app import registry
+from imgmw import config
+from imgmw import environ as keys
+from imgmw.filters import quota as quota_filter
+from imgmw import quota
+from imgmw.quota import limits
+from imgmw.quota import reservations
+from imgmw.quota import schema
+from tests import dbfixture
+from tests.unit import fakes
+
+MiB = 1 << 20
+IMAGE_ID = 'c0ffee00-0000-4000-8000-000000000001'
+
+
+def row13(size, remaining):
+    return ('Image exceeds the storage quota: The size of the data %d will '
+            'exceed the limit. %d bytes remaining.' % (size, remaining))
+
+
+def count_refusal(project, limit, usage):
+    return ('Project %s is over a limit for [Resource image_count_uploading '
+            'is over limit of %d due to current usage %d and delta 0]'
+            % (project, limit, usage))
+
+
+def message(resp: webob.Response) -> str:
+    return resp.json['message'].split('<br />')[0]
+
+
+class ImageApp(fakes.RecordingApp):
+    """The data app's order: refuse, or publish the image, then read.
+
+    :param owner: the image's owner, published in ``environ[IMAGE]``.
+    :param refuse: a response to answer instead of reading (rows 8 to 12).
+    :param during: called with the environ after the first chunk is read.
+    """
+
+    def __init__(self, owner='p1', refuse=None, during=None, **kwargs):
+        kwargs.setdefault('chunk_size', 16)
+        super().__init__(**kwargs)
+        self.owner = owner
+        self.refuse = refuse
+        self.during = during
+
+    def __call__(self, environ, start_response):
+        if self.refuse is not None:
+            self.calls.append(dict(environ))
+            return self.refuse(environ, start_response)
+        environ[keys.IMAGE] = {'id': IMAGE_ID, 'owner': self.owner,
+                               'status': 'saving'}
+        return super().__call__(environ, start_response)
+
+    def _read_all(self, wsgi_input):
+        first = True
+        while True:
+            chunk = wsgi_input.read(self.chunk_size)
+            self.reads += 1
+            if not chunk:
+                self.eof = True
+                return
+            self.received += chunk
+            if first and self.during is not None:
+                self.during()
+            first = False
+
+
+class DatabaseTest(testtools.TestCase):
+    """A registry database with the quota tables (``IMGMW_TEST_DATABASE``)."""
+
+    KIND = None
+
+    def setUp(self):
+        super().setUp()
+        self.database = self.useFixture(dbfixture.Database(self.KIND))
+        self.registry = registry.Registry(self.database.url, sync=True)
+        self.addCleanup(self.registry.dispose)
+        self.engine = sa.create_engine(self.database.url,
+                                       poolclass=sa.pool.NullPool)
+        self.addCleanup(self.engine.dispose)
+
+    def add_image(self, owner='p1', status='active', size=0):
+        image = self.registry.create({'owner': owner})
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.text('UPDATE images SET status = :status, size = :size '
+                        'WHERE id = :id'),
+                {'status': status, 'size': size, 'id': image['id']})
+        return image['id']
+
+    def reservation_rows(self):
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(
+                sa.select(schema.reservations)).mappings()]
+
+    def add_reservation(self, project='p1', size=0, kind=schema.UPLOAD,
+                        expires_in=300):
+        now = reservations.utcnow()
+        with self.engine.begin() as connection:
+            connection.execute(schema.reservations.insert().values(
+                id=str(uuid.uuid4()), project_id=project,
+                image_id=str(uuid.uuid4()), kind=kind, size=size,
+                holder='elsewhere:1', created_at=now,
+                expires_at=now + datetime.timedelta(seconds=expires_in)))
+
+
+class FilterTest(DatabaseTest):
+
+    def build(self, app=None, global_conf=None, **local_conf):
+        self.app = app if app is not None else ImageApp()
+        conf = {'database_connection': self.database.url}
+        conf.update(global_conf or {})
+        self.middleware = quota_filter.filter_factory(
+            conf, **local_conf)(self.app)
+        self.addCleanup(self.middleware.store.dispose)
+        return self.middleware
+
+    def send(self, body=b'', declared='length', chunked=False,
+             route='file', project='p1', middleware=None):
+        """An upload as the context and size filters hand it on."""
+        req = fakes.upload_request(
+            path='/v2/images/%s/%s' % (IMAGE_ID, route), body=body,
+            chunked=chunked, headers={'Accept': 'application/json'})
+        if declared == 'length':
+            declared = None if chunked else len(body)
+        req.environ[keys.SIZE] = declared
+        req.environ[keys.CONTEXT] = oslo_context.RequestContext(
+            project_id=project)
+        return req.get_response(middleware or self.middleware)
+
+    def assertRefused(self, resp, text, status=413):
+        self.assertEqual(status, resp.status_int, resp.text)
+        self.assertEqual(text, message(resp))
+
+
+class TestStorageQuota(FilterTest):
+    """image_size_total on PUT .../file (contract 3.13, 3.17, section 8)."""
+
+    def test_contract_3_13_usage_plus_delta_equal_to_limit_passes(self):
+        self.add_image(size=60)
+        self.build(user_storage_quota='100')
+        resp = self.send(b'x' * 40)
+        self.assertEqual(204, resp.status_int, resp.text)
+        self.assertEqual(b'x' * 40, self.app.received)
+
+    def test_contract_3_13_declared_size_above_remaining_is_413_unread(self):
+        self.add_image(size=60)
+        self.build(user_storage_quota='100')
+        resp = self.send(b'x' * 41)
+        self.assertRefused(resp, row13(41, 40))
+        self.assertEqual(b'', self.app.received)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_contract_3_13_declared_size_over_chunked_framing(self):
+        self.build(user_storage_quota='10')
+        resp = self.send(b'x' * 11, chunked=True, declared=11)
+        self.assertRefused(resp, row13(11, 10))
+        self.assertEqual(b'', self.app.received)
+
+    def test_contract_3_17_unknown_size_within_quota_passes(self):
+        self.add_image(size=60)
+        self.build(user_storage_quota='100', reservation_increment='7')
+        resp = self.send(b'y' * 40, chunked=True)
+        self.assertEqual(204, resp.status_int, resp.text)
+        self.assertEqual(b'y' * 40, self.app.received)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_contract_3_17_unknown_size_fails_at_the_breaching_chunk(self):
+        self.add_image(size=60)
+        self.build(ImageApp(chunk_size=1), user_storage_quota='100',
+                   reservation_increment='7')
+        resp = self.send(b'y' * 50, chunked=True)
+        self.assertRefused(resp, row13(41, 40))
+        # The breaching byte never reached the app.
+        self.assertEqual(b'y' * 40, self.app.received)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_contract_3_17_with_a_large_increment_still_fills_the_quota(self):
+        self.build(user_storage_quota='100', reservation_increment='1GB')
+        resp = self.send(b'y' * 100, chunked=True)
+        self.assertEqual(204, resp.status_int, resp.text)
+
+    def test_section_8_only_images_with_data_count(self):
+        self.add_image(size=60)
+        self.add_image(size=60, status='deactivated')
+        for status in ('queued', 'saving', 'killed', 'deleted', 'uploading'):
+            self.add_image(size=1000, status=status)
+        self.add_image(size=1000, owner='p2')
+        self.build(user_storage_quota='130')
+        self.assertEqual(204, self.send(b'z' * 10).status_int)
+        self.assertRefused(self.send(b'z' * 11), row13(11, 10))
+
+    def test_section_8_uploads_in_progress_count(self):
+        self.build(user_storage_quota='100')
+        answers = []
+        second = lambda: answers.append(self.send(b'b' * 41))  # noqa: E731
+        self.build(ImageApp(during=second), user_storage_quota='100')
+        resp = self.send(b'a' * 60)
+        self.assertEqual(204, resp.status_int)
+        self.assertRefused(answers[0], row13(41, 40))
+
+    def test_section_8_live_reservations_of_other_nodes_count(self):
+        self.add_reservation(size=30)
+        self.build(user_storage_quota='100')
+        self.assertRefused(self.send(b'z' * 71), row13(71, 70))
+        self.assertEqual(204, self.send(b'z' * 70).status_int)
+
+    def test_expired_reservations_never_count_and_are_deleted(self):
+        self.add_reservation(size=100, expires_in=-1)
+        self.build(user_storage_quota='100')
+        self.assertEqual(204, self.send(b'z' * 100).status_int)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_the_image_owner_is_charged_with_its_limit(self):
+        self.add_image(owner='owner', size=50)
+        self.build(ImageApp(owner='owner'), user_storage_quota='1GB',
+                   project_storage_quota='owner:60, other:0')
+        self.assertRefused(self.send(b'z' * 11, project='admin'),
+                           row13(11, 10))
+
+    def test_without_a_published_owner_the_caller_is_charged(self):
+        self.build(ImageApp(owner=None), user_storage_quota='1GB',
+                   project_storage_quota='p9:5')
+        self.assertRefused(self.send(b'z' * 6, project='p9'), row13(6, 5))
+
+    def test_a_zero_quota_is_unlimited(self):
+        self.add_image(size=10 * MiB)
+        self.build(user_storage_quota='0')
+        self.assertEqual(204, self.send(b'z' * 100).status_int)
+
+    def test_a_project_override_of_zero_is_unlimited(self):
+        self.build(user_storage_quota='10', project_storage_quota='p1:0')
+        self.assertEqual(204, self.send(b'z' * 100).status_int)
+
+    def test_stage_quota_does_not_limit_uploads(self):
+        self.build(user_stage_quota='1')
+        self.assertEqual(204, self.send(b'z' * 100).status_int)
+
+
+class TestReservationLifetime(FilterTest):
+
+    def test_reservation_is_held_while_the_body_streams(self):
+        seen = []
+        self.build(ImageApp(during=lambda: seen.extend(
+            self.reservation_rows())), user_storage_quota='1GB')
+        self.assertEqual(204, self.send(b'a' * 60).status_int)
+        self.assertEqual(1, len(seen))
+        self.assertEqual(('p1', IMAGE_ID, 'upload', 60),
+                         (seen[0]['project_id'], seen[0]['image_id'],
+                          seen[0]['kind'], seen[0]['size']))
+        self.assertEqual([], self.reservation_rows())
+
+    def test_contract_3_8_no_decision_before_the_app_opens_the_body(self):
+        self.build(ImageApp(refuse=webob.exc.HTTPNotFound()),
+                   user_storage_quota='1')
+        resp = self.send(b'a' * 60)
+        self.assertEqual(404, resp.status_int)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_released_when_the_app_fails(self):
+        class Broken(ImageApp):
+            def _read_all(self, wsgi_input):
+                wsgi_input.read(4)
+                raise RuntimeError('store broke')
+        self.build(Broken(), user_storage_quota='1GB')
+        self.assertRaises(RuntimeError, self.send, b'a' * 60)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_held_until_the_server_closes_a_response_of_an_unread_body(self):
+        class Partial(ImageApp):
+            def _read_all(self, wsgi_input):
+                self.received = wsgi_input.read(4)
+        self.build(Partial(), user_storage_quota='1GB')
+        req = fakes.upload_request(body=b'a' * 10,
+                                   path='/v2/images/%s/file' % IMAGE_ID)
+        req.environ[keys.SIZE] = 10
+        req.environ[keys.CONTEXT] = oslo_context.RequestContext(
+            project_id='p1')
+        app_iter = self.middleware(req.environ, lambda *args: None)
+        self.assertEqual([10], [row['size'] for row in
+                                self.reservation_rows()])
+        app_iter.close()
+        self.assertEqual([], self.reservation_rows())
+        app_iter.close()
+
+    def test_app_that_catches_everything_still_answers_413(self):
+        self.build(ImageApp(catch=True), user_storage_quota='5',
+                   stream_errors='ioerror')
+        self.assertRefused(self.send(b'a' * 6), row13(6, 5))
+        self.assertIsInstance(self.app.failed, IOError)
+
+    def test_an_expired_reservation_is_taken_again_when_it_fits(self):
+        def expire():
+            with self.engine.begin() as connection:
+                connection.execute(schema.reservations.delete())
+        self.build(ImageApp(during=expire, chunk_size=10),
+                   user_storage_quota='100')
+        self.middleware.refresh = 0
+        self.assertEqual(204, self.send(b'a' * 60).status_int)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_an_expired_reservation_that_no_longer_fits_is_413(self):
+        def expire_and_take():
+            with self.engine.begin() as connection:
+                connection.execute(schema.reservations.delete())
+            self.add_reservation(size=50)
+        self.build(ImageApp(during=expire_and_take, chunk_size=10),
+                   user_storage_quota='100')
+        self.middleware.refresh = 0
+        self.assertRefused(self.send(b'a' * 60), row13(60, 50))
+
+    def test_database_unreachable_is_503(self):
+        self.build(user_storage_quota='1GB',
+                   quota_connection='postgresql+psycopg2://nobody@'
+                   '127.0.0.1:1/none')
+        self.assertRefused(self.send(b'a'), 'Image registry is unavailable.',
+                           503)
+
+
+class TestUploadCountAndStage(FilterTest):
+
+    def test_count_limit_of_n_allows_n(self):
+        answers = []
+        third = lambda: answers.append(self.send(b'c'))  # noqa: E731
+        second_app = ImageApp(during=third)
+        self.build(second_app, user_uploading_quota='2')
+        inner = self.middleware
+        second = lambda: answers.append(  # noqa: E731
+            self.send(b'b', middleware=inner))
+        self.build(ImageApp(during=second), user_uploading_quota='2')
+        self.assertEqual(204, self.send(b'a').status_int)
+        # The third ended (refused) while the second was reading.
+        self.assertEqual([413, 204], [resp.status_int for resp in answers])
+        self.assertEqual(count_refusal('p1', 2, 3), message(answers[0]))
+
+    def test_importing_images_count_as_uploads(self):
+        self.add_image(status='importing', size=5)
+        self.build(user_uploading_quota='1')
+        self.assertRefused(self.send(b'a'), count_refusal('p1', 1, 2))
+
+    def test_stage_checks_image_stage_total(self):
+        self.add_image(status='uploading', size=60)
+        self.add_image(status='active', size=10 ** 6)
+        self.build(user_stage_quota='100', user_storage_quota='1')
+        self.assertEqual(204, self.send(b's' * 40, route='stage').status_int)
+        self.assertRefused(self.send(b's' * 41, route='stage'),
+                           row13(41, 40))
+
+    def test_stage_in_progress_counts_in_stage_total_only(self):
+        answers = []
+        inner = self.build(user_stage_quota='100', user_storage_quota='100')
+
+        def during():
+            answers.append(self.send(b'f' * 90, middleware=inner))
+            answers.append(self.send(b's' * 41, route='stage',
+                                     middleware=inner))
+        self.build(ImageApp(during=during), user_stage_quota='100',
+                   user_storage_quota='100')
+        self.assertEqual(204, self.send(b's' * 60, route='stage').status_int)
+        self.assertEqual(204, answers[0].status_int)
+        self.assertRefused(answers[1], row13(41, 40))
+
+    def test_other_methods_and_paths_pass_through(self):
+        self.build(user_storage_quota='1')
+        for method, path in (('GET', '/v2/images/%s/file' % IMAGE_ID),
+                             ('POST', '/v2/images'),
+                             ('GET', '/nowhere')):
+            req = webob.Request.blank(path, method=method)
+            self.assertEqual(204, req.get_response(self.middleware).status_int)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_missing_size_filter_is_a_500_naming_it(self):
+        self.build()
+        req = fakes.upload_request(path='/v2/images/%s/file' % IMAGE_ID)
+        req.environ[keys.CONTEXT] = oslo_context.RequestContext(
+            project_id='p1')
+        resp = req.get_response(self.middleware)
+        self.assertEqual(500, resp.status_int)
+        self.assertIn('size filter', resp.text)
+        self.assertFalse(self.app.called)
+
+
+class TestUsageInfo(FilterTest):
+    """GET /v2/info/usage (contract section 8)."""
+
+    def usage(self, method='GET', project='p1'):
+        req = webob.Request.blank('/v2/info/usage', method=method)
+        req.environ[keys.CONTEXT] = oslo_context.RequestContext(
+            project_id=project)
+        return req.get_response(self.middleware)
+
+    def test_static_limits_and_usage_in_glance_units(self):
+        self.add_image(size=3 * MiB + 5)
+        self.add_image(status='uploading', size=2 * MiB)
+        self.add_reservation(size=MiB)
+        self.add_reservation(size=MiB, kind=schema.STAGE)
+        self.build(user_storage_quota='10GB', user_stage_quota='1GB',
+                   project_uploading_quota='p1:4')
+        resp = self.usage()
+        self.assertEqual(200, resp.status_int)
+        self.assertEqual('application/json', resp.content_type)
+        self.assertEqual({'usage': {
+            'image_size_total': {'usage': 4, 'limit': 10240},
+            'image_count_uploading': {'usage': 2, 'limit': 4},
+            'image_stage_total': {'usage': 3, 'limit': 1024}}}, resp.json)
+        self.assertFalse(self.app.called)
+
+    def test_unlimited_is_minus_one(self):
+        self.build()
+        self.assertEqual(
+            {resource: {'usage': 0, 'limit': -1}
+             for resource in quota.RESOURCES},
+            self.usage().json['usage'])
+
+    def test_other_methods_get_405(self):
+        self.build()
+        resp = self.usage('POST')
+        self.assertEqual(405, resp.status_int)
+        self.assertEqual('GET', resp.headers['Allow'])
+
+
+class TestKeystoneLimits(FilterTest):
+    """limit_source = keystone, with oslo.limit's own LimitFixture."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MockPatchObject(limits, '_applied', {}))
+        self.tempdir = self.useFixture(fixtures.TempDir()).path
+
+    def paste_file(self, section='[oslo_limit]\nendpoint_id = e1\n'):
+        path = os.path.join(self.tempdir, 'api-paste.ini')
+        with open(path, 'w') as out:
+            out.write('[DEFAULT]\ndatabase_connection = %s\n\n%s'
+                      % (self.database.url, section))
+        return path
+
+    def build_keystone(self, reglimits, projlimits=None, app=None, **conf):
+        self.useFixture(limit_fixture.LimitFixture(reglimits,
+                                                   projlimits or {}))
+        return self.build(app, {'__file__': self.paste_file(),
+                                'here': self.tempdir},
+                          limit_source='keystone', **conf)
+
+    def test_limits_in_mib_with_usage_plus_delta_equal_passing(self):
+        self.add_image(size=MiB)
+        self.build_keystone({'image_size_total': 2,
+                             'image_count_uploading': -1,
+                             'image_stage_total': -1})
+        self.assertEqual(204, self.send(b'k' * MiB).status_int)
+        self.assertRefused(self.send(b'k' * (MiB + 1)),
+                           row13(MiB + 1, MiB))
+
+    def test_project_limit_overrides_the_registered_one(self):
+        self.build_keystone({'image_size_total': 0,
+                             'image_count_uploading': -1},
+                            {'p1': {'image_size_total': 1}})
+        self.assertEqual(204, self.send(b'k' * MiB).status_int)
+
+    def test_a_resource_without_registered_limit_allows_nothing(self):
+        self.build_keystone({'image_size_total': -1})
+        self.assertRefused(self.send(b'k'), count_refusal('p1', 0, 1))
+
+    def test_count_limit_of_zero_blocks_uploads(self):
+        self.build_keystone({'image_size_total': -1,
+                             'image_count_uploading': 0})
+        self.assertRefused(self.send(b'k'), count_refusal('p1', 0, 1))
+
+    def test_usage_info_reports_keystone_limits(self):
+        self.build_keystone({'image_size_total': 100,
+                             'image_count_uploading': 3},
+                            {'p1': {'image_stage_total': 7}})
+        req = webob.Request.blank('/v2/info/usage')
+        req.environ[keys.CONTEXT] = oslo_context.RequestContext(
+            project_id='p1')
+        self.assertEqual({'usage': {
+            'image_size_total': {'usage': 0, 'limit': 100},
+            'image_count_uploading': {'usage': 0, 'limit': 3},
+            'image_stage_total': {'usage': 0, 'limit': 7}}},
+            req.get_response(self.middleware).json)
+
+    def test_oslo_limit_settings_reach_oslo_limit(self):
+        self.build_keystone({'image_size_total': -1})
+        self.assertEqual('e1', limits.oslo_limit.CONF.oslo_limit.endpoint_id)
+
+    def test_settings_from_an_oslo_config_file(self):
+        with open(os.path.join(self.tempdir, 'glance-api.conf'), 'w') as f:
+            f.write('[oslo_limit]\nendpoint_id = e2\nauth_type = password\n'
+                    'username = glance\n')
+        conf, opts = limits.oslo_limit_conf(
+            config_file=os.path.join(self.tempdir, 'glance-api.conf'))
+        self.assertEqual('e2', conf.oslo_limit.endpoint_id)
+        self.assertEqual('glance', conf.oslo_limit.username)
+
+    def test_unknown_oslo_limit_key_stops_start_up(self):
+        err = self.assertRaises(
+            config.ConfigError, quota_filter.filter_factory,
+            {'__file__': self.paste_file('[oslo_limit]\nendpiont_id = x\n')},
+            limit_source='keystone')
+        self.assertIn('endpiont_id', str(err))
+
+    def test_keystone_without_oslo_limit_settings_stops_start_up(self):
+        err = self.assertRaises(
+            config.ConfigError, quota_filter.filter_factory,
+            {'__file__': self.paste_file('')}, limit_source='keystone')
+        self.assertIn('[oslo_limit]', str(err))
+
+    def test_keystone_unreachable_is_503(self):
+        def unreachable():
+            raise limit_exceptions.SessionInitError('no keystone')
+        self.build(limit_source='static')
+        self.middleware.limits = limits.KeystoneLimits(
+            enforcer_factory=unreachable)
+        self.assertRefused(self.send(b'k'), 'Quota limits are unavailable.',
+                           503)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_enforcer_is_renewed_after_the_cache_time(self):
+        made = []
+        now = [0.0]
+
+        class Enforcer:
+            def get_project_limits(self, project_id, names):
+                return [(name, len(made)) for name in names]
+        source = limits.KeystoneLimits(
+            cache_time=60, clock=lambda: now[0],
+            enforcer_factory=lambda: made.append(1) or Enforcer())
+        self.assertEqual(MiB, source.for_project('p').image_size_total)
+        now[0] = 59
+        self.assertEqual(MiB, source.for_project('p').image_size_total)
+        now[0] = 60
+        self.assertEqual(2, source.for_project('p').image_count_uploading)
+
+
+class TestConfiguration(testtools.TestCase):
+
+    def test_project_overrides(self):
+        parse = limits.project_limits(config.byte_size)
+        self.assertEqual({'a': 10 << 30, 'b:c': 0},
+                         parse('x', 'a:10GB, b:c:0'))
+        for bad in ('a', ':5', 'a:5, a:6', 'a:5XB'):
+            self.assertRaises(config.ConfigError, parse, 'x', bad)
+
+    def test_unknown_option_stops_start_up(self):
+        err = self.assertRaises(config.ConfigError,
+                                quota_filter.filter_factory, {},
+                                user_storage_qouta='1GB')
+        self.assertIn('user_storage_qouta', str(err))
+
+    def test_static_limits(self):
+        source = limits.StaticLimits(
+            {quota.IMAGE_SIZE_TOTAL: 100, quota.IMAGE_STAGE_TOTAL: 0},
+            {quota.IMAGE_SIZE_TOTAL: {'p2': 0, 'p3': 5}})
+        self.assertEqual(limits.ProjectLimits(100, None, None),
+                         source.for_project('p1'))
+        self.assertEqual(limits.ProjectLimits(None, None, None),
+                         source.for_project('p2'))
+        self.assertEqual(5, source.for_project('p3').image_size_total)
+
+    def test_default_database_is_the_registry_in_state_dir(self):
+        tempdir = self.useFixture(fixtures.TempDir()).path
+        self.assertEqual(
+            'sqlite:///%s/state/imgmw.sqlite' % tempdir,
+            quota_filter.database_url({'state_dir': tempdir + '/state'}))
+        self.assertEqual('postgresql://q', quota_filter.database_url(
+            {'database_connection': 'postgresql://d',
+             'quota_connection': 'postgresql://q'}))
+
+    def test_paste_deploy_loads_the_entry_point(self):
+        tempdir = self.useFixture(fixtures.TempDir()).path
+        path = os.path.join(tempdir, 'paste.ini')
+        with open(path, 'w') as out:
+            out.write('[DEFAULT]\nstate_dir = %s\n\n[filter:quota]\n'
+                      'use = egg:imgmw#quota\nuser_storage_quota = 1GB\n'
+                      'project_storage_quota = p2:2MB\n' % tempdir)
+        make_filter = paste.deploy.loadfilter('config:' + path, name='quota')
+        middleware = make_filter(fakes.RecordingApp())
+        self.assertIsInstance(middleware, quota_filter.QuotaMiddleware)
+        self.assertEqual(limits.ProjectLimits(2 * MiB, None, None),
+                         middleware.limits.for_project('p2'))
+
+
+class StoreConcurrency:
+    """Parallel reservations on one project never exceed its limit."""
+
+    def test_parallel_reservations_never_exceed_the_limit(self):
+        stores = [reservations.ReservationStore(self.database.url)
+                  for _ in range(2)]
+        for store in stores:
+            self.addCleanup(store.dispose)
+        project_limits = limits.ProjectLimits(image_size_total=10)
+        granted = []
+        refused = []
+        barrier = threading.Barrier(8)
+
+        def upload(index):
+            res = reservations.Reservation('p1', str(uuid.uuid4()))
+            barrier.wait()
+            try:
+                stores[index % 2].reserve(res, 3, 3, project_limits)
+                granted.append(res)
+            except reservations.OverLimit:
+                refused.append(index)
+        threads = [threading.Thread(target=upload, args=(index,))
+                   for index in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(3, len(granted))
+        self.assertEqual(5, len(refused))
+        self.assertEqual(9, stores[0].usage('p1').image_size_total)
+        for res in granted:
+            stores[0].release(res)
+        self.assertEqual(0, stores[1].usage('p1').image_size_total)
+
+    def test_increments_stop_at_the_limit(self):
+        store = reservations.ReservationStore(self.database.url)
+        self.addCleanup(store.dispose)
+        project_limits = limits.ProjectLimits(image_size_total=10)
+        res = reservations.Reservation('p1', IMAGE_ID)
+        self.assertEqual(8, store.reserve(res, 0, 8, project_limits))
+        self.assertEqual(10, store.reserve(res, 9, 17, project_limits))
+        over = self.assertRaises(reservations.OverLimit, store.reserve,
+                                 res, 11, 19, project_limits)
+        self.assertEqual((10, 0, 11), (over.limit, over.usage,
+                                       over.requested))
+        self.assertEqual(10, res.size)
+
+
+class TestStoreConcurrency(StoreConcurrency, DatabaseTest):
+    pass
+
+
+class TestStoreConcurrencyPostgreSQL(StoreConcurrency, DatabaseTest):
+    KIND = 'postgresql'
+
+
+class TestStoreConcurrencyMySQL(StoreConcurrency, DatabaseTest):
+    KIND = 'mysql'
