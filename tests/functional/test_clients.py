@@ -13,6 +13,7 @@ The image is 3 MiB + 7 bytes: more than one of glanceclient's 1 MiB
 chunks, and not a multiple of any chunk size.
 """
 
+import hashlib
 import os
 import re
 import subprocess
@@ -339,3 +340,74 @@ class TestCorruptedData(ClientTest):
     def assert_not_a_complete_image(self, path: str) -> None:
         if os.path.exists(path):
             self.assertLess(os.path.getsize(path), SIZE)
+
+
+class TestStageAndImportHttp(ClientTest):
+    """Contract section 4 over HTTP, through the whole pipeline."""
+
+    DATA = b'staged over plain HTTP\n' * 10
+
+    def stage(self, image_id: str, data: bytes = DATA, **kwargs):
+        return self.upload(image_id, data, route='stage', **kwargs)
+
+    def import_(self, image_id: str, headers=None, **body):
+        body.setdefault('method', {'name': 'glance-direct'})
+        sent = {'Accept': 'application/json'}
+        sent.update(headers or {})
+        return self.request('POST', '/v2/images/%s/import' % image_id,
+                            json=body, headers=sent)
+
+    def test_stage_then_import_into_the_header_store_4(self):
+        image = self.create_image()
+        resp = self.stage(image['id'], chunked=True, headers={
+            'x-openstack-image-size': str(len(self.DATA))})
+        self.assertEqual(204, resp.status_code, resp.text)
+        self.assertNotIn('Content-Type', resp.headers)
+        staged = self.get_image(image['id'])
+        self.assertEqual(('uploading', len(self.DATA), None),
+                         (staged['status'], staged['size'],
+                          staged['checksum']))
+        resp = self.import_(image['id'],
+                            headers={'X-Image-Meta-Store': 'cheap'})
+        self.assertEqual(202, resp.status_code, resp.text)
+        self.wait_until_active(image['id'])
+        image = self.get_image(image['id'])
+        self.assertEqual('cheap', image['stores'])
+        self.assertEqual(hashlib.md5(self.DATA, usedforsecurity=False)
+                         .hexdigest(), image['checksum'])
+        self.assertEqual(hashlib.sha512(self.DATA).hexdigest(),
+                         image['os_hash_value'])
+        self.assertEqual([], self.staging_files(image['id']))
+
+    def test_stage_too_long_is_400_and_leaves_nothing_3_14(self):
+        image = self.create_image()
+        resp = self.stage(image['id'], chunked=True, headers={
+            'x-openstack-image-size': '10'})
+        self.assert_error(resp, 400,
+                          'Size exceeds: expected 10 bytes, got')
+        self.assert_failed_upload_left_nothing(image['id'])
+        self.assertEqual(204, self.stage(image['id']).status_code)
+
+    def test_second_stage_is_409_4(self):
+        image = self.create_image()
+        self.assertEqual(204, self.stage(image['id']).status_code)
+        self.assert_error(self.stage(image['id']), 409,
+                          'Image status transition from uploading to '
+                          'uploading is not allowed')
+
+    def test_import_errors_4(self):
+        image = self.create_image()
+        self.assert_error(self.import_(image['id']), 409,
+                          "Image needs to be staged before 'glance-direct' "
+                          "method can be used")
+        self.assertEqual(204, self.stage(image['id']).status_code)
+        self.assert_error(
+            self.import_(image['id'], method={'name': 'web-download'}),
+            400, "Unknown import method name 'web-download'.")
+        self.assert_error(
+            self.import_(image['id'],
+                         headers={'X-Image-Meta-Store': 'nowhere'}),
+            409, 'Store for identifier nowhere not found')
+        self.assert_error(self.import_(image['id'], stores=['nowhere']),
+                          409, 'Store for identifier nowhere not found')
+        self.assertEqual('uploading', self.get_image(image['id'])['status'])
