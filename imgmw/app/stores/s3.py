@@ -22,11 +22,15 @@ fails with 413 naming the option to raise.
 Any failure of an upload (the store's, or the body's: a size or checksum
 check failing, the client going away) aborts the multipart upload, or
 deletes the object a ``PutObject`` may have left, before the error
-propagates. If even that fails (the store went away), the unfinished
-upload stays until ``imgmw-manage recover`` (:meth:`S3Store.remove_partial`)
-or a bucket lifecycle rule (``AbortIncompleteMultipartUpload``, advised)
-removes it. Downloads are ranged ``GetObject`` requests streamed to the
-client; the connection is released when the response is closed.
+propagates; a completion that fails or goes unanswered (a service may take
+minutes to assemble a large object: the driver waits up to 15 minutes)
+also deletes the object it may have produced. If even that fails (the
+store went away), the unfinished upload stays until ``imgmw-manage
+recover`` (:meth:`S3Store.remove_partial`) or a bucket lifecycle rule
+(``AbortIncompleteMultipartUpload``, advised) removes it.
+
+Downloads are ranged ``GetObject`` requests streamed to the client; the
+connection is released when the response is closed.
 
 The bucket must be dedicated to this store: :meth:`S3Store.iter_urls`, for
 an orphan sweep, lists every object in it.
@@ -120,6 +124,9 @@ _CLIENT_CONFIG = dict(
     retries={'mode': 'standard', 'max_attempts': 3},
     request_checksum_calculation='when_required',
     response_checksum_validation='when_required')
+# Completing a multipart upload may take minutes (the service assembles
+# the object; AWS sends blanks meanwhile, some services send nothing).
+_COMPLETE_CONFIG = dict(_CLIENT_CONFIG, read_timeout=900)
 # The start-up probe: one quick try, so a dead endpoint delays no worker.
 _PROBE_CONFIG = dict(_CLIENT_CONFIG, connect_timeout=3, read_timeout=5,
                      retries={'mode': 'standard', 'max_attempts': 1})
@@ -199,6 +206,7 @@ class S3Store(stores.Store):
             aws_access_key_id=values['s3_store_access_key'],
             aws_secret_access_key=values['s3_store_secret_key'])
         self.client = self._client(session, values, _CLIENT_CONFIG)
+        self.completer = self._client(session, values, _COMPLETE_CONFIG)
         self._check_bucket(self._client(session, values, _PROBE_CONFIG))
 
     def _client(self, session, values: typing.Mapping,
@@ -262,9 +270,9 @@ class S3Store(stores.Store):
             return stores.StorageFull(detail)
         return stores.StorageUnavailable(detail)
 
-    def _call(self, operation: str, **kwargs) -> typing.Dict:
+    def _call(self, operation: str, client=None, **kwargs) -> typing.Dict:
         """``client.<operation>(**kwargs)``, its errors translated."""
-        method = getattr(self.client, _snake(operation))
+        method = getattr(client or self.client, _snake(operation))
         try:
             return method(**kwargs)
         except (botocore_exc.ClientError,
@@ -305,6 +313,7 @@ class S3Store(stores.Store):
         upload_id = self._with_bucket('CreateMultipartUpload',
                                       Bucket=self.bucket,
                                       Key=key)['UploadId']
+        completing = False
         try:
             size, parts = 0, []
             while filled:
@@ -317,11 +326,15 @@ class S3Store(stores.Store):
                 if ended:
                     break
                 filled = _fill(reader, part, chunk_size)
-            self._call('CompleteMultipartUpload', Bucket=self.bucket,
-                       Key=key, UploadId=upload_id,
+            completing = True
+            self._call('CompleteMultipartUpload', client=self.completer,
+                       Bucket=self.bucket, Key=key, UploadId=upload_id,
                        MultipartUpload={'Parts': parts})
         except BaseException:
             self._abort_quietly(key, upload_id)
+            if completing:
+                # The service may have completed it all the same.
+                self._delete_quietly(key)
             raise
         return size
 
@@ -342,15 +355,15 @@ class S3Store(stores.Store):
 
     def _with_bucket(self, operation: str, **kwargs) -> typing.Dict:
         """The first write of an upload; creates a missing bucket if told."""
-        try:
-            return self._call(operation, **kwargs)
-        except stores.StorageUnavailable as err:
-            cause = err.__cause__
-            if not (self.create_bucket_on_put
-                    and isinstance(cause, botocore_exc.ClientError)
-                    and error_code(cause) in _NO_BUCKET_CODES):
-                raise
-        self._create_bucket()
+        if self.create_bucket_on_put:
+            try:
+                return getattr(self.client, _snake(operation))(**kwargs)
+            except botocore_exc.ClientError as err:
+                if error_code(err) not in _NO_BUCKET_CODES:
+                    raise self.translate(err, operation) from err
+            except botocore_exc.BotoCoreError as err:
+                raise self.translate(err, operation) from err
+            self._create_bucket()
         return self._call(operation, **kwargs)
 
     def _create_bucket(self) -> None:

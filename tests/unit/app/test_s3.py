@@ -193,6 +193,7 @@ class AddTest(S3TestCase):
         store = self.make_store(s3_store_create_bucket_on_put='true')
         self.assertIn('is created at the first upload', self.log.output)
         store.add(IMAGE_ID, io.BytesIO(b'data'), 4)
+        self.assertNotIn('failed', self.log.output)
         self.assertEqual(b'data', self.moto.get(self.bucket, IMAGE_ID))
         # Multipart, once the bucket exists.
         store.add('second', PatternReader(PART + 1), MiB)
@@ -277,6 +278,21 @@ class FailedAddTest(S3TestCase):
             self.store.client, 'put_object', side_effect=put_object))
         self.assertRaises(stores.StorageUnavailable, self.store.add,
                           IMAGE_ID, io.BytesIO(b'data'), 4)
+        self.assertNothingStored()
+
+    def test_completion_done_but_unanswered_is_deleted(self):
+        # Assembling a large object may take minutes: a long read timeout.
+        self.assertEqual(900, self.store.completer.meta.config.read_timeout)
+        real = self.store.completer.complete_multipart_upload
+
+        def complete(**kwargs):
+            real(**kwargs)
+            raise botocore_exc.ReadTimeoutError(endpoint_url='x')
+        self.useFixture(fixtures.MockPatchObject(
+            self.store.completer, 'complete_multipart_upload',
+            side_effect=complete))
+        self.assertRaises(stores.StorageUnavailable, self.store.add,
+                          IMAGE_ID, PatternReader(PART + 1), MiB)
         self.assertNothingStored()
 
     def test_too_many_parts_is_storage_full_naming_the_option(self):
