@@ -118,9 +118,10 @@ _NO_BUCKET_CODES = frozenset(('NoSuchBucket',))
 
 # Requests of the service: a few retries with backoff; checksums only where
 # S3 requires them, as many S3-compatible stores reject botocore's newer
-# default trailing checksums.
+# default trailing checksums; connections kept for a threaded worker's
+# concurrent requests.
 _CLIENT_CONFIG = dict(
-    connect_timeout=10, read_timeout=60,
+    connect_timeout=10, read_timeout=60, max_pool_connections=32,
     retries={'mode': 'standard', 'max_attempts': 3},
     request_checksum_calculation='when_required',
     response_checksum_validation='when_required')
