@@ -21,7 +21,8 @@ resource                   usage                                   applies
 
 A limit is breached only when ``usage + delta > limit``: an upload that
 fills the quota exactly passes. The project charged is the image's owner
-(as Glance), else the caller's project.
+(as Glance), else the caller's project; a request with neither is not
+limited.
 
 Unlike Glance, whose enforcement is best effort, the limits hold under
 parallel uploads, on one API node or many, and for bodies of unknown size.

@@ -446,7 +446,12 @@ class TestKeystoneLimits(FilterTest):
     def setUp(self):
         super().setUp()
         self.useFixture(fixtures.MockPatchObject(limits, '_applied', {}))
+        self.addCleanup(self.clear_oslo_limit)
         self.tempdir = self.useFixture(fixtures.TempDir()).path
+
+    def clear_oslo_limit(self):
+        for name in limits._applied:
+            limits.oslo_limit.CONF.clear_override(name, group=limits.GROUP)
 
     def paste_file(self, section='[oslo_limit]\nendpoint_id = e1\n'):
         path = os.path.join(self.tempdir, 'api-paste.ini')
