@@ -383,6 +383,13 @@ def method_not_allowed(allowed: typing.Sequence[str]):
 
 # Section 1 and 7: image records (as Glance words them).
 
+def json_body_too_large(limit: int):
+    """A metadata request body above the app's limit."""
+    return _error(webob.exc.HTTPRequestEntityTooLarge,
+                  'Request body too large: at most %d bytes of JSON are '
+                  'accepted.' % limit)
+
+
 def malformed_json():
     return _error(webob.exc.HTTPBadRequest,
                   'Malformed JSON in request body.')

@@ -227,7 +227,7 @@ class DataApp:
 
     def create(self, req: webob.Request) -> webob.Response:
         context = self.context(req)
-        values = images.creation_values(images.parse_json(req.body),
+        values = images.creation_values(images.read_json(req),
                                         context)
         self.authorize(req, 'add_image', {
             'project_id': values['owner'], 'owner': values['owner'],
@@ -274,7 +274,7 @@ class DataApp:
         if req.content_type not in images.PATCH_MEDIA_TYPES:
             raise errors.unsupported_patch_type(req.content_type or None)
         self.authorize(req, 'modify_image', images.policy_target(record))
-        values = images.update_values(record, images.parse_json(req.body))
+        values = images.update_values(record, images.read_json(req))
         updated = self.registry.update(record['id'], values)
         if updated is None:
             raise errors.image_not_found(record['id'])

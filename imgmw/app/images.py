@@ -14,6 +14,7 @@ import typing
 import urllib.parse
 
 import jsonschema
+import webob
 
 from imgmw import errors
 
@@ -78,6 +79,29 @@ def policy_target(record: typing.Mapping) -> dict:
     """The policy target of an image (as Glance's ``ImageTarget``)."""
     return {'project_id': record['owner'], 'owner': record['owner'],
             'visibility': record['visibility'], 'image_id': record['id']}
+
+
+#: The largest JSON request body read, as Glance's ``max_request_body_size``.
+MAX_JSON_BODY = 114688
+
+
+def read_json(req: webob.Request) -> typing.Any:
+    """The JSON body of a metadata request, read to at most its limit.
+
+    Bodies of create, update and import requests are small; a larger one is
+    refused with 413 before it is read (``Content-Length``) or as soon as
+    the limit is passed (chunked), so no client can make the app buffer an
+    arbitrary amount.
+    """
+    length = req.content_length
+    if length is not None and length > MAX_JSON_BODY:
+        raise errors.json_body_too_large(MAX_JSON_BODY)
+    if length is None and not req.is_body_readable:
+        return parse_json(b'')
+    body = req.body_file.read(MAX_JSON_BODY + 1)
+    if len(body) > MAX_JSON_BODY:
+        raise errors.json_body_too_large(MAX_JSON_BODY)
+    return parse_json(body)
 
 
 def parse_json(body: bytes) -> typing.Any:

@@ -119,12 +119,11 @@ class ImportFailed(Exception):
     """The staged data does not match the image's record."""
 
 
-def parse_body(body: bytes) -> dict:
-    """The import request of a body; rows 1 to 3.
+def parse_body(request: typing.Any) -> dict:
+    """The import request of a parsed JSON body; rows 1 to 3.
 
     :raises webob.exc.HTTPException: 400.
     """
-    request = images.parse_json(body)
     if not isinstance(request, dict) or not isinstance(
             request.get('method'), dict):
         raise errors.bad_import_request(
@@ -182,7 +181,7 @@ class ImportRequest:
         self.image_id = image_id
 
     def __call__(self) -> webob.Response:
-        request = parse_body(self.req.body)
+        request = parse_body(images.read_json(self.req))
         record = self.app.visible(self.req, self.image_id)
         self.app.authorize(self.req, 'modify_image',
                            images.policy_target(record))

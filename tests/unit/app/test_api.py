@@ -6,6 +6,7 @@ of the app would publish.
 """
 
 import hashlib
+import io
 import json
 import os
 import typing
@@ -16,6 +17,7 @@ import testtools
 import webob
 
 from imgmw.app import api
+from imgmw.app import images
 from imgmw.app import registry
 from imgmw.app.stores import filesystem
 from imgmw import environ as keys
@@ -88,6 +90,15 @@ class HashingInput(streams.InputProxy):
             self.digests.md5 = self.md5.hexdigest()
             self.digests.os_hash_value = self.sha512.hexdigest()
         return chunk
+
+
+class ExplodingInput:
+    """A ``wsgi.input`` that must never be read."""
+
+    def read(self, size=-1):
+        raise AssertionError('the body was read')
+
+    readline = read
 
 
 class AppTestCase(testtools.TestCase):
@@ -266,6 +277,42 @@ class ImagesTest(AppTestCase):
         self.assertNotIn('stores', image)
         self.assertRegex(image['created_at'],
                          r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$')
+
+    def test_oversized_json_body_refused_before_reading(self):
+        """A metadata body above the limit is a 413, never buffered."""
+        req = self.request('/v2/images', method='POST',
+                           headers={'Accept': 'application/json'})
+        req.content_type = 'application/json'
+        req.environ['CONTENT_LENGTH'] = str(images.MAX_JSON_BODY + 1)
+        req.environ['wsgi.input'] = ExplodingInput()
+        resp = self.call(req)
+        self.assertEqual(413, resp.status_int)
+        self.assertIn('at most %d bytes' % images.MAX_JSON_BODY,
+                      resp.json['message'])
+        self.assertEqual([], self.registry.list(
+            project_id=PROJECT, is_admin=True, filters={}, limit=10,
+            marker=None))
+
+    def test_oversized_chunked_json_body_read_only_to_the_limit(self):
+        body = io.BytesIO(b'{"name": "' + b'x' * (2 * images.MAX_JSON_BODY))
+        req = self.request('/v2/images', method='POST',
+                           headers={'Accept': 'application/json'})
+        req.content_type = 'application/json'
+        req.environ.pop('CONTENT_LENGTH', None)
+        req.environ['HTTP_TRANSFER_ENCODING'] = 'chunked'
+        req.environ['wsgi.input_terminated'] = True
+        req.environ['wsgi.input'] = body
+        resp = self.call(req)
+        self.assertEqual(413, resp.status_int)
+        self.assertEqual(images.MAX_JSON_BODY + 1, body.tell())
+
+    def test_json_body_at_the_limit_is_read(self):
+        body = json.dumps({'name': 'edge', 'disk_format': 'raw',
+                           'container_format': 'bare'}).encode()
+        body += b' ' * (images.MAX_JSON_BODY - len(body))
+        resp = self.post(body)
+        self.assertEqual(201, resp.status_int)
+        self.assertEqual('edge', resp.json['name'])
 
     def test_image_json_validates_against_the_schema(self):
         """contract 7: python-glanceclient validates images so."""
