@@ -16,8 +16,8 @@ section         what is measured, against what
 ``upload``      1 GiB PUT through the full pipeline, with ``Content-Length``
                 and chunked, against MD5 then SHA-512 over the same bytes in
                 one thread in-process; and the same upload through the
-                pipeline without ``size`` (and without ``inspect`` when the
-                pipeline has it), against the full pipeline
+                pipeline without ``size``, ``quota`` or ``inspect`` (those
+                the pipeline has), against the full pipeline
 ``download``    1 GiB GET, full and ranged (``bytes=1-``), with verification
                 on and off, against nginx sending the same file with
                 ``sendfile``
@@ -33,7 +33,8 @@ section         what is measured, against what
 Pipelines (built from the ``noauth`` pipeline of ``etc/api-paste.ini``):
 ``full`` is that pipeline as shipped; ``bare`` is the least the data app
 answers reads with, ``context-noauth imgmw`` (uploads also need ``stores``
-and ``checksum``); ``no-<filter>`` is ``full`` less one filter;
+and ``checksum``); ``no-<filter>`` is ``full`` less one filter (``no-size``
+also less ``quota``, which needs the size filter's ``imgmw.size``);
 ``no-verify`` is ``full`` with ``verify_downloads = false``.
 
 The store and the registry live on tmpfs (``/dev/shm``) unless
@@ -105,8 +106,19 @@ TARGETS = (
     ('small: image show, full', 'small: image show, bare', 0.7),
     ('small: 1 KiB download, full', 'small: 1 KiB download, bare', 0.7),
     ('upload Content-Length, no-size', 'upload Content-Length', None),
+    ('upload Content-Length, no-quota', 'upload Content-Length', None),
     ('upload Content-Length, no-inspect', 'upload Content-Length', None),
     ('8 concurrent uploads, aggregate', 'md5 then sha512, one thread',
+     None),
+    # CPU seconds, robust when other work shares the machine: the cost
+    # of a figure over its baseline's (for uploads, hashing in one thread
+    # is most of it), and for small requests the bare app's cost over
+    # the full pipeline's, comparable with the rate ratio.
+    ('CPU, upload Content-Length', 'CPU, md5 then sha512, one thread',
+     None),
+    ('CPU, download full, verify off', 'CPU, nginx full', None),
+    ('CPU, small: image show, bare', 'CPU, small: image show, full', None),
+    ('CPU, small: 1 KiB download, bare', 'CPU, small: 1 KiB download, full',
      None),
 )
 #: (figure, limit in MiB).
@@ -295,8 +307,9 @@ class TestData:
             offset = 0
 
 
-def hash_baseline(data: TestData, chunk: int = MiB) -> float:
-    """Seconds to hash the data MD5 then SHA-512 in one thread.
+def hash_baseline(data: TestData, chunk: int = MiB
+                  ) -> typing.Tuple[float, float]:
+    """Seconds (wall, CPU) to hash the data MD5 then SHA-512 in one thread.
 
     Chunk by chunk, as an upload arrives; the data is page-cached and
     mapped, so this is hashing only.
@@ -304,15 +317,17 @@ def hash_baseline(data: TestData, chunk: int = MiB) -> float:
     md5 = hashlib.md5(usedforsecurity=False)
     sha512 = hashlib.sha512()
     with data.view() as view:
+        cpu = time.process_time()
         started = time.perf_counter()
         for start in range(0, data.size, chunk):
             with view[start:start + chunk] as piece:
                 md5.update(piece)
                 sha512.update(piece)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     if md5.hexdigest() != data.md5:
         raise BenchError('baseline MD5 differs from the data file\'s')
-    return elapsed
+    return elapsed, cpu
 
 
 # HTTP client.
@@ -381,14 +396,14 @@ def upload(port: int, image_id: str, data: TestData, offset: int,
             'Connection: close\r\n\r\n' % (image_id, framing)).encode()
     with _connect(port) as sock, open(data.path, 'rb') as source:
         started = time.perf_counter()
-        sock.sendall(head)
-        for start, count in data.segments(offset, length):
-            if chunked:
-                _send_chunked(sock, source, start, count)
-            else:
-                sock.sendfile(source, start, count)
-        if chunked:
-            sock.sendall(b'0\r\n\r\n')
+        try:
+            _send_body(sock, head, source, data.segments(offset, length),
+                       chunked)
+        except (BrokenPipeError, ConnectionResetError) as err:
+            # The server answered before the end of the body; say what.
+            early = _response_of(sock, 'PUT')
+            raise BenchError('upload of %s cut short (%s): %d %s' % (
+                image_id, err, early.status, early.read()[:300]))
         resp = _response_of(sock, 'PUT')
         body = resp.read()
         elapsed = time.perf_counter() - started
@@ -396,6 +411,17 @@ def upload(port: int, image_id: str, data: TestData, offset: int,
         raise BenchError('upload of %s answered %d: %s' % (
             image_id, resp.status, body[:300]))
     return elapsed
+
+
+def _send_body(sock, head: bytes, source, segments, chunked: bool) -> None:
+    sock.sendall(head)
+    for start, count in segments:
+        if chunked:
+            _send_chunked(sock, source, start, count)
+        else:
+            sock.sendfile(source, start, count)
+    if chunked:
+        sock.sendall(b'0\r\n\r\n')
 
 
 def _send_chunked(sock, source, start: int, count: int) -> None:
@@ -458,6 +484,13 @@ def client_ceiling(data: TestData) -> float:
 
 # Servers.
 
+#: Filters whose cost the upload section measures, by leaving them out.
+OPTIONAL_FILTERS = ('size', 'quota', 'inspect')
+#: Filters that cannot run without another (quota reads imgmw.size), left
+#: out with it.
+REQUIRES = {'size': ('quota',)}
+
+
 class Pipelines:
     """The paste file of the benchmark: one composite per variant."""
 
@@ -472,10 +505,11 @@ class Pipelines:
             'no-verify': [name if name != 'checksum' else 'checksum-noverify'
                           for name in self.full],
         }
-        for name in ('size', 'inspect'):
+        for name in OPTIONAL_FILTERS:
             if name in self.full:
+                left_out = (name,) + REQUIRES.get(name, ())
                 self.variants['no-' + name] = [
-                    other for other in self.full if other != name]
+                    other for other in self.full if other not in left_out]
         with open(PASTE_FILE) as shipped, open(self.path, 'w') as out:
             out.write(shipped.read())
             out.write(self._sections())
@@ -601,6 +635,19 @@ http {
 """
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its live children."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root] + root.children(recursive=True):
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 class RssSampler:
     """Peak RSS of a process and its children, sampled in a thread."""
 
@@ -663,6 +710,13 @@ class Bench:
         print('  %-44s %10.1f %s' % (name, figure['median'],
                                      figure['unit']), flush=True)
 
+    def record_cpu(self, name: str, seconds: typing.Sequence[float],
+                   size: int) -> None:
+        """CPU seconds per GiB: robust when other work shares the CPUs."""
+        runs = [cpu * GiB / size for cpu in seconds]
+        self.record(name, {'median': statistics.median(runs), 'runs': runs,
+                           'unit': 'CPU s/GiB'})
+
     def server(self, variant: str) -> ApiServer:
         return self.servers[variant]
 
@@ -680,8 +734,8 @@ class Bench:
         print('writing %d MiB of random data' % (self.args.size // MiB),
               flush=True)
         self.data = TestData(self.work, self.args.size, slice_size)
-        self.start_servers(['full', 'bare', 'no-verify', 'no-size',
-                            'no-inspect'])
+        self.start_servers(['full', 'bare', 'no-verify'] + [
+            'no-' + name for name in OPTIONAL_FILTERS])
         for name in SECTIONS + OPTIONAL_SECTIONS:
             if name in sections:
                 print('[%s]' % name, flush=True)
@@ -694,11 +748,14 @@ class Bench:
         repeats = self.args.repeats
         self.record('client ceiling (sendfile into a sink)', median_rate(
             [client_ceiling(data) for _ in range(repeats)], data.size))
+        hashing = [hash_baseline(data) for _ in range(repeats)]
         self.record('md5 then sha512, one thread', median_rate(
-            [hash_baseline(data) for _ in range(repeats)], data.size))
+            [wall for wall, _ in hashing], data.size))
+        self.record_cpu('CPU, md5 then sha512, one thread',
+                        [cpu for _, cpu in hashing], data.size)
         variants = [('upload Content-Length', 'full', False),
                     ('upload chunked', 'full', True)]
-        for name in ('no-size', 'no-inspect'):
+        for name in ['no-' + name for name in OPTIONAL_FILTERS]:
             if name in self.servers:
                 variants.append(('upload Content-Length, ' + name, name,
                                  False))
@@ -708,17 +765,25 @@ class Bench:
             for figure, variant, chunked in variants:
                 timings[figure].append(self._timed_upload(variant, chunked))
         for figure, _, _ in variants:
-            self.record(figure, median_rate(timings[figure], data.size))
+            self.record(figure, median_rate(
+                [wall for wall, _ in timings[figure]], data.size))
+            self.record_cpu('CPU, ' + figure,
+                            [cpu for _, cpu in timings[figure]], data.size)
 
-    def _timed_upload(self, variant: str, chunked: bool) -> float:
-        port = self.server(variant).port
+    def _timed_upload(self, variant: str, chunked: bool
+                      ) -> typing.Tuple[float, float]:
+        """Seconds of the upload, and CPU seconds the server spent."""
+        server = self.server(variant)
+        port = server.port
         image_id = create_image(port, 'bench-upload')
+        cpu = cpu_seconds(server.process.pid)
         elapsed = upload(port, image_id, self.data, 0, self.data.size,
                          chunked)
+        cpu = cpu_seconds(server.process.pid) - cpu
         self._check_intact(port, image_id, self.data.size, self.data.md5,
                            self.data.sha512)
         delete_image(port, image_id)
-        return elapsed
+        return elapsed, cpu
 
     def _check_intact(self, port: int, image_id: str, size: int,
                       md5: str, sha512: typing.Optional[str] = None) -> None:
@@ -749,24 +814,30 @@ class Bench:
         size = self.data.size
         ranged = {'Range': 'bytes=1-'}
         api_path = '/v2/images/%s/file' % image_id
+        full = self.server('full')
+        noverify = self.server('no-verify')
         cases = [
-            ('nginx full', nginx.port, '/' + image_id, None, size),
-            ('nginx ranged', nginx.port, '/' + image_id, ranged, size - 1),
-            ('download full, verify on', self.server('full').port,
-             api_path, None, size),
-            ('download full, verify off', self.server('no-verify').port,
-             api_path, None, size),
-            ('download ranged, verify on', self.server('full').port,
-             api_path, ranged, size - 1),
-            ('download ranged, verify off', self.server('no-verify').port,
-             api_path, ranged, size - 1),
+            ('nginx full', nginx, '/' + image_id, None, size),
+            ('nginx ranged', nginx, '/' + image_id, ranged, size - 1),
+            ('download full, verify on', full, api_path, None, size),
+            ('download full, verify off', noverify, api_path, None, size),
+            ('download ranged, verify on', full, api_path, ranged,
+             size - 1),
+            ('download ranged, verify off', noverify, api_path, ranged,
+             size - 1),
         ]
         timings = {case[0]: [] for case in cases}
         for _ in range(self.args.repeats):
-            for name, port, path, headers, length in cases:
-                timings[name].append(download(port, path, length, headers))
+            for name, server, path, headers, length in cases:
+                cpu = cpu_seconds(server.process.pid)
+                elapsed = download(server.port, path, length, headers)
+                cpu = cpu_seconds(server.process.pid) - cpu
+                timings[name].append((elapsed, cpu))
         for name, _, _, _, length in cases:
-            self.record(name, median_rate(timings[name], length))
+            self.record(name, median_rate(
+                [wall for wall, _ in timings[name]], length))
+            self.record_cpu('CPU, ' + name,
+                            [cpu for _, cpu in timings[name]], length)
 
     def section_small(self) -> None:
         small = 1 * KiB
@@ -779,18 +850,28 @@ class Bench:
         cases = [('image show', '/v2/images/%s' % image_id),
                  ('1 KiB download', '/v2/images/%s/file' % image_id)]
         rates = {}
+        costs = {}
         for _ in range(self.args.repeats):
             for label, path in cases:
                 for variant in ('full', 'bare'):
                     key = 'small: %s, %s' % (label, variant)
-                    rates.setdefault(key, []).append(
-                        self._wrk(self.server(variant).port, path))
+                    server = self.server(variant)
+                    cpu = cpu_seconds(server.process.pid)
+                    rate, count = self._wrk(server.port, path)
+                    cpu = cpu_seconds(server.process.pid) - cpu
+                    rates.setdefault(key, []).append(rate)
+                    costs.setdefault('CPU, ' + key, []).append(
+                        cpu / max(count, 1) * 1e6)
         for key, runs in rates.items():
             self.record(key, {'median': statistics.median(runs),
                               'runs': runs, 'unit': 'req/s'})
+        for key, runs in costs.items():
+            self.record(key, {'median': statistics.median(runs),
+                              'runs': runs, 'unit': 'CPU us/req'})
         delete_image(full, image_id)
 
-    def _wrk(self, port: int, path: str) -> float:
+    def _wrk(self, port: int, path: str) -> typing.Tuple[float, int]:
+        """Requests per second, and requests made."""
         command = [self.tools['wrk'], '-t', '1',
                    '-c', str(self.args.small_connections),
                    '-d', '%ds' % self.args.small_duration,
@@ -801,7 +882,9 @@ class Bench:
         errors = re.search(r'Non-2xx or 3xx responses: ([0-9]+)', out)
         if errors or 'Socket errors' in out:
             raise BenchError('wrk saw errors on %s:\n%s' % (path, out))
-        return float(re.search(r'Requests/sec:\s+([0-9.]+)', out).group(1))
+        rate = float(re.search(r'Requests/sec:\s+([0-9.]+)', out).group(1))
+        count = int(re.search(r'([0-9]+) requests in', out).group(1))
+        return rate, count
 
     def section_rss(self) -> None:
         size = self.args.rss_size
