@@ -72,6 +72,7 @@ import psutil
 import sqlalchemy as sa
 
 from imgmw.app import models
+from imgmw import db
 
 LOG = logging.getLogger(__name__)
 
@@ -132,16 +133,10 @@ HEARTBEAT_INTERVAL = 30
 #: A heartbeat older than this marks an upload as abandoned.
 DEFAULT_STALE_AFTER = datetime.timedelta(seconds=300)
 
-#: SQLite: how long a writer waits for another one, in seconds.
-SQLITE_BUSY_TIMEOUT = 30
-
-#: Other databases: connections older than this are replaced, in seconds.
-POOL_RECYCLE = 3600
+SQLITE_BUSY_TIMEOUT = db.SQLITE_BUSY_TIMEOUT
 
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               'migrations')
-
-_WRITE = 'imgmw_write'
 
 
 class RegistryUnavailable(Exception):
@@ -173,12 +168,7 @@ def database_url(conf: typing.Mapping[str, str]) -> str:
     Without one, SQLite in ``state_dir`` (default ``./state``), which is
     created when missing.
     """
-    url = (conf.get('database_connection') or '').strip()
-    if url:
-        return url
-    state_dir = os.path.abspath(conf.get('state_dir') or 'state')
-    os.makedirs(state_dir, exist_ok=True)
-    return 'sqlite:///%s' % os.path.join(state_dir, 'imgmw.sqlite')
+    return db.default_url(conf, 'database_connection')
 
 
 def alembic_config() -> alembic.config.Config:
@@ -235,53 +225,15 @@ def holder_is_alive(holder: str) -> bool:
 
 # The engine.
 
-def _sqlite_engine(url: sa.engine.URL) -> sa.engine.Engine:
-    engine = sa.create_engine(url)
-
-    @sa.event.listens_for(engine, 'connect')
-    def configure(dbapi_connection, connection_record):
-        # Transactions are begun below, not by the sqlite3 module.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute('PRAGMA journal_mode=WAL')
-            cursor.execute('PRAGMA busy_timeout=%d'
-                           % (SQLITE_BUSY_TIMEOUT * 1000))
-            cursor.execute('PRAGMA foreign_keys=ON')
-        finally:
-            cursor.close()
-
-    @sa.event.listens_for(engine, 'begin')
-    def begin(connection):
-        # A writer takes the write lock first, so it waits (busy_timeout)
-        # instead of failing when its snapshot is older than another
-        # writer's commit.
-        write = connection.get_execution_options().get(_WRITE)
-        connection.exec_driver_sql(
-            'BEGIN IMMEDIATE' if write else 'BEGIN')
-
-    return engine
-
-
 def create_engine(url: str) -> sa.engine.Engine:
     """An engine for ``url``, configured for the registry's use."""
-    parsed = sa.engine.make_url(url)
-    if parsed.get_backend_name() == 'sqlite':
-        return _sqlite_engine(parsed)
-    return sa.create_engine(parsed, pool_pre_ping=True,
-                            pool_recycle=POOL_RECYCLE)
+    return db.create_engine(url)
 
 
 def _unavailable(err: sa.exc.DBAPIError) -> RegistryUnavailable:
     reason = '%s: %s' % (type(err.orig).__name__, err.orig)
     LOG.error('Image registry database error: %s', reason)
     return RegistryUnavailable(reason)
-
-
-def _is_unavailable(err: sa.exc.DBAPIError) -> bool:
-    return (isinstance(err, (sa.exc.OperationalError,
-                             sa.exc.InterfaceError))
-            or err.connection_invalidated)
 
 
 class Registry:
@@ -310,11 +262,11 @@ class Registry:
         try:
             with self._engine.connect() as connection:
                 if write:
-                    connection.execution_options(**{_WRITE: True})
+                    db.for_writing(connection)
                 with connection.begin():
                     yield connection
         except sa.exc.DBAPIError as err:
-            if _is_unavailable(err):
+            if db.is_unavailable(err):
                 raise _unavailable(err) from err
             raise
 

@@ -164,6 +164,7 @@ import webob
 import webob.exc
 
 from imgmw import config
+from imgmw import db
 from imgmw import environ as keys
 from imgmw import errors
 from imgmw import paths
@@ -238,13 +239,7 @@ OPTS = (
 
 def database_url(values: typing.Mapping) -> str:
     """The reservations' database: the registry's, as the app finds it."""
-    url = (values.get('quota_connection')
-           or values.get('database_connection') or '').strip()
-    if url:
-        return url
-    state_dir = os.path.abspath(values.get('state_dir') or 'state')
-    os.makedirs(state_dir, exist_ok=True)
-    return 'sqlite:///%s' % os.path.join(state_dir, 'imgmw.sqlite')
+    return db.default_url(values, 'quota_connection', 'database_connection')
 
 
 def static_limits(values: typing.Mapping) -> limits_mod.StaticLimits:

@@ -40,17 +40,13 @@ from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from imgmw import db
 from imgmw import quota
 from imgmw.quota import limits as limits_mod
 from imgmw.quota import schema
 
 
 LOG = logging.getLogger(__name__)
-
-#: SQLite: how long a writer waits for another one, in seconds.
-SQLITE_BUSY_TIMEOUT = 30
-POOL_RECYCLE = 3600
-_WRITE = 'imgmw_quota_write'
 
 
 class StoreUnavailable(Exception):
@@ -157,37 +153,10 @@ def create_engine(url: str) -> sa.engine.Engine:
     that the usage read after taking the project's lock sees every commit
     made before it.
     """
-    parsed = sa.engine.make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == 'sqlite':
-        return _sqlite_engine(parsed)
-    kwargs = {}
-    if backend in ('mysql', 'mariadb'):
-        kwargs['isolation_level'] = 'READ COMMITTED'
-    return sa.create_engine(parsed, pool_pre_ping=True,
-                            pool_recycle=POOL_RECYCLE, **kwargs)
-
-
-def _sqlite_engine(url: sa.engine.URL) -> sa.engine.Engine:
-    engine = sa.create_engine(url)
-
-    @sa.event.listens_for(engine, 'connect')
-    def configure(dbapi_connection, connection_record):
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute('PRAGMA journal_mode=WAL')
-            cursor.execute('PRAGMA busy_timeout=%d'
-                           % (SQLITE_BUSY_TIMEOUT * 1000))
-        finally:
-            cursor.close()
-
-    @sa.event.listens_for(engine, 'begin')
-    def begin(connection):
-        write = connection.get_execution_options().get(_WRITE)
-        connection.exec_driver_sql('BEGIN IMMEDIATE' if write else 'BEGIN')
-
-    return engine
+    backend = sa.engine.make_url(url).get_backend_name()
+    return db.create_engine(
+        url, isolation_level=('READ COMMITTED'
+                              if backend in ('mysql', 'mariadb') else None))
 
 
 #: Transactions that lost a deadlock are retried this many times.
@@ -276,15 +245,13 @@ class ReservationStore:
     def _transaction(self):
         try:
             with self.engine.connect() as connection:
-                connection.execution_options(**{_WRITE: True})
+                db.for_writing(connection)
                 with connection.begin():
                     yield connection
         except sa.exc.DBAPIError as err:
             if _is_deadlock(err):
                 raise
-            if (isinstance(err, (sa.exc.OperationalError,
-                                 sa.exc.InterfaceError))
-                    or err.connection_invalidated):
+            if db.is_unavailable(err):
                 LOG.error('Quota database error: %s: %s',
                           type(err.orig).__name__, err.orig)
                 raise StoreUnavailable(str(err.orig)) from err

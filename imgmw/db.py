@@ -1,0 +1,96 @@
+"""SQL engines as imgmw opens them, for the registry and the quota filter.
+
+Both keep their rows in the database named by ``database_connection``
+(SQLite in ``state_dir`` by default), and both need the same care: SQLite
+in WAL mode whose writers queue on the write lock instead of failing, and
+pooled connections to PostgreSQL or MySQL that survive a database restart.
+This module holds that once; it knows nothing of the tables.
+"""
+
+import os
+import typing
+
+import sqlalchemy as sa
+
+
+#: SQLite: how long a writer waits for another one, in seconds.
+SQLITE_BUSY_TIMEOUT = 30
+
+#: Other databases: connections older than this are replaced, in seconds.
+POOL_RECYCLE = 3600
+
+#: The execution option that marks a connection's transaction as a writer
+#: (``BEGIN IMMEDIATE`` on SQLite). Set it with :func:`for_writing`.
+WRITE_OPTION = 'imgmw_write'
+
+
+def default_url(conf: typing.Mapping[str, typing.Any],
+                *keys: str) -> str:
+    """The first of ``keys`` set in ``conf``, else SQLite in ``state_dir``.
+
+    ``state_dir`` (default ``./state``) is created when missing.
+    """
+    for key in keys:
+        url = (conf.get(key) or '').strip()
+        if url:
+            return url
+    state_dir = os.path.abspath(conf.get('state_dir') or 'state')
+    os.makedirs(state_dir, exist_ok=True)
+    return 'sqlite:///%s' % os.path.join(state_dir, 'imgmw.sqlite')
+
+
+def create_engine(url: str,
+                  isolation_level: typing.Optional[str] = None
+                  ) -> sa.engine.Engine:
+    """An engine for ``url``.
+
+    :param isolation_level: for PostgreSQL and MySQL; SQLite transactions
+        are serializable whatever is asked.
+    """
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == 'sqlite':
+        return _sqlite_engine(parsed)
+    kwargs = {}
+    if isolation_level is not None:
+        kwargs['isolation_level'] = isolation_level
+    return sa.create_engine(parsed, pool_pre_ping=True,
+                            pool_recycle=POOL_RECYCLE, **kwargs)
+
+
+def for_writing(connection: sa.engine.Connection) -> sa.engine.Connection:
+    """Mark ``connection``'s next transaction as one that writes."""
+    return connection.execution_options(**{WRITE_OPTION: True})
+
+
+def is_unavailable(err: sa.exc.DBAPIError) -> bool:
+    """Whether ``err`` says the database cannot be reached (not a bug)."""
+    return (isinstance(err, (sa.exc.OperationalError,
+                             sa.exc.InterfaceError))
+            or err.connection_invalidated)
+
+
+def _sqlite_engine(url: sa.engine.URL) -> sa.engine.Engine:
+    engine = sa.create_engine(url)
+
+    @sa.event.listens_for(engine, 'connect')
+    def configure(dbapi_connection, connection_record):
+        # Transactions are begun below, not by the sqlite3 module.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute('PRAGMA journal_mode=WAL')
+            cursor.execute('PRAGMA busy_timeout=%d'
+                           % (SQLITE_BUSY_TIMEOUT * 1000))
+            cursor.execute('PRAGMA foreign_keys=ON')
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, 'begin')
+    def begin(connection):
+        # A writer takes the write lock first, so it waits (busy_timeout)
+        # instead of failing when its snapshot is older than another
+        # writer's commit.
+        write = connection.get_execution_options().get(WRITE_OPTION)
+        connection.exec_driver_sql('BEGIN IMMEDIATE' if write else 'BEGIN')
+
+    return engine
