@@ -86,6 +86,16 @@ class StagingArea:
         """
         self.store.remove_partial(image_id)
 
+    def iter_listing(self) -> typing.Iterator[stores.Listed]:
+        """Every staged file and stage in progress, for the orphan sweep.
+
+        :raises stores.StorageUnavailable: the directory cannot be read.
+        """
+        return self.store.iter_listing()
+
+    def remove_listed(self, listed: stores.Listed) -> None:
+        self.store.remove_listed(listed)
+
 
 def staging_area(options: typing.Mapping[str, typing.Any]) -> StagingArea:
     """The staging area of the data app's parsed ``options``."""

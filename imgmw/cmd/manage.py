@@ -6,6 +6,8 @@
     imgmw-manage [--config-file FILE] [-o KEY=VALUE ...] db version
     imgmw-manage [--config-file FILE] [-o KEY=VALUE ...] recover \\
         [--older-than SECONDS]
+    imgmw-manage [--config-file FILE] [-o KEY=VALUE ...] sweep \\
+        [--older-than SECONDS] [--apply]
 
 ``db sync`` upgrades the registry schema to the newest migration; run it
 after every upgrade of imgmw, before starting the API (the API does it by
@@ -22,6 +24,19 @@ that proves alive meanwhile is left alone. The partial data of each image
 it resets is then removed from the data app's stores. It prints one line
 per image.
 
+``sweep`` finds the orphans of the data app's stores and of this node's
+staging area: image data that no image refers to any more (an image deleted
+while its store was unreachable, a crash between writing and recording),
+temporary files, unfinished multipart uploads and staged files of images
+no longer staged. Data written in the last ``--older-than`` seconds
+(default 3600) is never an orphan, nor is the data of an image whose
+upload, stage or import is in progress: each candidate is checked against
+the registry again just before it is removed. Without ``--apply`` it only
+prints what it would remove (one line each); with it, it removes them. Run
+``recover`` first: the data of a crashed upload is an orphan only once its
+image is back to ``queued``. Each store's directory or bucket must be
+dedicated to it. Run it on each API node (each has its own staging area).
+
 The registry URL is ``database_connection`` of the paste file's
 ``[DEFAULT]``; without one, SQLite in ``state_dir`` (default ``./state``).
 The paste file is ``--config-file``, else the first of
@@ -30,19 +45,24 @@ The paste file is ``--config-file``, else the first of
 overrides a ``[DEFAULT]`` value.
 
 Exit status: 0 on success, 1 when ``db version`` finds the schema behind,
-2 on a usage or configuration error, 3 when the database is unreachable.
+2 on a usage or configuration error, 3 when the database is unreachable,
+4 when ``sweep`` could not list a store or remove an orphan (it goes on
+with the others and says which).
 """
 
 import argparse
 import datetime
 import os
 import sys
+import time
 import typing
 
 from paste import deploy
 
 from imgmw import app as data_app
+from imgmw.app import api
 from imgmw.app import registry
+from imgmw.app import stores
 from imgmw import config
 from imgmw import wsgi
 
@@ -50,10 +70,16 @@ from imgmw import wsgi
 DATA_APP = 'imgmw'
 
 DEFAULT_OLDER_THAN = int(registry.DEFAULT_STALE_AFTER.total_seconds())
+#: The grace period of ``sweep``: younger data is never an orphan.
+DEFAULT_SWEEP_GRACE = 3600
+
+#: The place name ``sweep`` gives this node's staging area.
+STAGING = 'staging'
 
 EXIT_BEHIND = 1
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
+EXIT_INCOMPLETE = 4
 
 Printer = typing.Callable[[str], None]
 
@@ -96,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar='SECONDS',
         help='heartbeat age that marks an upload as abandoned '
              '(default: %(default)s)')
+    sweep_parser = commands.add_parser(
+        'sweep', help='find (and with --apply remove) orphaned data')
+    sweep_parser.add_argument(
+        '--older-than', type=_seconds, default=DEFAULT_SWEEP_GRACE,
+        metavar='SECONDS',
+        help='grace period: data written more recently is kept '
+             '(default: %(default)s)')
+    sweep_parser.add_argument(
+        '--apply', action='store_true',
+        help='remove the orphans (default: only list them)')
     return parser
 
 
@@ -129,13 +165,11 @@ def defaults(path: typing.Optional[str],
     return conf
 
 
-def partial_remover(path: typing.Optional[str],
-                    conf: typing.Mapping[str, str]
-                    ) -> typing.Callable[[str], None]:
-    """``remove(image_id)``: remove unfinished data from stores and staging.
+def load_store_set(path: typing.Optional[str],
+                   conf: typing.Mapping[str, str]) -> api.StoreSet:
+    """The data app's stores and staging area (``[app:imgmw]``).
 
-    The stores are those of the data app (``[app:imgmw]``), configured
-    exactly as ``imgmw-api`` configures them.
+    Configured exactly as ``imgmw-api`` configures them.
     """
     global_conf, local_conf = dict(conf), {}
     if path is not None:
@@ -145,7 +179,14 @@ def partial_remover(path: typing.Optional[str],
         global_conf.update(conf)
         local_conf = dict(section.local_conf)
     options = config.parse(data_app.OPTS, global_conf, local_conf, 'data app')
-    store_set = data_app.load_stores(global_conf, options)
+    return data_app.load_stores(global_conf, options)
+
+
+def partial_remover(path: typing.Optional[str],
+                    conf: typing.Mapping[str, str]
+                    ) -> typing.Callable[[str], None]:
+    """``remove(image_id)``: remove unfinished data from stores and staging."""
+    store_set = load_store_set(path, conf)
 
     def remove(image_id: str) -> None:
         store_set.remove_partial(image_id)
@@ -191,6 +232,93 @@ def recover(image_registry: registry.Registry,
     return recovered
 
 
+class SweepResult(typing.NamedTuple):
+    """What :func:`sweep` found: ``(place, listed)`` pairs and failures."""
+
+    orphans: typing.List[typing.Tuple[str, stores.Listed]]
+    removed: int
+    failures: int
+
+
+def _places(store_set: api.StoreSet) -> typing.List[typing.Tuple[str, object]]:
+    """``(name, place)`` of every store, then of the staging area."""
+    places = sorted(store_set.by_id.items())
+    if store_set.staging is not None:
+        places.append((STAGING, store_set.staging))
+    return places
+
+
+def _in_use(place: str, listed: stores.Listed,
+            record: typing.Optional[dict]) -> bool:
+    """Whether ``listed`` belongs to ``record``, as the registry has it now.
+
+    Data of an image whose upload, stage or import is in progress belongs
+    to it (it may be recorded any moment); so does a location's data, and
+    the staged file of a staged image.
+    """
+    if record is None:
+        return False  # unknown or deleted
+    if record['status'] in registry.IN_PROGRESS:
+        return place != STAGING or record['status'] != 'saving'
+    return not listed.partial and place != STAGING and listed.url in {
+        location['url'] for location in record['locations']}
+
+
+def _describe(place: str, listed: stores.Listed) -> str:
+    kind = 'unfinished upload' if listed.partial else 'data'
+    modified = datetime.datetime.fromtimestamp(
+        listed.modified, datetime.timezone.utc).isoformat(timespec='seconds')
+    return '%s %s (%s of image %s, written %s)' % (
+        place, listed.url, kind, listed.image_id, modified)
+
+
+def sweep(image_registry: registry.Registry, store_set: api.StoreSet,
+          older_than: datetime.timedelta, apply: bool = False,
+          say: Printer = print) -> SweepResult:
+    """Find the orphans of every store and of the staging area.
+
+    The listing comes first, the registry after it: data recorded while
+    the stores are listed is seen as referenced. Each candidate older than
+    ``older_than`` is then checked against its image's record again, just
+    before it is removed (``apply``) or reported.
+    """
+    cutoff = time.time() - older_than.total_seconds()
+    listings, failures = [], 0
+    for name, place in _places(store_set):
+        try:
+            listings.append((name, place, list(place.iter_listing())))
+        except stores.StoreError as err:
+            say('cannot list %s: %s' % (name, err))
+            failures += 1
+    referenced = {url for _store, url in image_registry.all_locations()}
+    orphans, removed = [], 0
+    for name, place, listing in listings:
+        for listed in listing:
+            if listed.modified > cutoff or (
+                    not listed.partial and listed.url in referenced):
+                continue
+            if _in_use(name, listed, image_registry.get(listed.image_id)):
+                continue
+            orphans.append((name, listed))
+            if not apply:
+                say('would remove %s' % _describe(name, listed))
+                continue
+            try:
+                place.remove_listed(listed)
+            except (stores.StoreError, ValueError) as err:
+                say('cannot remove %s: %s' % (_describe(name, listed), err))
+                failures += 1
+                continue
+            say('removed %s' % _describe(name, listed))
+            removed += 1
+    if apply:
+        say('%d orphan(s) found, %d removed' % (len(orphans), removed))
+    else:
+        say('%d orphan(s) found; nothing removed (dry run: --apply removes '
+            'them)' % len(orphans))
+    return SweepResult(orphans, removed, failures)
+
+
 def run(args: argparse.Namespace, say: Printer) -> int:
     path = config_file(args.config_file)
     conf = defaults(path, dict(args.options))
@@ -203,8 +331,12 @@ def run(args: argparse.Namespace, say: Printer) -> int:
         if image_registry.version() is None:
             raise config.ConfigError('the registry database has no schema: '
                                      'run imgmw-manage db sync')
-        recover(image_registry, datetime.timedelta(seconds=args.older_than),
-                partial_remover(path, conf), say)
+        older_than = datetime.timedelta(seconds=args.older_than)
+        if args.command == 'sweep':
+            result = sweep(image_registry, load_store_set(path, conf),
+                           older_than, args.apply, say)
+            return EXIT_INCOMPLETE if result.failures else 0
+        recover(image_registry, older_than, partial_remover(path, conf), say)
         return 0
     finally:
         image_registry.dispose()

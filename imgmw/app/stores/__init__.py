@@ -58,6 +58,24 @@ class Stored:
     size: int
 
 
+@dataclasses.dataclass(frozen=True)
+class Listed:
+    """One piece of data a store holds, as an orphan sweep sees it.
+
+    ``url`` is the location URL of a whole image, or the driver's name of
+    an unfinished upload when ``partial`` (a temporary file, a multipart
+    upload, then identified by ``token``). ``modified`` is the time of the
+    last write (or the start of a multipart upload), seconds since the
+    epoch.
+    """
+
+    url: str
+    image_id: str
+    modified: float
+    partial: bool = False
+    token: typing.Optional[str] = None
+
+
 class Reader(typing.Protocol):
     def read(self, size: int = -1) -> bytes:
         ...

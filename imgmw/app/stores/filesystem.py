@@ -12,6 +12,10 @@ temporary file before the error propagates. Downloads open the file and
 hand the server a bounded file-like object; for a whole-file read it has
 ``fileno()``, so servers with sendfile (gunicorn) use it.
 
+The directory must be dedicated to the store: ``imgmw-manage sweep``
+(:meth:`FilesystemStore.iter_listing`) takes every file in it for an
+image's data or an upload's temporary file.
+
 Options (in ``[store:<id>]`` with multi-store, else the app's section or
 ``[DEFAULT]``):
 
@@ -47,6 +51,9 @@ OPTS = (
 )
 
 _FULL = frozenset((errno.ENOSPC, errno.EFBIG, errno.EDQUOT))
+
+#: The suffix of an upload's temporary file.
+_PARTIAL = '.partial'
 
 
 class FileSlice:
@@ -105,7 +112,7 @@ class FilesystemStore(stores.Store):
         final = self._path_of(image_id)
         try:
             fd, temp = tempfile.mkstemp(prefix='.%s.' % image_id,
-                                        suffix='.partial', dir=self.datadir)
+                                        suffix=_PARTIAL, dir=self.datadir)
         except OSError as err:
             raise self._translate(err) from err
         try:
@@ -197,10 +204,53 @@ class FilesystemStore(stores.Store):
         return True
 
     def remove_partial(self, image_id: str) -> None:
-        pattern = os.path.join(self.datadir,
-                               '.%s.*.partial' % glob.escape(image_id))
+        pattern = os.path.join(self.datadir, '.%s.*%s' % (
+            glob.escape(image_id), _PARTIAL))
         for path in glob.glob(pattern) + [self._path_of(image_id)]:
             self._unlink_quietly(path)
+
+    # Listing, for the orphan sweep.
+
+    def iter_listing(self) -> typing.Iterator[stores.Listed]:
+        """Every regular file of the directory: images and temporary files.
+
+        The directory must be dedicated to the store: any file in it is
+        taken for an image's data (named after the image) or for an
+        upload's temporary file (``.<id>.<random>.partial``).
+
+        :raises StorageUnavailable: the directory cannot be read.
+        """
+        try:
+            with os.scandir(self.datadir) as entries:
+                for entry in entries:
+                    listed = self._listed(entry)
+                    if listed is not None:
+                        yield listed
+        except OSError as err:
+            raise self._translate(err) from err
+
+    def iter_urls(self) -> typing.Iterator[str]:
+        """The URL of every image file (temporary files left out)."""
+        return (listed.url for listed in self.iter_listing()
+                if not listed.partial)
+
+    def remove_listed(self, listed: stores.Listed) -> None:
+        """Remove what :meth:`iter_listing` gave; gone already is fine."""
+        self.delete(listed.url)
+
+    def _listed(self, entry: os.DirEntry) -> typing.Optional[stores.Listed]:
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                return None
+            modified = entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            return None  # removed meanwhile
+        name = entry.name
+        partial = name.startswith('.') and name.endswith(_PARTIAL)
+        image_id = (name[1:-len(_PARTIAL)].rpartition('.')[0] if partial
+                    else name)
+        return stores.Listed(SCHEME + entry.path, image_id, modified,
+                             partial)
 
     # Paths.
 

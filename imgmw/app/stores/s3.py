@@ -467,6 +467,48 @@ class S3Store(stores.Store):
         except (botocore_exc.ClientError, botocore_exc.BotoCoreError) as err:
             raise self.translate(err, 'ListObjectsV2') from err
 
+    def iter_listing(self) -> typing.Iterator[stores.Listed]:
+        """Every object and unfinished multipart upload of the bucket.
+
+        For the orphan sweep; the bucket must be dedicated to this store.
+
+        :raises StorageUnavailable: the listing failed.
+        """
+        try:
+            for page in self.client.get_paginator(
+                    'list_objects_v2').paginate(Bucket=self.bucket):
+                for item in page.get('Contents', ()):
+                    yield stores.Listed(
+                        self._url(item['Key']), item['Key'],
+                        item['LastModified'].timestamp())
+            for page in self.client.get_paginator(
+                    'list_multipart_uploads').paginate(Bucket=self.bucket):
+                for upload in page.get('Uploads', ()):
+                    yield stores.Listed(
+                        self._url(upload['Key']), upload['Key'],
+                        upload['Initiated'].timestamp(), partial=True,
+                        token=upload['UploadId'])
+        except (botocore_exc.ClientError, botocore_exc.BotoCoreError) as err:
+            raise self.translate(err, 'ListObjectsV2') from err
+
+    def remove_listed(self, listed: stores.Listed) -> None:
+        """Delete the object, or abort the upload, :meth:`iter_listing` gave.
+
+        :raises StorageUnavailable: the store refused.
+        """
+        key = self._key_of_url(listed.url)
+        if not listed.partial:
+            self._call('DeleteObject', Bucket=self.bucket, Key=key)
+            return
+        try:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=listed.token)
+        except botocore_exc.ClientError as err:
+            if error_code(err) != 'NoSuchUpload':  # finished meanwhile
+                raise self.translate(err, 'AbortMultipartUpload') from err
+        except botocore_exc.BotoCoreError as err:
+            raise self.translate(err, 'AbortMultipartUpload') from err
+
     # Names.
 
     @staticmethod

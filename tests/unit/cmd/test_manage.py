@@ -3,14 +3,19 @@
 import datetime
 import io
 import os
+import time
+import uuid
 
 import fixtures
 import testtools
 
+from imgmw.app import api
 from imgmw.app import models
 from imgmw.app import registry
+from imgmw.app.stores import s3
 from imgmw.cmd import manage
 from tests import dbfixture
+from tests import s3fixture
 
 PASTE = """[DEFAULT]
 database_connection = %(url)s
@@ -161,3 +166,222 @@ class TestRecover(ManageTestCase):
     def test_older_than_must_be_seconds(self):
         self.assertRaises(SystemExit, self.manage, 'recover',
                           '--older-than', 'soon')
+
+
+HOURS_AGO = 2 * 3600
+
+
+class TestSweep(ManageTestCase):
+    """``imgmw-manage sweep``: the orphans of the stores and staging area."""
+
+    def setUp(self):
+        super().setUp()
+        self.image_registry = self.registry()
+        self.datadir = os.path.join(self.state, 'images')
+        self.staging = os.path.join(self.state, 'staging')
+        os.makedirs(self.datadir)
+        os.makedirs(self.staging)
+
+    def write(self, directory, name, age=HOURS_AGO):
+        path = os.path.join(directory, name)
+        with open(path, 'wb') as data:
+            data.write(b'data')
+        then = time.time() - age
+        os.utime(path, (then, then))
+        return path
+
+    def image(self, status='queued', **values):
+        """An image in ``status``, the way the data app brings it there."""
+        image_id = self.image_registry.create({'owner': 'p1'})['id']
+        steps = {'saving': ['saving'], 'active': ['saving', 'active'],
+                 'deleted': ['saving', 'active', 'deleted'],
+                 'uploading': ['uploading']}
+        current = 'queued'
+        for step in steps.get(status, []):
+            if step == 'deleted':
+                self.image_registry.delete(image_id)
+            else:
+                self.image_registry.transition(
+                    image_id, current, step,
+                    values if step == 'active' else None)
+            current = step
+        return image_id
+
+    def active_with_file(self, **more):
+        image_id = str(uuid.uuid4())
+        path = os.path.join(self.datadir, image_id)
+        created = self.image_registry.create({'id': image_id})['id']
+        self.image_registry.transition(created, 'queued', 'saving')
+        self.image_registry.transition(created, 'saving', 'active', {
+            'size': 4, 'locations': [{'store': 'default',
+                                      'url': 'file://' + path}]})
+        self.write(self.datadir, image_id)
+        return image_id, path
+
+    def existing(self, *paths):
+        return [path for path in paths if os.path.exists(path)]
+
+    def test_dry_run_reports_orphans_and_removes_nothing(self):
+        _, active = self.active_with_file()
+        deleted_id, deleted = self.active_with_file()
+        self.image_registry.delete(deleted_id)
+        unknown = self.write(self.datadir, str(uuid.uuid4()))
+        queued_id = self.image()
+        partial = self.write(self.datadir, '.%s.x1_y.partial' % queued_id)
+        self.assertEqual(0, self.manage('sweep'))
+        output = self.stdout.getvalue()
+        for path in (deleted, unknown, partial):
+            self.assertIn('would remove default file://%s' % path, output)
+        self.assertNotIn(active, output)
+        self.assertIn('unfinished upload of image %s' % queued_id, output)
+        self.assertIn('3 orphan(s) found; nothing removed', output)
+        self.assertEqual([active, deleted, unknown, partial],
+                         self.existing(active, deleted, unknown, partial))
+
+    def test_apply_removes_the_orphans_only(self):
+        _, active = self.active_with_file()
+        deleted_id, deleted = self.active_with_file()
+        self.image_registry.delete(deleted_id)
+        unknown = self.write(self.datadir, str(uuid.uuid4()))
+        self.assertEqual(0, self.manage('sweep', '--apply'))
+        self.assertEqual([active], self.existing(active, deleted, unknown))
+        output = self.stdout.getvalue()
+        self.assertIn('removed default file://%s' % unknown, output)
+        self.assertIn('2 orphan(s) found, 2 removed', output)
+
+    def test_data_younger_than_the_grace_period_is_kept(self):
+        young = self.write(self.datadir, str(uuid.uuid4()), age=60)
+        old = self.write(self.datadir, str(uuid.uuid4()), age=600)
+        self.assertEqual(0, self.manage('sweep', '--apply'))
+        self.assertEqual([young, old], self.existing(young, old))
+        self.assertEqual(0, self.manage('sweep', '--apply',
+                                        '--older-than', '300'))
+        self.assertEqual([young], self.existing(young, old))
+
+    def test_uploads_in_progress_are_never_orphans(self):
+        # A saving image's temporary file, and its whole file written just
+        # before the registry records it: both are the live upload's.
+        saving = self.image('saving')
+        partial = self.write(self.datadir, '.%s.abc.partial' % saving)
+        whole = self.write(self.datadir, saving)
+        self.assertEqual(0, self.manage('sweep', '--apply'))
+        self.assertEqual([partial, whole], self.existing(partial, whole))
+        self.assertIn('0 orphan(s) found', self.stdout.getvalue())
+
+    def test_staging_area(self):
+        holder = registry.holder_id()
+        staged = self.image('uploading')
+        self.image_registry.finish_stage(staged, holder, 4, 'node:staging')
+        staging_now = self.image('uploading')
+        in_progress = self.write(self.staging,
+                                 '.%s.q9.partial' % staging_now)
+        kept = self.write(self.staging, staged)
+        deleted = self.image('deleted')
+        of_deleted = self.write(self.staging, deleted)
+        queued = self.image()
+        of_queued = self.write(self.staging, '.%s.zz.partial' % queued)
+        active_id, _ = self.active_with_file()
+        of_active = self.write(self.staging, active_id)
+        self.assertEqual(0, self.manage('sweep', '--apply'))
+        self.assertEqual([kept, in_progress], self.existing(
+            kept, in_progress, of_deleted, of_queued, of_active))
+        self.assertIn('removed staging file://%s' % of_deleted,
+                      self.stdout.getvalue())
+
+    def test_a_store_that_cannot_be_listed_fails_the_sweep(self):
+        os.rmdir(self.datadir)
+        self.write(self.state, 'images')  # a file where the directory was
+        orphan = self.write(self.staging, str(uuid.uuid4()))
+        self.assertEqual(manage.EXIT_INCOMPLETE,
+                         self.manage('sweep', '--apply'))
+        self.assertIn('cannot list default', self.stdout.getvalue())
+        self.assertEqual([], self.existing(orphan))
+
+    def test_a_candidate_recorded_meanwhile_is_kept(self):
+        # The registry is read again for each candidate: data whose image
+        # became active after the locations were read is kept.
+        image_id = self.image('saving')
+        path = self.write(self.datadir, image_id)
+        store_set = manage.load_store_set(self.paste, {
+            'state_dir': self.state})
+        image_registry = self.image_registry
+
+        class LateRegistry:
+            def all_locations(self):
+                found = image_registry.all_locations()
+                image_registry.transition(image_id, 'saving', 'active', {
+                    'locations': [{'store': 'default',
+                                   'url': 'file://' + path}]})
+                return found
+
+            def get(self, image_id):
+                return image_registry.get(image_id)
+
+        result = manage.sweep(LateRegistry(), store_set,
+                              datetime.timedelta(0), apply=True,
+                              say=lambda line: None)
+        self.assertEqual(([], 0, 0), result)
+        self.assertEqual([path], self.existing(path))
+
+    def test_sweep_on_an_empty_database_asks_for_sync(self):
+        database = self.useFixture(dbfixture.Database())
+        self.assertEqual(manage.EXIT_CONFIG, self.manage(
+            '-o', 'database_connection=%s' % database.url, 'sweep'))
+
+
+class TestSweepS3(ManageTestCase):
+    """The sweep of an s3 store: objects and unfinished multipart uploads."""
+
+    def setUp(self):
+        super().setUp()
+        self.moto = self.useFixture(s3fixture.MotoServer())
+        self.bucket = self.moto.make_bucket()
+        self.store = s3.S3Store('cheap', self.moto.store_options(self.bucket))
+        self.image_registry = self.registry()
+
+    def put(self, key):
+        self.moto.client.put_object(Bucket=self.bucket, Key=key, Body=b'x')
+
+    def test_orphan_objects_and_uploads_are_removed(self):
+        active = self.image_registry.create({})['id']
+        self.put(active)
+        self.image_registry.transition(active, 'queued', 'saving')
+        self.image_registry.transition(active, 'saving', 'active', {
+            'locations': [{'store': 'cheap',
+                           'url': 's3://%s/%s' % (self.bucket, active)}]})
+        orphan = str(uuid.uuid4())
+        self.put(orphan)
+        unfinished = str(uuid.uuid4())
+        self.moto.client.create_multipart_upload(Bucket=self.bucket,
+                                                 Key=unfinished)
+        saving = self.image_registry.create({})['id']
+        self.image_registry.transition(saving, 'queued', 'saving')
+        self.moto.client.create_multipart_upload(Bucket=self.bucket,
+                                                 Key=saving)
+        store_set = api.StoreSet({'cheap': self.store}, 'cheap', True)
+        lines = []
+        dry = manage.sweep(self.image_registry, store_set,
+                           datetime.timedelta(0), say=lines.append)
+        self.assertEqual(
+            sorted([(orphan, False), (unfinished, True)]),
+            sorted((listed.image_id, listed.partial)
+                   for _, listed in dry.orphans))
+        self.assertEqual(sorted([active, orphan]),
+                         self.moto.keys(self.bucket))
+        result = manage.sweep(self.image_registry, store_set,
+                              datetime.timedelta(0), apply=True,
+                              say=lines.append)
+        self.assertEqual((2, 0), (result.removed, result.failures))
+        self.assertEqual([active], self.moto.keys(self.bucket))
+        self.assertEqual([saving], self.moto.unfinished_uploads(self.bucket))
+        self.assertIn('removed cheap s3://%s/%s (unfinished upload'
+                      % (self.bucket, unfinished), '\n'.join(lines))
+
+    def test_grace_period_uses_the_object_times(self):
+        self.put(str(uuid.uuid4()))
+        store_set = api.StoreSet({'cheap': self.store}, 'cheap', True)
+        result = manage.sweep(self.image_registry, store_set,
+                              datetime.timedelta(hours=1), apply=True,
+                              say=lambda line: None)
+        self.assertEqual([], result.orphans)
+        self.assertEqual(1, len(self.moto.keys(self.bucket)))
