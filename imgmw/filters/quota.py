@@ -127,12 +127,21 @@ option                      default          meaning
 ``limits_cache_time``       ``60``           keystone: seconds limits are
                                              cached
 ``usage_source``            ``imgmw``        where stored and staged bytes
-                                             are read: imgmw's registry
+                                             are read: imgmw's registry,
+                                             or ``glance``: Glance's
+                                             tables (see
+                                             :mod:`imgmw.quota.glance`)
+``glance_connection``       (none)           ``usage_source = glance``:
+                                             SQLAlchemy URL of Glance's
+                                             database (read only)
 ``quota_connection``        (the registry)   SQLAlchemy URL of the database
                                              holding the registry and the
                                              reservations; default
                                              ``database_connection``, else
-                                             SQLite in ``state_dir``
+                                             SQLite in ``state_dir``. With
+                                             ``usage_source = glance`` a
+                                             database of its own, whose
+                                             tables the filter creates
 ``reservation_increment``   ``64MB``         bytes reserved at a time for a
                                              body of unknown size
 ``reservation_ttl``         ``300``          seconds before the reservation
@@ -223,6 +232,8 @@ OPTS = (
                'Where stored and staged bytes are read.'),
     config.Opt('quota_connection', config.string, None,
                'Database of the registry and the reservations.'),
+    config.Opt('glance_connection', config.string, None,
+               'usage_source = glance: URL of Glance\'s database.'),
     config.Opt('database_connection', config.string, None,
                'The registry database ([DEFAULT]).'),
     config.Opt('state_dir', config.string, 'state',
@@ -446,7 +457,9 @@ class QuotaMiddleware:
         self.limits = limits if limits is not None else static_limits(values)
         self.store = store or reservations.ReservationStore(
             database_url(values),
-            reservations.USAGE_SOURCES[values['usage_source']](), ttl=ttl)
+            reservations.make_usage_source(values['usage_source'],
+                                           values['glance_connection']),
+            ttl=ttl, create_schema=values['usage_source'] != 'imgmw')
 
     def __call__(self, environ: dict, start_response):
         route = paths.route_of(environ)

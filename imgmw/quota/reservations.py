@@ -40,8 +40,10 @@ from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
+from imgmw import config
 from imgmw import db
 from imgmw import quota
+from imgmw.quota import glance
 from imgmw.quota import limits as limits_mod
 from imgmw.quota import schema
 
@@ -141,7 +143,21 @@ class ImgmwUsage:
                    _images.c.status.in_(self.BUSY))).scalar_one())
 
 
-USAGE_SOURCES = {'imgmw': ImgmwUsage}
+USAGE_SOURCES = {'imgmw': ImgmwUsage, 'glance': glance.GlanceUsage}
+
+
+def make_usage_source(name: str, glance_connection: typing.Optional[str]):
+    """The usage source ``name`` of :data:`USAGE_SOURCES`.
+
+    :raises config.ConfigError: ``glance`` without ``glance_connection``.
+    """
+    if name == glance.GlanceUsage.name:
+        if not glance_connection:
+            raise config.ConfigError(
+                'quota filter: usage_source = glance needs '
+                'glance_connection, the URL of Glance\'s database')
+        return glance.GlanceUsage(glance_connection)
+    return USAGE_SOURCES[name]()
 
 
 # The engine.
@@ -218,11 +234,16 @@ class ReservationStore:
     :param url: SQLAlchemy URL of the registry's database.
     :param usage_source: an :class:`ImgmwUsage`-like reader of the records.
     :param ttl: seconds a reservation lives unless refreshed.
+    :param create_schema: create the quota tables at first use when
+        absent: for a database of the quota's own (in front of Glance),
+        which no migration of imgmw's registry manages.
     """
 
     def __init__(self, url: str, usage_source=None, ttl: int = 300,
-                 clock: typing.Callable[[], datetime.datetime] = utcnow):
+                 clock: typing.Callable[[], datetime.datetime] = utcnow,
+                 create_schema: bool = False):
         self.url = url
+        self.create_schema = create_schema
         self.usage_source = usage_source or ImgmwUsage()
         self.ttl = datetime.timedelta(seconds=ttl)
         self.clock = clock
@@ -234,12 +255,28 @@ class ReservationStore:
     def engine(self) -> sa.engine.Engine:
         # Made at first use, after the server forked its workers.
         if self._engine is None:
-            self._engine = create_engine(self.url)
+            engine = create_engine(self.url)
+            if self.create_schema:
+                self._create_schema(engine)
+            self._engine = engine
         return self._engine
+
+    @staticmethod
+    def _create_schema(engine: sa.engine.Engine) -> None:
+        """Create the quota tables; errors reach :meth:`_transaction`."""
+        try:
+            schema.create(engine)
+        except sa.exc.DBAPIError:
+            # Another process may have created them meanwhile.
+            if not schema.exists(engine):
+                raise
 
     def dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
+        dispose = getattr(self.usage_source, 'dispose', None)
+        if dispose is not None:
+            dispose()
 
     @contextlib.contextmanager
     def _transaction(self):

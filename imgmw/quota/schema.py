@@ -2,7 +2,11 @@
 
 They live in the registry's database, created by its Alembic migration
 ``0002`` (``imgmw-manage db sync``), and the registry's models include them
-so that the migrations and the models keep agreeing.
+so that the migrations and the models keep agreeing. In front of Glance
+(``usage_source = glance``) they live in a database of their own
+(``quota_connection``), which the quota filter creates at first use with
+:func:`create` (only these two tables; no Alembic history, as nothing else
+lives there).
 
 ``quota_locks``
     one row per project that ever reserved; a reservation locks its
@@ -55,3 +59,17 @@ reservations = sa.Table(
     sa.Index('ix_quota_reservations_project_id', 'project_id'),
     **TABLE_OPTIONS,
 )
+
+
+def exists(engine: sa.engine.Engine) -> bool:
+    """Whether both quota tables exist in ``engine``'s database."""
+    names = set(sa.inspect(engine).get_table_names())
+    return {locks.name, reservations.name} <= names
+
+
+def create(engine: sa.engine.Engine) -> None:
+    """Create the quota tables where absent (idempotent).
+
+    Not for imgmw's registry database, whose migrations create them.
+    """
+    metadata.create_all(engine, checkfirst=True)
