@@ -894,6 +894,8 @@ class Bench:
 
     def _peak_rss(self, name: str, server: ApiServer, size: int) -> None:
         image_id = create_image(server.port, 'bench-rss')
+        at_rest = max(proc.memory_info().rss for proc in psutil.Process(
+            server.process.pid).children(recursive=True))
         with RssSampler(server.process.pid) as sampler:
             elapsed = upload(server.port, image_id, self.data, 0, size)
         image = show_image(server.port, image_id)
@@ -901,7 +903,8 @@ class Bench:
             raise BenchError('the %s upload did not go active' % name)
         delete_image(server.port, image_id)
         self.record(name + ', rate', median_rate([elapsed], size))
-        for suffix, value in (('worker', sampler.peak_process),
+        for suffix, value in (('worker at rest', at_rest),
+                              ('worker', sampler.peak_process),
                               ('all processes', sampler.peak_total)):
             self.record('%s, %s' % (name, suffix), {
                 'median': value / MiB, 'runs': [value / MiB],
