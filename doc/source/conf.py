@@ -4,6 +4,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join('..', '..')))
+# Local extensions: the options tables (imgmw-options).
+sys.path.insert(0, os.path.abspath('_ext'))
 
 project = 'imgmw'
 copyright = 'imgmw developers'
@@ -12,6 +14,7 @@ author = 'imgmw developers'
 extensions = [
     'sphinx.ext.autodoc',
     'sphinx.ext.viewcode',
+    'imgmw_opts',
 ]
 
 # The module docstrings are the pages: show them, not every member.

@@ -104,9 +104,9 @@ cannot, 503 ``Image registry is unavailable.``.
 Options, in the filter's section (``database_connection`` and
 ``state_dir`` also in ``[DEFAULT]``):
 
-==========================  ===============  ================================
+=========================== ===============  ================================
 option                      default          meaning
-==========================  ===============  ================================
+=========================== ===============  ================================
 ``limit_source``            ``static``       ``static`` or ``keystone``
 ``user_storage_quota``      ``0``            static: ``image_size_total`` of
                                              every project, in Glance's
@@ -148,7 +148,7 @@ option                      default          meaning
                                              of a dead process expires
 ``stream_errors``           ``base``         ``base`` or ``ioerror`` (see the
                                              size filter)
-==========================  ===============  ================================
+=========================== ===============  ================================
 
 Headers read: none (the size comes from ``environ['imgmw.size']``, the
 caller from ``environ['imgmw.context']``, the owner from
