@@ -12,8 +12,14 @@ Parallel hashing
 two hashes of one chunk can run on two cores at once. For a chunk of at
 least :data:`PARALLEL_THRESHOLD` bytes, :class:`MultiHasher` hands every
 other hash (MD5 first) to a worker thread of a small per-process pool and
-runs the rest in the calling thread, then waits for both before it returns:
-when ``update()`` returns, every hash has seen the chunk. Smaller chunks are
+runs the rest in the calling thread. For a ``bytes`` chunk (immutable, so
+safe to hash later) ``update()`` returns without waiting for the worker:
+its share of the chunk is hashed while the caller hands the chunk on and
+reads the next one, so hashing overlaps the network and the store instead
+of adding to them. The next ``update()`` and every read of a digest wait
+for it first, so at most one chunk is in flight and the digests are always
+those of everything fed. A mutable buffer (``bytearray``, ``memoryview``)
+is waited for before ``update()`` returns. Smaller chunks are
 hashed one hash after the other in the calling thread, since the hand-over
 costs more than it saves there. On a machine with a single usable CPU the
 pool is never used.
@@ -199,32 +205,47 @@ class MultiHasher:
         if len(ordered) < 2 or _POOL.cpus < 2:
             self._threshold = None
         self.bytes_hashed = 0
+        self._pending: typing.Optional[concurrent.futures.Future] = None
 
     @property
     def algorithms(self) -> typing.Tuple[str, ...]:
         return tuple(self._hashers)
 
     def update(self, chunk: bytes) -> None:
-        """Feed ``chunk`` to every hash; all have seen it on return."""
+        """Feed ``chunk`` to every hash (see "Parallel hashing")."""
+        self._join()
         if self._threshold is not None and len(chunk) >= self._threshold:
             future = _POOL.executor().submit(
                 _update_all, self._worker_share, chunk)
-            try:
+            if isinstance(chunk, bytes):
+                self._pending = future
                 _update_all(self._caller_share, chunk)
-            finally:
-                future.result()
+            else:
+                try:
+                    _update_all(self._caller_share, chunk)
+                finally:
+                    future.result()
         else:
             _update_all(self._hashers.values(), chunk)
         self.bytes_hashed += len(chunk)
 
+    def _join(self) -> None:
+        """Wait for the worker's share of the last chunk, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
     def digest(self, name: str) -> bytes:
+        self._join()
         return self._hashers[name].digest()
 
     def hexdigest(self, name: str) -> str:
+        self._join()
         return self._hashers[name].hexdigest()
 
     def hexdigests(self) -> typing.Dict[str, str]:
         """``{hashlib name: hex digest}`` of everything hashed so far."""
+        self._join()
         return {name: hasher.hexdigest()
                 for name, hasher in self._hashers.items()}
 

@@ -66,6 +66,48 @@ class TestMultiHasher(testtools.TestCase):
         self.assertTrue(worker.startswith('imgmw-hash'), worker)
         self.assertEqual((['md5'], hashing.PARALLEL_THRESHOLD), share)
 
+    def test_worker_share_overlaps_the_next_read(self):
+        """update() of bytes returns before the worker's hash is done.
+
+        The digests still wait for it, and so does the next update, so at
+        most one chunk is in flight.
+        """
+        self.useFixture(fixtures.MockPatchObject(hashing._POOL, 'cpus', 2))
+        release = threading.Event()
+        worker_done = []
+        real = hashing._update_all
+        caller = threading.current_thread().name
+
+        def slow_worker(hashers, chunk):
+            hashers = list(hashers)
+            if threading.current_thread().name != caller:
+                self.assertTrue(release.wait(10))
+                real(hashers, chunk)
+                worker_done.append(len(chunk))
+            else:
+                real(hashers, chunk)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'imgmw.hashing._update_all', slow_worker))
+        hasher = hashing.MultiHasher(['md5', 'sha512'], parallel_threshold=1)
+        hasher.update(DATA[:1000])
+        self.assertEqual([], worker_done)
+        timer = threading.Timer(0.2, release.set)
+        timer.start()
+        self.addCleanup(timer.cancel)
+        hasher.update(DATA[1000:])
+        self.assertEqual([1000], worker_done)
+        self.assertEqual(self.expected('md5', 'sha512'), hasher.hexdigests())
+        self.assertEqual([1000, len(DATA) - 1000], worker_done)
+
+    def test_mutable_buffers_are_hashed_before_update_returns(self):
+        self.useFixture(fixtures.MockPatchObject(hashing._POOL, 'cpus', 2))
+        hasher = hashing.MultiHasher(['md5', 'sha512'], parallel_threshold=1)
+        buffer = bytearray(DATA)
+        hasher.update(buffer)
+        buffer[:] = b'\0' * len(buffer)
+        self.assertEqual(self.expected('md5', 'sha512'), hasher.hexdigests())
+
     def test_small_chunks_stay_in_the_calling_thread(self):
         self.useFixture(fixtures.MockPatchObject(hashing._POOL, 'cpus', 2))
         threads = set()
