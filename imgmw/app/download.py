@@ -37,6 +37,9 @@ _RANGE = re.compile(r'\s*([0-9]*)\s*-\s*([0-9]*)\s*')
 _CONTENT_RANGE = re.compile(r'\s*bytes\s+([0-9]+)-([0-9]+)/([0-9]+|\*)\s*',
                             re.IGNORECASE)
 _UNIT = re.compile(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*=(.*)", re.DOTALL)
+# Python refuses to convert longer digit strings (CVE-2020-10735 limit); a
+# position that long is refused as malformed (416) rather than crashing.
+_MAX_DIGITS = 4000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +81,8 @@ def parse_range(header: str, size: int) -> typing.Optional[ByteRange]:
     if bounds is None or bounds.group(1) == bounds.group(2) == '':
         raise errors.invalid_range(size)
     first, last = bounds.groups()
+    if _too_long(first, last):
+        raise errors.invalid_range(size)
     if first == '':
         suffix = int(last)
         # As Glance: a suffix as long as the image, or bytes=-0, is all.
@@ -102,7 +107,8 @@ def parse_content_range(header: str, size: int) -> ByteRange:
         included) or outside the image.
     """
     match = _CONTENT_RANGE.fullmatch(header)
-    if match is None:
+    if match is None or _too_long(match.group(1), match.group(2),
+                                  match.group(3)):
         raise errors.invalid_content_range(size)
     start, last, length = int(match.group(1)), int(match.group(2)), \
         match.group(3)
@@ -113,6 +119,11 @@ def parse_content_range(header: str, size: int) -> ByteRange:
     if start >= size:
         raise errors.invalid_range_start(size, 'Content-Range')
     return ByteRange(start, min(last, size - 1), size)
+
+
+def _too_long(*numbers: str) -> bool:
+    """True when a number has more digits than int() takes."""
+    return any(len(number) > _MAX_DIGITS for number in numbers)
 
 
 def requested_range(req: webob.Request, size: int,
