@@ -149,7 +149,9 @@ class DataApp:
 
     def dispatch(self, req: webob.Request) -> webob.Response:
         found = paths.route_of(req.environ)
-        if found is None:
+        if found is None or not _utf8_path(req.environ):
+            # No resource has a name that is not UTF-8 (WebOb could not
+            # even decode it).
             raise errors.not_found()
         if req.method not in paths.ALLOWED[found.kind]:
             raise errors.method_not_allowed(paths.ALLOWED[found.kind])
@@ -250,7 +252,11 @@ class DataApp:
     def list(self, req: webob.Request) -> webob.Response:
         context = self.context(req)
         self.authorize(req, 'get_images', {'project_id': context.project_id})
-        query = images.list_query(req.GET, self.default_limit,
+        try:
+            params = req.GET
+        except UnicodeError:
+            raise errors.bad_query('The query string is not UTF-8.')
+        query = images.list_query(params, self.default_limit,
                                   self.max_limit)
         try:
             records = self.registry.list(project_id=context.project_id,
@@ -259,7 +265,7 @@ class DataApp:
             raise errors.marker_not_found(query['marker'])
         except ValueError as err:
             raise errors.bad_query(str(err))
-        return json_response(images.page(records, req.GET, query,
+        return json_response(images.page(records, params, query,
                                          self.stores.multi_store))
 
     def on_image(self, req: webob.Request, image_id: str) -> webob.Response:
@@ -366,9 +372,20 @@ class DataApp:
         return importer.ImportRequest(self, req, image_id)()
 
 
+def _utf8_path(environ: dict) -> bool:
+    """True when ``PATH_INFO`` (latin-1 of the bytes sent) is UTF-8."""
+    try:
+        environ.get('PATH_INFO', '').encode('latin-1').decode('utf-8')
+    except UnicodeError:
+        return False
+    return True
+
+
 def _has_body(req: webob.Request) -> bool:
     """Contract 5.2: ``Content-Length`` above 0, or a Transfer-Encoding."""
     if 'HTTP_TRANSFER_ENCODING' in req.environ:
         return True
-    length = req.environ.get('CONTENT_LENGTH') or '0'
-    return not length.strip().isdigit() or int(length) > 0
+    length = (req.environ.get('CONTENT_LENGTH') or '0').strip()
+    if not (length.isascii() and length.isdigit()):
+        return True
+    return length.strip('0') != ''

@@ -168,9 +168,13 @@ def list_query(params, default_limit: int, max_limit: int) -> dict:
 def _limit(raw: typing.Optional[str], default: int, maximum: int) -> int:
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise errors.bad_query('limit param must be an integer')
-    return min(int(raw), maximum)
+    digits = raw.lstrip('0') or '0'
+    if len(digits) > len(str(maximum)):
+        # Beyond the maximum, and maybe beyond what int() converts.
+        return maximum
+    return min(int(digits), maximum)
 
 
 def _boolean(name: str, raw: str) -> bool:
