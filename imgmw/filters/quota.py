@@ -276,8 +276,11 @@ def oslo_limit_section(paste_file: typing.Optional[str]
 
 
 def keystone_limits(values: typing.Mapping, paste_file: typing.Optional[str],
-                    here: typing.Optional[str]) -> limits_mod.KeystoneLimits:
+                    here: typing.Optional[str]):
     """Configure oslo.limit and return the keystone limit source.
+
+    :mod:`imgmw.quota.keystone` (and with it oslo.limit, keystoneauth1 and
+    openstacksdk) is imported only here, when it is configured.
 
     :raises config.ConfigError: no or bad ``[oslo_limit]`` settings.
     """
@@ -294,9 +297,10 @@ def keystone_limits(values: typing.Mapping, paste_file: typing.Optional[str],
             raise config.ConfigError(
                 '%s: limit_source = keystone needs an [oslo_limit] section '
                 'in %s, or oslo_config_file' % (OWNER, paste_file))
-    conf, opts = limits_mod.oslo_limit_conf(section, config_file)
-    limits_mod.apply_oslo_limit(conf, opts)
-    return limits_mod.KeystoneLimits(cache_time=values['limits_cache_time'])
+    from imgmw.quota import keystone
+    conf, opts = keystone.oslo_limit_conf(section, config_file)
+    keystone.apply_oslo_limit(conf, opts)
+    return keystone.KeystoneLimits(cache_time=values['limits_cache_time'])
 
 
 class QuotaInput(streams.InputProxy):

@@ -4,8 +4,9 @@ The quota filter (:mod:`imgmw.filters.quota`, the operator's manual) is
 built from three parts, each replaceable:
 
 * :mod:`imgmw.quota.limits`: the limits in force for a project, from the
-  paste file (``limit_source = static``) or from Keystone unified limits
-  through oslo.limit (``limit_source = keystone``);
+  paste file (``limit_source = static``), or :mod:`imgmw.quota.keystone`:
+  from Keystone unified limits through oslo.limit
+  (``limit_source = keystone``, imported only then);
 * :class:`imgmw.quota.reservations.ImgmwUsage`: what a project already
   uses, read from imgmw's registry tables (``usage_source = imgmw``);
 * :class:`imgmw.quota.reservations.ReservationStore`: reservations of

@@ -24,6 +24,7 @@ from imgmw import config
 from imgmw import environ as keys
 from imgmw.filters import quota as quota_filter
 from imgmw import quota
+from imgmw.quota import keystone as keystone_limits
 from imgmw.quota import limits
 from imgmw.quota import reservations
 from imgmw.quota import schema
@@ -445,13 +446,15 @@ class TestKeystoneLimits(FilterTest):
 
     def setUp(self):
         super().setUp()
-        self.useFixture(fixtures.MockPatchObject(limits, '_applied', {}))
+        self.useFixture(
+            fixtures.MockPatchObject(keystone_limits, '_applied', {}))
         self.addCleanup(self.clear_oslo_limit)
         self.tempdir = self.useFixture(fixtures.TempDir()).path
 
     def clear_oslo_limit(self):
-        for name in limits._applied:
-            limits.oslo_limit.CONF.clear_override(name, group=limits.GROUP)
+        for name in keystone_limits._applied:
+            keystone_limits.oslo_limit.CONF.clear_override(
+                name, group=limits.GROUP)
 
     def paste_file(self, section='[oslo_limit]\nendpoint_id = e1\n'):
         path = os.path.join(self.tempdir, 'api-paste.ini')
@@ -506,13 +509,14 @@ class TestKeystoneLimits(FilterTest):
 
     def test_oslo_limit_settings_reach_oslo_limit(self):
         self.build_keystone({'image_size_total': -1})
-        self.assertEqual('e1', limits.oslo_limit.CONF.oslo_limit.endpoint_id)
+        self.assertEqual(
+            'e1', keystone_limits.oslo_limit.CONF.oslo_limit.endpoint_id)
 
     def test_settings_from_an_oslo_config_file(self):
         with open(os.path.join(self.tempdir, 'glance-api.conf'), 'w') as f:
             f.write('[oslo_limit]\nendpoint_id = e2\nauth_type = password\n'
                     'username = glance\n')
-        conf, opts = limits.oslo_limit_conf(
+        conf, opts = keystone_limits.oslo_limit_conf(
             config_file=os.path.join(self.tempdir, 'glance-api.conf'))
         self.assertEqual('e2', conf.oslo_limit.endpoint_id)
         self.assertEqual('glance', conf.oslo_limit.username)
@@ -534,7 +538,7 @@ class TestKeystoneLimits(FilterTest):
         def unreachable():
             raise limit_exceptions.SessionInitError('no keystone')
         self.build(limit_source='static')
-        self.middleware.limits = limits.KeystoneLimits(
+        self.middleware.limits = keystone_limits.KeystoneLimits(
             enforcer_factory=unreachable)
         self.assertRefused(self.send(b'k'), 'Quota limits are unavailable.',
                            503)
@@ -547,7 +551,7 @@ class TestKeystoneLimits(FilterTest):
         class Enforcer:
             def get_project_limits(self, project_id, names):
                 return [(name, len(made)) for name in names]
-        source = limits.KeystoneLimits(
+        source = keystone_limits.KeystoneLimits(
             cache_time=60, clock=lambda: now[0],
             enforcer_factory=lambda: made.append(1) or Enforcer())
         self.assertEqual(MiB, source.for_project('p').image_size_total)
