@@ -149,9 +149,7 @@ class DataApp:
 
     def dispatch(self, req: webob.Request) -> webob.Response:
         found = paths.route_of(req.environ)
-        if found is None or not _utf8_path(req.environ):
-            # No resource has a name that is not UTF-8 (WebOb could not
-            # even decode it).
+        if found is None or not _nameable(req.environ):
             raise errors.not_found()
         if req.method not in paths.ALLOWED[found.kind]:
             raise errors.method_not_allowed(paths.ALLOWED[found.kind])
@@ -372,13 +370,18 @@ class DataApp:
         return importer.ImportRequest(self, req, image_id)()
 
 
-def _utf8_path(environ: dict) -> bool:
-    """True when ``PATH_INFO`` (latin-1 of the bytes sent) is UTF-8."""
+def _nameable(environ: dict) -> bool:
+    """True when ``PATH_INFO`` may name a resource.
+
+    No name holds bytes that are not UTF-8 (WebOb could not even decode
+    them) or a NUL (PostgreSQL refuses it in a query).
+    """
+    path = environ.get('PATH_INFO', '')
     try:
-        environ.get('PATH_INFO', '').encode('latin-1').decode('utf-8')
+        path.encode('latin-1').decode('utf-8')
     except UnicodeError:
         return False
-    return True
+    return '\x00' not in path
 
 
 def _has_body(req: webob.Request) -> bool:
