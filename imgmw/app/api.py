@@ -119,6 +119,8 @@ class DataApp:
                  options: typing.Mapping[str, typing.Any]):
         self.registry = registry
         self.stores = store_set
+        #: Returns uploads the registry failed under to ``queued`` later.
+        self.requeuer = upload.Requeuer(registry)
         self.chunk_size = options['read_chunk_size']
         self.heartbeat_interval = options['heartbeat_interval']
         self.public_endpoint = options['public_endpoint']

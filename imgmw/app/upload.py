@@ -14,9 +14,18 @@ client that went away, the store, the registry), the data written is
 removed and the image returns to ``queued`` with size and checksums
 cleared, so a retry just works; the filters' errors are re-raised for them
 to answer.
+
+When the registry itself is what failed, the image cannot be returned to
+``queued`` at once: the process's :class:`Requeuer` keeps trying in the
+background, with backoff, until the database answers again, so the image
+is ``queued`` moments after the registry is back, not only when recovery
+of stale uploads finds it. Each try is a compare-and-set on the status,
+holder and heartbeat the registry then shows: an image that was recovered,
+deleted or taken by another upload meanwhile is left alone.
 """
 
 import logging
+import threading
 import time
 import typing
 
@@ -83,6 +92,89 @@ class HeartbeatReader:
             raise InputFailed(self.received) from err
         self.received += len(chunk)
         return chunk
+
+
+class Requeuer:
+    """Returns to ``queued``, once the registry answers, held images.
+
+    :meth:`add` an image this process held (``holder``) in ``status`` and
+    failed to return to ``queued``; a daemon thread, started at the first
+    :meth:`add`, tries every ``delay`` seconds, doubling up to
+    ``max_delay``, and forgets an image after ``give_up_after`` seconds
+    (recovery of stale uploads then returns it).
+    """
+
+    def __init__(self, registry, delay: float = 0.5, max_delay: float = 30,
+                 give_up_after: float = 3600, clock=time.monotonic):
+        self.registry = registry
+        self.delay = delay
+        self.max_delay = max_delay
+        self.give_up_after = give_up_after
+        self.clock = clock
+        self._pending: typing.Dict[str, typing.Tuple[str, str, float]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+
+    def add(self, image_id: str, holder: str, status: str) -> None:
+        with self._lock:
+            self._pending[image_id] = (holder, status, self.clock())
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name='imgmw-requeue', daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def pending(self) -> typing.List[str]:
+        with self._lock:
+            return sorted(self._pending)
+
+    def _run(self) -> None:
+        delay = self.delay
+        while True:
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self.run_once():
+                delay = self.delay
+            else:
+                delay = min(delay * 2, self.max_delay)
+            with self._lock:
+                if not self._pending:
+                    self._thread = None
+                    return
+
+    def run_once(self) -> bool:
+        """Try every pending image once; False while the registry fails."""
+        with self._lock:
+            pending = list(self._pending.items())
+        for image_id, (holder, status, since) in pending:
+            try:
+                self._requeue(image_id, holder, status)
+            except registry_mod.RegistryUnavailable:
+                if self.clock() - since > self.give_up_after:
+                    LOG.warning('Image %s: registry away for too long; '
+                                'left to recovery of stale uploads',
+                                image_id)
+                    self._forget(image_id)
+                return False
+            except Exception:
+                LOG.exception('Image %s: could not return it to queued; '
+                              'left to recovery of stale uploads', image_id)
+            self._forget(image_id)
+        return True
+
+    def _forget(self, image_id: str) -> None:
+        with self._lock:
+            self._pending.pop(image_id, None)
+
+    def _requeue(self, image_id: str, holder: str, status: str) -> None:
+        record = self.registry.get(image_id)
+        if (record is None or record['status'] != status
+                or record['holder'] != holder):
+            return
+        if self.registry.requeue_stale(record) is not None:
+            LOG.info('Image %s: back to queued now that the registry '
+                     'answers', image_id)
 
 
 class Upload:
@@ -210,10 +302,17 @@ class Upload:
         """Return the image to ``queued`` (clearing size and checksums).
 
         Never raises: the error that brought us here is the one to answer.
+        When the registry cannot be reached, the app's :class:`Requeuer`
+        retries.
         """
         try:
             self.registry.transition(self.image_id, self.IN_PROGRESS,
                                      'queued')
+        except registry_mod.RegistryUnavailable:
+            LOG.warning('Image %s: registry unavailable; it returns to '
+                        'queued when the registry is back', self.image_id)
+            self.app.requeuer.add(self.image_id, self.holder,
+                                  self.IN_PROGRESS)
         except Exception:
             LOG.exception('Image %s: could not return it to queued; '
                           'recovery of stale uploads will', self.image_id)
