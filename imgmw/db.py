@@ -62,6 +62,19 @@ def for_writing(connection: sa.engine.Connection) -> sa.engine.Connection:
     return connection.execution_options(**{WRITE_OPTION: True})
 
 
+def is_deadlock(err: sa.exc.DBAPIError) -> bool:
+    """A deadlock or serialization failure: the transaction may be run again.
+
+    MySQL/MariaDB 1213 (deadlock) and 1205 (lock wait timeout),
+    PostgreSQL 40P01 and 40001.
+    """
+    orig = err.orig
+    if getattr(orig, 'pgcode', None) in ('40P01', '40001'):
+        return True
+    args = getattr(orig, 'args', ())
+    return bool(args) and args[0] in (1205, 1213)
+
+
 def is_unavailable(err: sa.exc.DBAPIError) -> bool:
     """Whether ``err`` says the database cannot be reached (not a bug)."""
     return (isinstance(err, (sa.exc.OperationalError,

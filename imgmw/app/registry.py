@@ -50,14 +50,17 @@ waits for its import: it is never stale. Leaving ``uploading`` or
 **Errors.** A database that cannot be reached (connection refused, server
 gone, SQLite file locked past the timeout or unreadable) raises
 :class:`RegistryUnavailable`, which the app answers with 503 ``Image
-registry is unavailable.`` (contract 3.22). Programming errors (bad SQL, an
-unknown field) are never masked as unavailability.
+registry is unavailable.`` (contract 3.22). A write transaction that
+loses a deadlock (MySQL/MariaDB, PostgreSQL) is run again, up to
+:data:`DEADLOCK_RETRIES` times, then answered as unavailable. Programming
+errors (bad SQL, an unknown field) are never masked as unavailability.
 
 A record is a plain ``dict`` (:data:`RECORD_KEYS`), times timezone-aware UTC.
 """
 
 import contextlib
 import datetime
+import functools
 import logging
 import os
 import socket
@@ -141,6 +144,39 @@ MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 class RegistryUnavailable(Exception):
     """The database cannot be reached; the app answers 503."""
+
+
+class _Deadlock(RegistryUnavailable):
+    """A write transaction lost a deadlock; :func:`_retried` runs it again.
+
+    A RegistryUnavailable, so that one never retried still answers 503.
+    """
+
+
+#: A write transaction that lost a deadlock is run again this many times.
+DEADLOCK_RETRIES = 3
+
+
+def _retried(method):
+    """Run a write method again when its transaction lost a deadlock.
+
+    InnoDB aborts one of two transactions whose locks cross (concurrent
+    status changes on MySQL/MariaDB, e.g. the gap locks of replacing
+    locations); the aborted one changed nothing and is simply run again.
+    """
+    @functools.wraps(method)
+    def retrying(self, *args, **kwargs):
+        for attempt in range(DEADLOCK_RETRIES, -1, -1):
+            try:
+                return method(self, *args, **kwargs)
+            except _Deadlock as err:
+                if not attempt:
+                    LOG.error('Image registry: %s deadlocked %d times: %s',
+                              method.__name__, DEADLOCK_RETRIES + 1, err)
+                    raise
+                LOG.debug('%s deadlocked; running it again',
+                          method.__name__)
+    return retrying
 
 
 class MarkerNotFound(LookupError):
@@ -266,6 +302,8 @@ class Registry:
                 with connection.begin():
                     yield connection
         except sa.exc.DBAPIError as err:
+            if write and db.is_deadlock(err):
+                raise _Deadlock(str(err.orig)) from err
             if db.is_unavailable(err):
                 raise _unavailable(err) from err
             raise
@@ -295,6 +333,7 @@ class Registry:
 
     # Records.
 
+    @_retried
     def create(self, values: typing.Mapping[str, typing.Any]) -> Record:
         """A new ``queued`` image.
 
@@ -372,6 +411,7 @@ class Registry:
             rows = connection.execute(query).mappings().all()
             return _records(connection, rows)
 
+    @_retried
     def update(self, image_id: str,
                values: typing.Mapping[str, typing.Any]
                ) -> typing.Optional[Record]:
@@ -400,6 +440,7 @@ class Registry:
                                     values['properties'])
             return _load(connection, image_id)
 
+    @_retried
     def transition(self, image_id: str, from_status: str, to_status: str,
                    values: typing.Optional[typing.Mapping] = None,
                    holder: typing.Optional[str] = None
@@ -442,6 +483,7 @@ class Registry:
                               None)
             return _load(connection, image_id)
 
+    @_retried
     def finish_stage(self, image_id: str, holder: str, size: int,
                      stage_host: str) -> typing.Optional[Record]:
         """Record a finished stage of ``holder``; the image stays uploading.
@@ -468,6 +510,7 @@ class Registry:
                           stage_host)
             return _load(connection, image_id)
 
+    @_retried
     def heartbeat(self, image_id: str, holder: str) -> bool:
         """Refresh ``holder``'s hold on an upload in progress.
 
@@ -483,6 +526,7 @@ class Registry:
                 .values(heartbeat_at=utcnow()))
             return result.rowcount == 1
 
+    @_retried
     def delete(self, image_id: str) -> typing.Optional[Record]:
         """Mark the image deleted.
 
@@ -524,6 +568,7 @@ class Registry:
                      if _is_stale(row, limit, holder_alive)]
             return _records(connection, stale)
 
+    @_retried
     def requeue_stale(self, record: Record) -> typing.Optional[Record]:
         """Return a stale upload to ``queued``, unless it moved meanwhile.
 
