@@ -40,6 +40,7 @@ import threading
 import typing
 
 from paste import deploy
+import webob.exc
 
 
 #: Where the paste configuration is looked for, in this order.
@@ -102,8 +103,29 @@ def load(config_file: str, pipeline: str,
 
     :param conf: the ``global_conf``, see :func:`global_conf`.
     """
-    return deploy.loadapp('config:%s' % os.path.abspath(config_file),
-                          name=pipeline, global_conf=dict(conf or {}))
+    return PathGuard(deploy.loadapp(
+        'config:%s' % os.path.abspath(config_file), name=pipeline,
+        global_conf=dict(conf or {})))
+
+
+class PathGuard:
+    """Answers 400 to a request target that is not a path.
+
+    Servers pass the ``*`` of ``OPTIONS * HTTP/1.1`` on as ``PATH_INFO``,
+    and paste's urlmap, in front of every composite, fails an assertion on
+    any path that does not start with ``/``: a 500.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        path = environ.get('PATH_INFO') or ''
+        if path and not path.startswith('/'):
+            return webob.exc.HTTPBadRequest(
+                explanation='The request target must be a path.')(
+                    environ, start_response)
+        return self.app(environ, start_response)
 
 
 def init_application():

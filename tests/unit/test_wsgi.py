@@ -100,3 +100,12 @@ class TestApplication(testtools.TestCase):
         self.assertEqual(200, webob.Request.blank('/').get_response(
             app).status_int)
         self.assertEqual([1], loads)
+
+    def test_a_target_that_is_no_path_is_400(self):
+        """``OPTIONS * HTTP/1.1``: paste's urlmap would fail an assert."""
+        app = wsgi.init_application()
+        req = webob.Request.blank('/', method='OPTIONS')
+        req.environ['PATH_INFO'] = '*'
+        resp = req.get_response(app)
+        self.assertEqual(400, resp.status_int)
+        self.assertIn('The request target must be a path.', resp.text)
