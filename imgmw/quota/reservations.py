@@ -179,19 +179,6 @@ def create_engine(url: str) -> sa.engine.Engine:
 DEADLOCK_RETRIES = 3
 
 
-def _is_deadlock(err: sa.exc.DBAPIError) -> bool:
-    """A deadlock or serialization failure: the transaction may be retried.
-
-    MySQL/MariaDB 1213 (deadlock) and 1205 (lock wait timeout),
-    PostgreSQL 40P01 and 40001.
-    """
-    orig = err.orig
-    if getattr(orig, 'pgcode', None) in ('40P01', '40001'):
-        return True
-    args = getattr(orig, 'args', ())
-    return bool(args) and args[0] in (1205, 1213)
-
-
 def _insert_lock_row(dialect_name: str, project_id: str):
     """``INSERT`` of the project's lock row that does nothing if present."""
     if dialect_name == 'postgresql':
@@ -286,7 +273,7 @@ class ReservationStore:
                 with connection.begin():
                     yield connection
         except sa.exc.DBAPIError as err:
-            if _is_deadlock(err):
+            if db.is_deadlock(err):
                 raise
             if db.is_unavailable(err):
                 LOG.error('Quota database error: %s: %s',
@@ -360,7 +347,7 @@ class ReservationStore:
                 return self._reserve(reservation, minimum, wanted,
                                      project_limits)
             except sa.exc.DBAPIError as err:
-                if not attempt or not _is_deadlock(err):
+                if not attempt or not db.is_deadlock(err):
                     raise
                 LOG.debug('Quota reservation deadlocked; retrying')
 

@@ -103,3 +103,21 @@ class UnavailableTest(testtools.TestCase):
             self.assertTrue(db.is_unavailable(err))
         else:
             self.fail('connected to a closed port')
+
+
+class DeadlockTest(testtools.TestCase):
+
+    def error(self, orig):
+        return sa.exc.OperationalError('UPDATE', {}, orig)
+
+    def test_mysql_deadlock_and_lock_wait_timeout(self):
+        self.assertTrue(db.is_deadlock(self.error(Exception(1213, 'x'))))
+        self.assertTrue(db.is_deadlock(self.error(Exception(1205, 'x'))))
+        self.assertFalse(db.is_deadlock(self.error(Exception(2003, 'x'))))
+
+    def test_postgresql_deadlock_and_serialization_failure(self):
+        for code, expected in (('40P01', True), ('40001', True),
+                               ('08006', False)):
+            orig = Exception('x')
+            orig.pgcode = code
+            self.assertEqual(expected, db.is_deadlock(self.error(orig)))
