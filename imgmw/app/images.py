@@ -98,7 +98,12 @@ def read_json(req: webob.Request) -> typing.Any:
         raise errors.json_body_too_large(MAX_JSON_BODY)
     if length is None and not req.is_body_readable:
         return parse_json(b'')
-    body = req.body_file.read(MAX_JSON_BODY + 1)
+    try:
+        body = req.body_file.read(MAX_JSON_BODY + 1)
+    except Exception:
+        # The body ended early or broke (client gone, a chunk cut short:
+        # gunicorn's ParseException, an OSError elsewhere): malformed.
+        raise errors.malformed_json()
     if len(body) > MAX_JSON_BODY:
         raise errors.json_body_too_large(MAX_JSON_BODY)
     return parse_json(body)

@@ -23,6 +23,8 @@ property, for the issue's note.
 import base64
 import collections
 import hashlib
+import io
+import itertools
 import json
 import os
 import re
@@ -46,6 +48,7 @@ from imgmw.filters import size
 from imgmw import paths
 from imgmw import wsgi
 from tests import dbfixture
+from tests.unit import fakes
 
 
 PASTE_FILE = os.path.join(os.path.dirname(__file__), '..', '..', 'etc',
@@ -743,6 +746,13 @@ class TestDownloadProperties(PipelineTest):
         self.assertEqual(204, resp.status_int)
 
 
+class CutChunkInput(io.BytesIO):
+    """gunicorn's input on a chunk cut short: a ParseException."""
+
+    def read(self, size=-1):
+        raise ValueError('Invalid chunk terminator is not \\r\\n')
+
+
 class TestRequestProperties(PipelineTest):
     """Any method on any path, as any identity (sections 1, 2 and 8)."""
 
@@ -785,6 +795,21 @@ class TestRequestProperties(PipelineTest):
             self.assertIn(resp.status_int, (300, 400, 404, 405), path)
             if resp.status_int == 404 and method != 'HEAD':
                 self.assertIn('No image found with ID', resp.text)
+
+    def test_json_body_cut_short_is_400(self):
+        """A create or import body that breaks mid-read (a chunk cut)."""
+        body = b'{"method": {"name": "glance-direct"}}'
+        inputs = [lambda: fakes.FailingInput(body, 5), CutChunkInput]
+        for path, make_input in itertools.product(
+                ('/v2/images', '/v2/images/%s/import' % self.image_id),
+                inputs):
+            req = webob.Request.blank(path, method='POST')
+            req.content_type = 'application/json'
+            req.environ['wsgi.input'] = make_input()
+            req.environ['CONTENT_LENGTH'] = str(len(body))
+            resp = req.get_response(self.app)
+            self.assertEqual(400, resp.status_int, resp.text)
+            self.assertIn('Malformed JSON in request body.', resp.text)
 
     @examples(200)
     @hypothesis.given(query_strings, accepts)
