@@ -67,10 +67,6 @@ import socket
 import typing
 import uuid
 
-import alembic.command
-import alembic.config
-import alembic.runtime.migration
-import alembic.script
 import psutil
 import sqlalchemy as sa
 
@@ -207,8 +203,14 @@ def database_url(conf: typing.Mapping[str, str]) -> str:
     return db.default_url(conf, 'database_connection')
 
 
-def alembic_config() -> alembic.config.Config:
-    """Alembic's configuration of the registry, without an ini file."""
+def alembic_config():
+    """Alembic's configuration of the registry, without an ini file.
+
+    Alembic is imported here and in the schema methods only: a server
+    whose database is migrated by ``imgmw-manage db sync`` never loads it
+    (about 11 MiB of each worker's memory).
+    """
+    import alembic.config
     config = alembic.config.Config()
     config.set_main_option('script_location', MIGRATIONS_DIR)
     return config
@@ -312,6 +314,7 @@ class Registry:
 
     def sync(self) -> None:
         """Upgrade the schema to the newest migration (idempotent)."""
+        import alembic.command
         config = alembic_config()
         with self._transaction(write=True) as connection:
             config.attributes['connection'] = connection
@@ -319,6 +322,7 @@ class Registry:
 
     def version(self) -> typing.Optional[str]:
         """The schema's migration, or None for an empty database."""
+        import alembic.runtime.migration
         with self._transaction() as connection:
             context = alembic.runtime.migration.MigrationContext.configure(
                 connection)
@@ -327,6 +331,7 @@ class Registry:
     @staticmethod
     def head() -> str:
         """The newest migration this code ships."""
+        import alembic.script
         script = alembic.script.ScriptDirectory.from_config(
             alembic_config())
         return script.get_current_head()
