@@ -255,6 +255,13 @@ def inspection_failed():
                   'Image format inspection failed')
 
 
+def invalid_identity_header(header: str):
+    """A trusted identity header (noauth) that no identity could carry."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Invalid %s header: expected 1 to 255 visible ASCII '
+                  'characters.' % header)
+
+
 # Section 5, download.
 
 def body_not_expected():

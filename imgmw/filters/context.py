@@ -60,7 +60,9 @@ Every request runs as one configured identity, by default a project
 laptop can do everything. With ``trust_identity_headers = true`` the
 headers ``X-Project-Id`` (or ``X-Tenant-Id``), ``X-User-Id`` and ``X-Roles``
 choose the identity instead, each falling back to its default when absent:
-anyone who can connect can then be anyone. Serve a noauth pipeline on
+anyone who can connect can then be anyone. An id header that no id could
+be (empty is absent; otherwise 1 to 255 visible ASCII characters) is
+answered 400 ``Invalid <header> header: ...``. Serve a noauth pipeline on
 loopback only (``imgmw-api`` refuses other addresses).
 
 .. code-block:: ini
@@ -110,6 +112,7 @@ option                      default           meaning
 
 import logging
 import os
+import re
 import typing
 
 from oslo_context import context as oslo_context
@@ -159,6 +162,26 @@ def _lower(roles: typing.Optional[typing.Iterable[str]]) -> typing.List[str]:
 
 def _split_roles(value: typing.Optional[str]) -> typing.List[str]:
     return _lower(value.split(',')) if value else []
+
+
+#: A trusted identity header's value: visible ASCII, as Keystone's ids,
+#: and no longer than the registry's ``owner`` column.
+_IDENTITY_VALUE = re.compile(r'[\x21-\x7e]{1,255}')
+
+_IDENTITY_HEADERS = (('HTTP_X_PROJECT_ID', 'X-Project-Id'),
+                     ('HTTP_X_TENANT_ID', 'X-Tenant-Id'),
+                     ('HTTP_X_USER_ID', 'X-User-Id'))
+
+
+def _check_identity_headers(environ: dict) -> None:
+    """Refuse trusted identity headers no identity could carry.
+
+    :raises webob.exc.HTTPBadRequest: naming the header.
+    """
+    for key, header in _IDENTITY_HEADERS:
+        value = environ.get(key)
+        if value and not _IDENTITY_VALUE.fullmatch(value):
+            raise errors.invalid_identity_header(header)
 
 
 class RequestContext(oslo_context.RequestContext):
@@ -250,7 +273,10 @@ class ContextMiddleware:
                 return refusal(environ, start_response)
             context = self._keystone_context(environ)
         else:
-            context = self._noauth_context(environ)
+            try:
+                context = self._noauth_context(environ)
+            except webob.exc.HTTPBadRequest as err:
+                return err(environ, start_response)
         context.is_admin = bool(self.enforcer.enforce(
             'context_is_admin', {}, context))
         environ[env_keys.CONTEXT] = context
@@ -276,6 +302,8 @@ class ContextMiddleware:
             service_roles=_split_roles(environ.get('HTTP_X_SERVICE_ROLES')))
 
     def _noauth_context(self, environ: dict) -> RequestContext:
+        if self.trust_identity_headers:
+            _check_identity_headers(environ)
         headers = environ if self.trust_identity_headers else {}
         project_id = (headers.get('HTTP_X_PROJECT_ID')
                       or headers.get('HTTP_X_TENANT_ID')

@@ -95,6 +95,26 @@ class NoauthTest(testtools.TestCase):
         self.assertEqual('alice', ctx.user_id)
         self.assertEqual(['member'], ctx.roles)
 
+    def test_trusted_identity_headers_that_no_id_could_be_are_400(self):
+        """No value the registry cannot store gets past (no 500 later)."""
+        middleware = self.make(trust_identity_headers='true')
+        for header, value in (('X_Project_Id', 'p' * 256),
+                              ('X_Tenant_Id', 'a\x00b'),
+                              ('X_User_Id', 'with space'),
+                              ('X_Project_Id', 'caf\u00e9')):
+            resp = self.call(middleware, **{header: value})
+            self.assertEqual(400, resp.status_int, header)
+            self.assertIn('Invalid %s header' % header.replace('_', '-'),
+                          resp.text)
+        self.assertFalse(self.app.called)
+        resp = self.call(middleware, X_Project_Id='p' * 255)
+        self.assertEqual(204, resp.status_int)
+        self.assertEqual('p' * 255, self.context().project_id)
+
+    def test_untrusted_identity_headers_are_not_checked(self):
+        self.call(self.make(), X_Project_Id='p' * 300)
+        self.assertEqual('default', self.context().project_id)
+
     def test_configured_default_identity(self):
         self.call(self.make(default_project_id='lab', default_roles='reader'))
         self.assertEqual('lab', self.context().project_id)
