@@ -156,6 +156,11 @@ def list_query(params, default_limit: int, max_limit: int) -> dict:
 
     :raises webob.exc.HTTPException: 400 on a bad parameter.
     """
+    for key, value in params.items():
+        if '\x00' in value:
+            # No name, id or key holds one, and PostgreSQL refuses it.
+            raise errors.bad_query('Invalid value for %s: it contains a '
+                                   'NUL character.' % key)
     limit = _limit(params.get('limit'), default_limit, max_limit)
     filters = {key: params[key] for key in LIST_FILTERS
                if key in params and key != 'os_hidden'}

@@ -393,6 +393,14 @@ class ImagesTest(AppTestCase):
         self.assertEqual(400, self.call(self.request(
             '/v2/images?limit=x')).status_int)
 
+    def test_list_query_with_a_nul_is_400_on_every_database(self):
+        for query in ('name=a%00b', 'marker=%00', 'status=active%00'):
+            resp = self.call(self.request(
+                '/v2/images?' + query,
+                headers={'Accept': 'application/json'}))
+            self.assertEqual(400, resp.status_int, query)
+            self.assertIn('contains a NUL character', resp.json['message'])
+
     def test_delete_removes_the_data(self):
         record = self.create()
         stored = self.store.add(record['id'], webob.Request.blank(
