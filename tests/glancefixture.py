@@ -29,7 +29,6 @@ skipped.
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 import typing
@@ -38,6 +37,7 @@ import fixtures
 import requests
 
 from tests.functional import base
+from tests import processes
 
 VENV_VARIABLE = 'IMGMW_TEST_GLANCE_VENV'
 START_TIMEOUT = 120
@@ -186,24 +186,9 @@ class Glance(fixtures.Fixture):
                                      self.log()))
 
     def _stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            # gunicorn and its worker only: the session it was started in.
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        processes.stop(self.process)
 
     def log(self) -> str:
         """gunicorn's and Glance's logs, for failure messages."""
-        parts = []
-        for name in ('gunicorn.log', 'glance-api.log'):
-            try:
-                with open(os.path.join(self.tempdir, name),
-                          errors='replace') as log:
-                    parts.append('--- %s\n%s' % (name, log.read()[-20000:]))
-            except FileNotFoundError:
-                pass
-        return '\n'.join(parts)
+        return processes.read_logs(self.tempdir,
+                                   ('gunicorn.log', 'glance-api.log'))

@@ -31,7 +31,6 @@ start fails the test with its log; nothing is skipped.
 
 import os
 import secrets
-import signal
 import subprocess
 import time
 import typing
@@ -42,6 +41,7 @@ from keystoneauth1 import session as ks_session
 import requests
 
 from tests.functional import base
+from tests import processes
 
 VENV_VARIABLE = 'IMGMW_TEST_KEYSTONE_VENV'
 START_TIMEOUT = 90
@@ -202,27 +202,12 @@ class Keystone(fixtures.Fixture):
                                            self.log()))
 
     def _stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            # gunicorn and its worker only: the session it was started in.
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        processes.stop(self.process)
 
     def log(self) -> str:
         """gunicorn's and Keystone's logs, for failure messages."""
-        parts = []
-        for name in ('gunicorn.log', 'keystone.log'):
-            try:
-                with open(os.path.join(self.tempdir, name),
-                          errors='replace') as log:
-                    parts.append('--- %s\n%s' % (name, log.read()[-20000:]))
-            except FileNotFoundError:
-                pass
-        return '\n'.join(parts)
+        return processes.read_logs(self.tempdir,
+                                   ('gunicorn.log', 'keystone.log'))
 
     # The Identity API.
 

@@ -12,7 +12,6 @@ its own with :meth:`MotoServer.make_bucket`.
 
 import itertools
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import typing
 import boto3
 from botocore import config as botocore_config
 import fixtures
+
+from tests import processes
 
 
 MOTO_SERVER = os.path.join(os.path.dirname(sys.executable), 'moto_server')
@@ -84,14 +85,7 @@ class MotoServer(fixtures.Fixture):
 
     @staticmethod
     def _stop(process: subprocess.Popen) -> None:
-        if process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        processes.stop(process, timeout=10)
 
     def output(self) -> str:
         try:

@@ -18,7 +18,6 @@ import http.client
 import io
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import testtools
 from testtools import content
 
 from tests import dbfixture
+from tests import processes
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -140,15 +140,7 @@ class ApiServer(fixtures.Fixture):
         return False
 
     def _stop(self, process: subprocess.Popen) -> None:
-        if process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            # The server and its workers only: its own process group.
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        processes.stop(process)
 
     def log(self) -> str:
         try:
