@@ -116,6 +116,19 @@ def byte_size(name: str, value: str) -> int:
     return int(match.group(1)) * _UNITS[unit]
 
 
+def validated(validate: typing.Callable[[str], typing.Any]):
+    """A parser from ``validate(value)``.
+
+    Its ``ValueError`` becomes a :class:`ConfigError` naming the option.
+    """
+    def parse_validated(name: str, value: str):
+        try:
+            return validate(value)
+        except ValueError as err:
+            raise _bad(name, value, str(err)) from None
+    return parse_validated
+
+
 def string(name: str, value: str) -> str:
     return value
 

@@ -59,6 +59,8 @@ import typing
 
 import http_sf
 
+from imgmw import config
+
 
 #: Chunks of at least this many bytes are hashed in parallel.
 PARALLEL_THRESHOLD = 64 * 1024
@@ -85,6 +87,13 @@ def validate_algorithm(name: str) -> str:
         return name
     raise ValueError('unknown hashing algorithm %r; available: %s' % (
         name, ', '.join(sorted(available_algorithms()))))
+
+
+#: The ``hashing_algorithm`` option of the checksum filter and the data app
+#: (which hashes on import): both read it from ``[DEFAULT]`` when set there.
+HASHING_ALGORITHM_OPT = config.Opt(
+    'hashing_algorithm', config.validated(validate_algorithm), 'sha512',
+    'The multihash recorded as os_hash_algo (a hashlib name).')
 
 
 def available_algorithms() -> typing.FrozenSet[str]:

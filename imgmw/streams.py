@@ -43,6 +43,8 @@ import typing
 
 import webob.exc
 
+from imgmw import config
+
 
 LOG = logging.getLogger(__name__)
 
@@ -50,6 +52,12 @@ LOG = logging.getLogger(__name__)
 BASE = 'base'
 IOERROR = 'ioerror'
 STREAM_ERROR_MODES = (BASE, IOERROR)
+
+#: The ``stream_errors`` option of every filter that checks a body.
+STREAM_ERRORS_OPT = config.Opt(
+    'stream_errors', config.choice(*STREAM_ERROR_MODES), BASE,
+    'How a refused body leaves read(): base (a BaseException), or ioerror '
+    'in front of an app that cleans up only on Exception (Glance).')
 
 
 class StreamError(BaseException):

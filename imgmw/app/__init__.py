@@ -81,14 +81,6 @@ LOG = logging.getLogger(__name__)
 MiB = 1 << 20
 
 
-def _hashing_algorithm(name: str, value: str) -> str:
-    try:
-        return hashing.validate_algorithm(value)
-    except ValueError as err:
-        raise config.ConfigError('invalid value %r for option %s: %s'
-                                 % (value, name, err)) from None
-
-
 OPTS = (
     config.Opt('state_dir', config.string, 'state',
                'Directory of the default database and file store.'),
@@ -110,8 +102,7 @@ OPTS = (
                'Return stale uploads and imports to queued at start-up.'),
     config.Opt('staging_dir', config.string, None,
                'Staging area of glance-direct imports on this node.'),
-    config.Opt('hashing_algorithm', _hashing_algorithm, 'sha512',
-               'The multihash computed on import.'),
+    hashing.HASHING_ALGORITHM_OPT,
 )
 
 

@@ -184,17 +184,8 @@ _HEX_MD5 = re.compile(r'[0-9a-fA-F]{32}')
 _DIGITS = re.compile(r'[0-9]+')
 
 
-def _hashing_algorithm(name: str, value: str) -> str:
-    try:
-        return hashing.validate_algorithm(value)
-    except ValueError as err:
-        raise config.ConfigError('invalid value %r for option %s: %s'
-                                 % (value, name, err)) from None
-
-
 OPTS = (
-    config.Opt('hashing_algorithm', _hashing_algorithm, 'sha512',
-               'The multihash recorded as os_hash_algo (a hashlib name).'),
+    hashing.HASHING_ALGORITHM_OPT,
     config.Opt('verify_client_digests', config.boolean, True,
                'Verify Content-MD5, Content-Digest and Repr-Digest of '
                'uploads.'),
@@ -203,9 +194,7 @@ OPTS = (
                'Content-MD5, cutting the connection on a mismatch.'),
     config.Opt('publish_digests', config.boolean, True,
                'Compute MD5 and the multihash of uploads for the app.'),
-    config.Opt('stream_errors', config.choice(*streams.STREAM_ERROR_MODES),
-               streams.BASE,
-               'How a refused body leaves read(): base or ioerror.'),
+    streams.STREAM_ERRORS_OPT,
 )
 
 
@@ -471,8 +460,7 @@ class ChecksumMiddleware:
         self.app = app
         self.logger = logger or LOG
         values = config.parse(OPTS, {}, conf, OWNER)
-        self.hashing_algorithm: str = _hashing_algorithm(
-            'hashing_algorithm', values['hashing_algorithm'])
+        self.hashing_algorithm: str = values['hashing_algorithm']
         self.verify_client_digests: bool = values['verify_client_digests']
         self.verify_downloads: bool = values['verify_downloads']
         self.publish_digests: bool = values['publish_digests']

@@ -155,9 +155,7 @@ OPTS = (
                'Refuse data that does not match its disk_format.'),
     config.Opt('gpt_safety_checks_nonfatal', config.string_list, [],
                'Safety checks only logged for data detected as gpt.'),
-    config.Opt('stream_errors', config.choice(*streams.STREAM_ERROR_MODES),
-               streams.BASE,
-               'How a refused body leaves read(): base or ioerror.'),
+    streams.STREAM_ERRORS_OPT,
 )
 
 

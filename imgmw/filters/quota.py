@@ -242,9 +242,7 @@ OPTS = (
                'Bytes reserved at a time for a body of unknown size.'),
     config.Opt('reservation_ttl', config.integer(minimum=10), DEFAULT_TTL,
                'Seconds before a dead process\'s reservation expires.'),
-    config.Opt('stream_errors', config.choice(*streams.STREAM_ERROR_MODES),
-               streams.BASE,
-               'How a failed check leaves read(): base or ioerror.'),
+    streams.STREAM_ERRORS_OPT,
 )
 
 

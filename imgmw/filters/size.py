@@ -184,9 +184,7 @@ OPTS = (
                'Refuse uploads with neither Content-Length nor chunking.'),
     config.Opt('check_content_type', config.boolean, True,
                'Refuse uploads that are not application/octet-stream.'),
-    config.Opt('stream_errors', config.choice(*streams.STREAM_ERROR_MODES),
-               streams.BASE,
-               'How a failed check leaves read(): base or ioerror.'),
+    streams.STREAM_ERRORS_OPT,
 )
 
 

@@ -1,0 +1,93 @@
+"""Tests of imgmw.config: options parsed once, bad ones stop start-up."""
+
+import testtools
+
+from imgmw import config
+
+
+OPTS = (
+    config.Opt('cap', config.byte_size, 1 << 40, 'a size'),
+    config.Opt('on', config.boolean, True, 'a switch'),
+    config.Opt('count', config.integer(minimum=1, maximum=10), 5, 'n'),
+)
+
+
+class ParseTest(testtools.TestCase):
+
+    def test_defaults(self):
+        self.assertEqual({'cap': 1 << 40, 'on': True, 'count': 5},
+                         config.parse(OPTS, {}, {}, 'test filter'))
+
+    def test_section_wins_over_default_section(self):
+        values = config.parse(OPTS, {'cap': '1GB', 'count': '2'},
+                              {'cap': '512MB'}, 'test filter')
+        self.assertEqual(512 << 20, values['cap'])
+        self.assertEqual(2, values['count'])
+
+    def test_unknown_key_in_the_section_stops_start_up(self):
+        err = self.assertRaises(config.ConfigError, config.parse, OPTS, {},
+                                {'caps': '1'}, 'test filter')
+        self.assertEqual('test filter: unknown option(s) caps', str(err))
+
+    def test_unknown_keys_of_default_section_and_paste_are_ignored(self):
+        values = config.parse(OPTS, {'database_connection': 'x'},
+                              {'here': '/etc', '__file__': '/etc/a.ini'},
+                              'test filter')
+        self.assertEqual(5, values['count'])
+
+    def test_bad_value_names_option_and_value(self):
+        err = self.assertRaises(config.ConfigError, config.parse, OPTS, {},
+                                {'count': '11'}, 'test filter')
+        self.assertEqual("test filter: invalid value '11' for option count: "
+                         "expected at most 10", str(err))
+
+    def test_values_that_are_not_strings_are_taken_as_they_are(self):
+        self.assertEqual(7, config.parse(OPTS, {}, {'count': 7}, 'x')['count'])
+
+
+class ParserTest(testtools.TestCase):
+
+    def test_boolean(self):
+        for word in ('true', 'Yes', '1', 'on'):
+            self.assertTrue(config.boolean('o', word))
+        for word in ('false', 'NO', '0', 'off'):
+            self.assertFalse(config.boolean('o', word))
+        self.assertRaises(config.ConfigError, config.boolean, 'o', 'maybe')
+
+    def test_integer(self):
+        parse = config.integer(minimum=0)
+        self.assertEqual(12, parse('o', '12'))
+        for bad in ('1.5', '0x10', '', '-1', '١٢'):
+            self.assertRaises(config.ConfigError, parse, 'o', bad)
+
+    def test_byte_size_in_glance_units(self):
+        self.assertEqual(1099511627776, config.byte_size('o', '1099511627776'))
+        self.assertEqual(10 << 30, config.byte_size('o', '10GB'))
+        self.assertEqual(1024, config.byte_size('o', '1kb'))
+        self.assertEqual(3, config.byte_size('o', '3B'))
+        for bad in ('10 GiB', '-1', '1.5GB', 'GB'):
+            self.assertRaises(config.ConfigError, config.byte_size, 'o', bad)
+
+    def test_string_list_and_choice(self):
+        self.assertEqual(['a', 'b', 'c'],
+                         config.string_list('o', 'a, b  c,'))
+        self.assertEqual('x', config.choice('x', 'y')('o', 'x'))
+        self.assertRaises(config.ConfigError, config.choice('x'), 'o', 'z')
+
+    def test_backends_in_order(self):
+        self.assertEqual(
+            [('fast', 'file'), ('cheap', 's3')],
+            list(config.backends('o', 'fast:file, cheap:s3').items()))
+        for bad in ('fast', 'fast:', ':file', 'a:file, a:s3', 'b@d:file'):
+            self.assertRaises(config.ConfigError, config.backends, 'o', bad)
+
+    def test_validated_turns_value_errors_into_config_errors(self):
+        def even(value):
+            if int(value) % 2:
+                raise ValueError('an even number')
+            return int(value)
+        parse = config.validated(even)
+        self.assertEqual(4, parse('o', '4'))
+        err = self.assertRaises(config.ConfigError, parse, 'o', '3')
+        self.assertEqual("invalid value '3' for option o: expected an even "
+                         "number", str(err))
