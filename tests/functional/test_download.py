@@ -1,6 +1,7 @@
 """Download over HTTP against a real imgmw-api: contract section 5."""
 
 import hashlib
+import http.client
 import os
 
 from tests.functional import base
@@ -136,6 +137,31 @@ class TestDownload(base.FunctionalTest):
         resp = self.download(image_id)
         self.assert_error(resp, 503, 'Image data for %s is unavailable.'
                           % image_id)
+
+    def test_data_altered_on_disk_is_never_delivered_whole_5(self):
+        """The checksum filter cuts the body before its last byte."""
+        image_id = self.active_image(DATA * 3000)
+        paths = self.image_files(image_id)
+        self.assertEqual(1, len(paths))
+        with open(paths[0], 'r+b') as stored:
+            stored.seek(1500000)
+            stored.write(b'corrupt')
+        conn = http.client.HTTPConnection('127.0.0.1', self.server.port,
+                                          timeout=30)
+        self.addCleanup(conn.close)
+        conn.request('GET', '/v2/images/%s/file' % image_id)
+        resp = conn.getresponse()
+        self.assertEqual(200, resp.status)
+        self.assertEqual(str(len(DATA) * 3000),
+                         resp.getheader('Content-Length'))
+        err = self.assertRaises(http.client.IncompleteRead, resp.read)
+        self.assertLess(len(err.partial), len(DATA) * 3000)
+        self.assertIn('Image %s: the data sent does not match' % image_id,
+                      self.server.log())
+        # Ranges are not verified: they still serve what is stored.
+        part = self.download(image_id, headers={'Range': 'bytes=0-99'})
+        self.assertEqual(206, part.status_code)
+        self.assertEqual((DATA * 3000)[:100], part.content)
 
 
 class TestLargeImage(base.FunctionalTest):
