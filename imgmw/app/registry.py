@@ -70,6 +70,7 @@ import uuid
 import psutil
 import sqlalchemy as sa
 
+from imgmw.app import migrations
 from imgmw.app import models
 from imgmw import db
 
@@ -313,12 +314,27 @@ class Registry:
     # Schema.
 
     def sync(self) -> None:
-        """Upgrade the schema to the newest migration (idempotent)."""
+        """Upgrade the schema to the newest migration (idempotent).
+
+        A schema already at :data:`imgmw.app.migrations.HEAD` is left as it
+        is without loading Alembic (a restart of an API on SQLite).
+        """
+        if self._revision() == migrations.HEAD:
+            return
         import alembic.command
         config = alembic_config()
         with self._transaction(write=True) as connection:
             config.attributes['connection'] = connection
             alembic.command.upgrade(config, 'head')
+
+    def _revision(self) -> typing.Optional[str]:
+        """The ``alembic_version`` row, read plainly; None if unreadable."""
+        try:
+            with self._transaction() as connection:
+                return connection.execute(sa.text(
+                    'SELECT version_num FROM alembic_version')).scalar()
+        except (sa.exc.DBAPIError, RegistryUnavailable):
+            return None
 
     def version(self) -> typing.Optional[str]:
         """The schema's migration, or None for an empty database."""

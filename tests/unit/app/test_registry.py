@@ -16,6 +16,7 @@ import alembic.runtime.migration
 import sqlalchemy as sa
 import testtools
 
+from imgmw.app import migrations
 from imgmw.app import models
 from imgmw.app import registry
 from tests import dbfixture
@@ -586,3 +587,22 @@ class TestHolders(testtools.TestCase):
     def test_holder_on_another_host_is_presumed_alive(self):
         self.assertTrue(registry.holder_is_alive('elsewhere.example:1:1.00'))
         self.assertTrue(registry.holder_is_alive('garbage'))
+
+
+class MigrationsHeadTest(testtools.TestCase):
+
+    def test_head_constant_is_alembics_head(self):
+        """imgmw.app.migrations.HEAD must name the newest migration."""
+        self.assertEqual(registry.Registry.head(), migrations.HEAD)
+
+    def test_sync_of_a_current_schema_does_not_load_alembic(self):
+        url = self.useFixture(dbfixture.Database(kind='sqlite')).url
+        registry.Registry(url, sync=True).dispose()
+        code = ('import sys\n'
+                'from imgmw.app import registry\n'
+                'registry.Registry(%r, sync=True)\n'
+                'print(sorted(m for m in sys.modules\n'
+                '             if m.split(".")[0] == "alembic"))\n' % url)
+        out = subprocess.run([sys.executable, '-c', code], check=True,
+                             capture_output=True, text=True).stdout
+        self.assertEqual('[]', out.strip())
