@@ -29,6 +29,7 @@ S3 errors mid-upload   the proxy answers ``500 InternalError``, cuts the
 import os
 import shutil
 import subprocess
+import time
 import typing
 import urllib.parse
 
@@ -269,6 +270,11 @@ def is_complete(line: proxy_mod.RequestLine) -> bool:
     return line.method == 'POST' and 'uploadId' in query
 
 
+def is_abort(line: proxy_mod.RequestLine) -> bool:
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(line.target).query)
+    return line.method == 'DELETE' and 'uploadId' in query
+
+
 class TestS3Faults(StoreFaultTest):
     """Contract 3.21 for the s3 store: moto behind a fault proxy."""
 
@@ -350,6 +356,31 @@ class TestS3Faults(StoreFaultTest):
     def test_complete_answers_500_3_21(self):
         image_id = self.fail_mid_upload(is_complete, proxy_mod.ERROR,
                                         'InternalError')
+        self.assert_uploads_fine(image_id, 2 * PART_MIB * MiB + 1)
+
+    def test_endpoint_lost_mid_multipart_abort_retried_later_3_21(self):
+        """The store goes away mid-upload, so the abort fails too.
+
+        The image is queued at once; the unfinished upload is aborted in
+        the background as soon as the store answers again.
+        """
+        image_id = self.new_image()
+        self.proxy.fail_requests(is_upload_part(2), proxy_mod.DROP)
+        # The abort right away fails, botocore's own retries included, and
+        # so does the first round in the background.
+        self.proxy.fail_requests(is_abort, proxy_mod.DROP, 6)
+        resp = self.upload_pattern(image_id, 2 * PART_MIB * MiB + 1)
+        self.assert_error(resp, 503, 'Image storage is unavailable: store '
+                          'objects: the object store cannot be reached')
+        deadline = time.monotonic() + 30
+        while (self.moto.unfinished_uploads(self.bucket)
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        self.assertGreater(sum(map(is_abort, self.proxy.requests)), 6)
+        self.assertIn('cannot abort the multipart upload', self.server.log())
+        self.assertIn('Aborted the multipart upload', self.server.log())
+        self.assert_failed_upload_left_nothing(image_id)
+        self.proxy.clear_faults()
         self.assert_uploads_fine(image_id, 2 * PART_MIB * MiB + 1)
 
     def test_complete_answer_lost_is_retried_3_24(self):

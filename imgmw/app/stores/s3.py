@@ -24,10 +24,13 @@ check failing, the client going away) aborts the multipart upload, or
 deletes the object a ``PutObject`` may have left, before the error
 propagates; a completion that fails or goes unanswered (a service may take
 minutes to assemble a large object: the driver waits up to 15 minutes)
-also deletes the object it may have produced. If even that fails (the
-store went away), the unfinished upload stays until ``imgmw-manage
-recover`` (:meth:`S3Store.remove_partial`) or a bucket lifecycle rule
-(``AbortIncompleteMultipartUpload``, advised) removes it.
+also deletes the object it may have produced. An abort that fails (the
+store went away mid-upload) is tried again in the background, with a
+growing delay, for up to an hour: aborting one upload id can never touch
+the data of a later, successful retry. A worker that dies meanwhile leaves
+the unfinished upload to ``imgmw-manage recover``
+(:meth:`S3Store.remove_partial`) or ``sweep``, or to a bucket lifecycle
+rule (``AbortIncompleteMultipartUpload``, advised).
 
 Downloads are ranged ``GetObject`` requests streamed to the client; the
 connection is released when the response is closed.
@@ -88,6 +91,8 @@ store and the S3 error code only; the log has the endpoint and bucket.
 """
 
 import logging
+import threading
+import time
 import typing
 import urllib.parse
 
@@ -179,6 +184,76 @@ class ObjectBody:
             self._body = None
 
 
+class AbortRetrier:
+    """Aborts, in a background thread, uploads that could not be aborted.
+
+    :param abort: ``abort(key, upload_id)``; returns when the upload is
+        gone (aborted, or already finished), raises otherwise.
+    :param delay: seconds before the first retry; doubled after each
+        round, up to ``max_delay``.
+    :param give_up_after: seconds after which an upload is left to the
+        sweep and lifecycle rules, with an error logged.
+    """
+
+    def __init__(self, abort: typing.Callable[[str, str], None],
+                 delay: float = 1.0, max_delay: float = 60.0,
+                 give_up_after: float = 3600.0,
+                 clock: typing.Callable[[], float] = time.monotonic):
+        self.abort = abort
+        self.delay = delay
+        self.max_delay = max_delay
+        self.give_up_after = give_up_after
+        self.clock = clock
+        self._pending: typing.Dict[typing.Tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._thread: typing.Optional[threading.Thread] = None
+
+    @property
+    def pending(self) -> typing.List[typing.Tuple[str, str]]:
+        with self._lock:
+            return list(self._pending)
+
+    def add(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            self._pending.setdefault((key, upload_id), self.clock())
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name='imgmw-s3-abort', daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        delay = self.delay
+        while True:
+            time.sleep(delay)
+            for (key, upload_id), since in self.pending_since():
+                self._try(key, upload_id, since)
+            with self._lock:
+                if not self._pending:
+                    self._thread = None
+                    return
+            delay = min(delay * 2, self.max_delay)
+
+    def pending_since(self) -> typing.List[
+            typing.Tuple[typing.Tuple[str, str], float]]:
+        with self._lock:
+            return list(self._pending.items())
+
+    def _try(self, key: str, upload_id: str, since: float) -> None:
+        try:
+            self.abort(key, upload_id)
+        except Exception as err:
+            if self.clock() - since < self.give_up_after:
+                return
+            LOG.error('Giving up aborting the multipart upload %s of %s: '
+                      '%s; imgmw-manage sweep or a lifecycle rule will '
+                      'remove it', upload_id, key, err)
+        else:
+            LOG.info('Aborted the multipart upload %s of %s on retry',
+                     upload_id, key)
+        with self._lock:
+            self._pending.pop((key, upload_id), None)
+
+
 class S3Store(stores.Store):
     """A bucket of an S3-compatible object store."""
 
@@ -208,6 +283,7 @@ class S3Store(stores.Store):
             aws_secret_access_key=values['s3_store_secret_key'])
         self.client = self._client(session, values, _CLIENT_CONFIG)
         self.completer = self._client(session, values, _COMPLETE_CONFIG)
+        self.abort_retrier = AbortRetrier(self._abort)
         self._check_bucket(self._client(session, values, _PROBE_CONFIG))
 
     def _client(self, session, values: typing.Mapping,
@@ -383,14 +459,24 @@ class S3Store(stores.Store):
         except botocore_exc.BotoCoreError as err:
             raise self.translate(err, 'CreateBucket') from err
 
-    def _abort_quietly(self, key: str, upload_id: str) -> None:
+    def _abort(self, key: str, upload_id: str) -> None:
+        """Abort one upload; one that no longer exists is done."""
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key,
                                                UploadId=upload_id)
+        except botocore_exc.ClientError as err:
+            if error_code(err) != 'NoSuchUpload':
+                raise
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        try:
+            self._abort(key, upload_id)
         except (botocore_exc.ClientError, botocore_exc.BotoCoreError) as err:
             LOG.error('Store %s: cannot abort the multipart upload %s of %s '
-                      'in bucket %s at %s: %s', self.store_id, upload_id,
-                      key, self.bucket, self.endpoint, err)
+                      'in bucket %s at %s: %s; trying again in the '
+                      'background', self.store_id, upload_id, key,
+                      self.bucket, self.endpoint, err)
+            self.abort_retrier.add(key, upload_id)
 
     def _delete_quietly(self, key: str) -> None:
         try:

@@ -7,6 +7,7 @@ Against a real S3 service on a loopback socket: moto in server mode
 import gc
 import hashlib
 import io
+import threading
 import tracemalloc
 import typing
 from unittest import mock
@@ -537,3 +538,77 @@ class UnreachableTest(testtools.TestCase):
     def test_remove_partial_logs(self):
         self.store.remove_partial(IMAGE_ID)
         self.assertIn('cannot list the unfinished uploads', self.log.output)
+
+
+class AbortRetrierTest(testtools.TestCase):
+    """Aborts that failed while the store was away are retried."""
+
+    def setUp(self):
+        super().setUp()
+        self.log = self.useFixture(fixtures.FakeLogger())
+        self.calls = []
+        self.failures = 2
+        self.now = 0.0
+
+    def abort(self, key, upload_id):
+        self.calls.append((key, upload_id))
+        if len(self.calls) <= self.failures:
+            raise botocore_exc.EndpointConnectionError(
+                endpoint_url='http://127.0.0.1:1')
+
+    def wait_until_idle(self, retrier):
+        for _ in range(500):
+            if not retrier.pending:
+                return
+            threading.Event().wait(0.01)
+        self.fail('still pending: %s' % retrier.pending)
+
+    def test_retried_until_it_succeeds(self):
+        retrier = s3.AbortRetrier(self.abort, delay=0.01, max_delay=0.02)
+        retrier.add('img', 'up-1')
+        self.wait_until_idle(retrier)
+        self.assertEqual([('img', 'up-1')] * 3, self.calls)
+        self.assertIn('Aborted the multipart upload up-1 of img on retry',
+                      self.log.output)
+
+    def test_gives_up_after_its_time_and_says_so(self):
+        self.failures = 1 << 30
+        retrier = s3.AbortRetrier(self.abort, delay=0.01, max_delay=0.01,
+                                  give_up_after=5, clock=lambda: self.now)
+        retrier.add('img', 'up-2')
+        while len(self.calls) < 2:
+            threading.Event().wait(0.01)
+        self.assertEqual([('img', 'up-2')], retrier.pending)
+        self.now = 10.0
+        self.wait_until_idle(retrier)
+        self.assertIn('Giving up aborting the multipart upload up-2 of img',
+                      self.log.output)
+
+    def test_same_upload_is_pending_once(self):
+        self.failures = 1 << 30
+        retrier = s3.AbortRetrier(self.abort, delay=60)
+        retrier.add('img', 'up-3')
+        retrier.add('img', 'up-3')
+        self.assertEqual([('img', 'up-3')], retrier.pending)
+
+
+class AbortLaterTest(S3TestCase):
+
+    def test_failed_abort_is_handed_to_the_retrier(self):
+        store = self.make_store()
+        upload_id = store.client.create_multipart_upload(
+            Bucket=self.bucket, Key='img')['UploadId']
+        retried = []
+        store.abort_retrier = mock.Mock(
+            add=lambda key, upload: retried.append((key, upload)))
+        with mock.patch.object(
+                store.client, 'abort_multipart_upload',
+                side_effect=botocore_exc.EndpointConnectionError(
+                    endpoint_url=store.endpoint)):
+            store._abort_quietly('img', upload_id)
+        self.assertEqual([('img', upload_id)], retried)
+        # Once the store answers, the retry finds and aborts it.
+        store._abort('img', upload_id)
+        self.assertEqual([], self.moto.unfinished_uploads(self.bucket))
+        # An upload already gone counts as aborted.
+        store._abort('img', upload_id)
