@@ -328,12 +328,18 @@ class Registry:
             alembic.command.upgrade(config, 'head')
 
     def _revision(self) -> typing.Optional[str]:
-        """The ``alembic_version`` row, read plainly; None if unreadable."""
+        """The ``alembic_version`` row, read plainly; None if there is none.
+
+        A database that cannot be read answers None too: the migration
+        that follows then reports what is wrong.
+        """
         try:
-            with self._transaction() as connection:
+            with self._engine.connect() as connection:
+                if not sa.inspect(connection).has_table('alembic_version'):
+                    return None
                 return connection.execute(sa.text(
                     'SELECT version_num FROM alembic_version')).scalar()
-        except (sa.exc.DBAPIError, RegistryUnavailable):
+        except sa.exc.DBAPIError:
             return None
 
     def version(self) -> typing.Optional[str]:
