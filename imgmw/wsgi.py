@@ -42,6 +42,8 @@ import typing
 from paste import deploy
 import webob.exc
 
+from imgmw import config
+
 
 #: Where the paste configuration is looked for, in this order.
 CONFIG_FILE_CANDIDATES = (
@@ -103,9 +105,55 @@ def load(config_file: str, pipeline: str,
 
     :param conf: the ``global_conf``, see :func:`global_conf`.
     """
-    return PathGuard(deploy.loadapp(
+    app = deploy.loadapp(
         'config:%s' % os.path.abspath(config_file), name=pipeline,
-        global_conf=dict(conf or {})))
+        global_conf=dict(conf or {}))
+    check_pipelines(app, pipeline)
+    return PathGuard(app)
+
+
+def _next_apps(app) -> typing.List[typing.Any]:
+    """The apps ``app`` hands requests to: a filter's one, a map's all."""
+    applications = getattr(app, 'applications', None)
+    if isinstance(applications, list):  # paste's urlmap
+        return [mapped for _where, mapped in applications]
+    for name in ('app', 'application', '_app'):
+        found = getattr(app, name, None)
+        if callable(found):
+            return [found]
+    return []
+
+
+def check_pipelines(app, name: str) -> None:
+    """Refuse a keystone context filter with no auth_token before it.
+
+    The context filter cannot see what runs before it; the loader can. In
+    keystone mode it trusts the identity headers only because
+    keystonemiddleware's auth_token strips and sets them: without it, any
+    client could claim any identity.
+
+    :raises imgmw.config.ConfigError: naming the pipeline.
+    """
+    from keystonemiddleware import auth_token
+
+    from imgmw.filters import context
+
+    def walk(current, authenticated: bool, seen: set) -> None:
+        if id(current) in seen:
+            return
+        seen.add(id(current))
+        if isinstance(current, auth_token.BaseAuthProtocol):
+            authenticated = True
+        if (isinstance(current, context.ContextMiddleware)
+                and current.auth_strategy == context.KEYSTONE
+                and not authenticated):
+            raise config.ConfigError(
+                'pipeline %s: the context filter (auth_strategy = keystone) '
+                'needs keystonemiddleware auth_token before it' % name)
+        for following in _next_apps(current):
+            walk(following, authenticated, seen)
+
+    walk(app, False, set())
 
 
 class PathGuard:

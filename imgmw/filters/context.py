@@ -28,9 +28,12 @@ keystonemiddleware's ``auth_token`` must run before this filter, with
 ``delay_auth_decision = true``: it validates ``X-Auth-Token``, strips any
 identity header the client sent, and sets the ones below. This filter
 answers 401 (contract 3.1 and 5.1) when ``X-Identity-Status`` is not
-``Confirmed``; ``auth_token`` adds ``WWW-Authenticate`` on the way out. If
-``auth_token`` is missing from the pipeline (no
-``environ['keystone.token_auth']``), every request gets a 500 and the log an
+``Confirmed``; ``auth_token`` adds ``WWW-Authenticate`` on the way out.
+``imgmw-api`` and ``imgmw.wsgi`` refuse to load a pipeline where this
+filter, in keystone mode, has no ``auth_token`` before it
+(:func:`imgmw.wsgi.check_pipelines`). Where another loader builds the
+pipeline (Glance's), a missing ``auth_token`` (no
+``environ['keystone.token_auth']``) gets every request a 500 and the log an
 error naming it: a pipeline that would trust client headers never serves.
 
 .. code-block:: ini

@@ -13,6 +13,7 @@ from paste import deploy
 import testtools
 import webob
 
+from imgmw import config
 from imgmw import wsgi
 
 
@@ -91,3 +92,42 @@ class TestShippedPipelines(testtools.TestCase):
     def test_bad_option_stops_loading(self):
         self.assertRaises(ValueError, self.load, 'noauth',
                           image_size_cap='ten')
+
+
+class TestPipelineCheck(testtools.TestCase):
+    """A keystone context filter without auth_token never starts."""
+
+    def write(self, pipeline: str) -> str:
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'api-paste.ini')
+        parser = configparser.RawConfigParser()
+        parser.read(PASTE_FILE)
+        parser.set('pipeline:keystone-api', 'pipeline', pipeline)
+        with open(path, 'w') as out:
+            parser.write(out)
+        return path
+
+    def load(self, path: str, name: str = 'keystone'):
+        state = self.useFixture(fixtures.TempDir()).path
+        return wsgi.load(path, name, wsgi.global_conf(path, {}, state))
+
+    def test_shipped_pipelines_pass(self):
+        for name in ('noauth', 'keystone'):
+            self.assertIsNotNone(self.load(PASTE_FILE, name))
+
+    def test_keystone_context_without_auth_token_stops_start_up(self):
+        path = self.write('request_id context size stores quota checksum '
+                          'inspect imgmw')
+        err = self.assertRaises(config.ConfigError, self.load, path)
+        self.assertIn('pipeline keystone: the context filter', str(err))
+        self.assertIn('auth_token before it', str(err))
+
+    def test_auth_token_after_the_context_filter_is_refused_too(self):
+        path = self.write('request_id context authtoken size stores quota '
+                          'checksum inspect imgmw')
+        self.assertRaises(config.ConfigError, self.load, path)
+
+    def test_noauth_context_needs_no_auth_token(self):
+        path = self.write('request_id context-noauth size stores quota '
+                          'checksum inspect imgmw')
+        self.assertIsNotNone(self.load(path))
