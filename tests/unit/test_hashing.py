@@ -73,30 +73,33 @@ class TestMultiHasher(testtools.TestCase):
         most one chunk is in flight.
         """
         self.useFixture(fixtures.MockPatchObject(hashing._POOL, 'cpus', 2))
-        release = threading.Event()
+        gate = threading.Semaphore(0)
         worker_done = []
         real = hashing._update_all
         caller = threading.current_thread().name
 
-        def slow_worker(hashers, chunk):
+        def gated_worker(hashers, chunk):
             hashers = list(hashers)
             if threading.current_thread().name != caller:
-                self.assertTrue(release.wait(10))
+                self.assertTrue(gate.acquire(timeout=10))
                 real(hashers, chunk)
                 worker_done.append(len(chunk))
             else:
                 real(hashers, chunk)
 
         self.useFixture(fixtures.MonkeyPatch(
-            'imgmw.hashing._update_all', slow_worker))
+            'imgmw.hashing._update_all', gated_worker))
         hasher = hashing.MultiHasher(['md5', 'sha512'], parallel_threshold=1)
         hasher.update(DATA[:1000])
         self.assertEqual([], worker_done)
-        timer = threading.Timer(0.2, release.set)
+        timer = threading.Timer(0.2, gate.release)
         timer.start()
         self.addCleanup(timer.cancel)
+        # Waits for the first chunk's worker share, which the timer lets
+        # go; the second chunk's share then waits at the gate.
         hasher.update(DATA[1000:])
         self.assertEqual([1000], worker_done)
+        gate.release()
         self.assertEqual(self.expected('md5', 'sha512'), hasher.hexdigests())
         self.assertEqual([1000, len(DATA) - 1000], worker_done)
 
