@@ -324,12 +324,17 @@ class ImportJob:
 
     def fail(self, written, err: BaseException) -> None:
         """Remove what was written, requeue, empty the staging; log."""
-        for store, stored in written:
-            try:
-                store.delete(stored.url)
-            except Exception:
-                LOG.exception('Image %s: could not delete %s; the orphan '
-                              'sweep will', self.image_id, stored.url)
+        if written and isinstance(err, registry_mod.RegistryUnavailable):
+            # The commit's outcome is unknown: the image may be active
+            # with this data. The requeuer settles both once the registry
+            # answers, and removes the data only if the image is still
+            # this import's.
+            LOG.error('Image %s: registry unavailable at the end of the '
+                      'import; settled when it answers again', self.image_id)
+            self.app.requeuer.add(self.image_id, self.holder, 'importing',
+                                  cleanup=lambda: self.discard(written))
+            return
+        self.discard_data(written)
         if isinstance(err, ImportLost):
             LOG.warning('Image %s: import abandoned, the image was deleted '
                         'or recovered meanwhile', self.image_id)
@@ -340,11 +345,29 @@ class ImportJob:
                   self.image_id, type(err).__name__, err)
         try:
             self.registry.transition(self.image_id, 'importing', 'queued')
+        except registry_mod.RegistryUnavailable:
+            self.app.requeuer.add(
+                self.image_id, self.holder, 'importing',
+                cleanup=lambda: self.staging.remove(self.image_id))
+            return
         except Exception:
             LOG.exception('Image %s: could not return it to queued; '
                           'recovery of stale uploads will', self.image_id)
             return
         self.staging.remove(self.image_id)
+
+    def discard(self, written) -> None:
+        """Remove the copies written and the staged data."""
+        self.discard_data(written)
+        self.staging.remove(self.image_id)
+
+    def discard_data(self, written) -> None:
+        for store, stored in written:
+            try:
+                store.delete(stored.url)
+            except Exception:
+                LOG.exception('Image %s: could not delete %s; the orphan '
+                              'sweep will', self.image_id, stored.url)
 
     def restaged(self) -> bool:
         """Whether the image was staged again since (its file is new)."""

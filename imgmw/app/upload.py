@@ -102,6 +102,13 @@ class Requeuer:
     :meth:`add`, tries every ``delay`` seconds, doubling up to
     ``max_delay``, and forgets an image after ``give_up_after`` seconds
     (recovery of stale uploads then returns it).
+
+    A registry that fails mid-statement leaves its outcome unknown: a
+    status change may have been made and only its answer lost. So nothing
+    is assumed: an image is returned to ``queued`` only if it is still in
+    ``status`` and held by ``holder``, and ``cleanup`` (removing the data
+    the upload wrote) runs only then. An image found ``active`` keeps its
+    data: its commit went through.
     """
 
     def __init__(self, registry, delay: float = 0.5, max_delay: float = 30,
@@ -111,14 +118,19 @@ class Requeuer:
         self.max_delay = max_delay
         self.give_up_after = give_up_after
         self.clock = clock
-        self._pending: typing.Dict[str, typing.Tuple[str, str, float]] = {}
+        self._pending: typing.Dict[
+            str, typing.Tuple[str, str, float,
+                              typing.Optional[typing.Callable[[], None]]]
+        ] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
 
-    def add(self, image_id: str, holder: str, status: str) -> None:
+    def add(self, image_id: str, holder: str, status: str,
+            cleanup: typing.Optional[typing.Callable[[], None]] = None
+            ) -> None:
         with self._lock:
-            self._pending[image_id] = (holder, status, self.clock())
+            self._pending[image_id] = (holder, status, self.clock(), cleanup)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name='imgmw-requeue', daemon=True)
@@ -147,9 +159,9 @@ class Requeuer:
         """Try every pending image once; False while the registry fails."""
         with self._lock:
             pending = list(self._pending.items())
-        for image_id, (holder, status, since) in pending:
+        for image_id, (holder, status, since, cleanup) in pending:
             try:
-                self._requeue(image_id, holder, status)
+                self._requeue(image_id, holder, status, cleanup)
             except registry_mod.RegistryUnavailable:
                 if self.clock() - since > self.give_up_after:
                     LOG.warning('Image %s: registry away for too long; '
@@ -167,7 +179,9 @@ class Requeuer:
         with self._lock:
             self._pending.pop(image_id, None)
 
-    def _requeue(self, image_id: str, holder: str, status: str) -> None:
+    def _requeue(self, image_id: str, holder: str, status: str,
+                 cleanup: typing.Optional[typing.Callable[[], None]]
+                 ) -> None:
         record = self.registry.get(image_id)
         if (record is None or record['status'] != status
                 or record['holder'] != holder):
@@ -175,6 +189,8 @@ class Requeuer:
         if self.registry.requeue_stale(record) is not None:
             LOG.info('Image %s: back to queued now that the registry '
                      'answers', image_id)
+            if cleanup is not None:
+                cleanup()
 
 
 class Upload:
@@ -219,9 +235,17 @@ class Upload:
 
     def start(self) -> None:
         """Row 12: win ``queued`` to ``saving``, then publish the image."""
-        saving = self.registry.transition(self.image_id, 'queued',
-                                          self.IN_PROGRESS,
-                                          holder=self.holder)
+        try:
+            saving = self.registry.transition(self.image_id, 'queued',
+                                              self.IN_PROGRESS,
+                                              holder=self.holder)
+        except registry_mod.RegistryUnavailable:
+            # The change may have been made, its answer lost: if this
+            # process holds the image, it is handed back when the registry
+            # answers again.
+            self.app.requeuer.add(self.image_id, self.holder,
+                                  self.IN_PROGRESS)
+            raise
         if saving is None:
             current = self.registry.get(self.image_id)
             if current is None:
@@ -288,6 +312,15 @@ class Upload:
              stored: typing.Optional[stores.Stored],
              err: BaseException) -> typing.NoReturn:
         """Clean up after ``err``, then raise the error to answer."""
+        if (stored is not None
+                and isinstance(err, registry_mod.RegistryUnavailable)):
+            # The commit's outcome is unknown: the image may be active with
+            # this data. Data and status are settled together once the
+            # registry answers.
+            self.app.requeuer.add(
+                self.image_id, self.holder, self.IN_PROGRESS,
+                cleanup=lambda: self.delete_data(store, stored))
+            raise errors.registry_unavailable() from err
         if stored is not None:
             self.delete_data(store, stored)
         if not isinstance(err, UploadLost):

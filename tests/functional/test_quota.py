@@ -15,7 +15,6 @@ reservation is left.
 import hashlib
 import os
 import threading
-import time
 
 import fixtures
 import requests
@@ -45,20 +44,23 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self.stop.is_set():
-                self.samples.append(self.sample())
-                time.sleep(0.005)
+            # One connection, one short transaction a sample: as many
+            # samples as the database answers while the uploads run.
+            with self.engine.connect() as connection:
+                while not self.stop.is_set():
+                    self.samples.append(self.sample(connection))
+                    connection.rollback()
         except Exception as err:  # Reported by the test.
             self.failure = err
 
-    def sample(self):
-        with self.engine.connect() as connection:
-            active = connection.execute(sa.text(
-                "SELECT COALESCE(SUM(size), 0) FROM images "
-                "WHERE status = 'active'")).scalar_one()
-            reserved = connection.execute(sa.text(
-                'SELECT COALESCE(SUM(size), 0) FROM quota_reservations'
-            )).scalar_one()
+    @staticmethod
+    def sample(connection):
+        active = connection.execute(sa.text(
+            "SELECT COALESCE(SUM(size), 0) FROM images "
+            "WHERE status = 'active'")).scalar_one()
+        reserved = connection.execute(sa.text(
+            'SELECT COALESCE(SUM(size), 0) FROM quota_reservations'
+        )).scalar_one()
         return int(active), int(reserved)
 
 

@@ -4,6 +4,7 @@ invariants of section 3 after every failure."""
 import hashlib
 import io
 import os
+import time
 
 import fixtures
 import webob
@@ -225,8 +226,19 @@ class UploadTest(test_api.AppTestCase):
                       'Permission denied', resp.json['message'])
         self.assertRestored(image['id'])
 
+    def wait_for_requeuer(self) -> None:
+        """The app settles registry failures in the background."""
+        deadline = time.monotonic() + 10
+        while self.app.requeuer.pending() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual([], self.app.requeuer.pending())
+
     def test_registry_unavailable_at_commit_is_503(self):
-        """contract 3.22: the data is removed."""
+        """contract 3.22: the commit did not happen; the data is removed.
+
+        Its outcome is unknown to the app, so the image and its data are
+        settled once the registry answers again.
+        """
         image = self.create()
         real = self.registry.transition
 
@@ -241,6 +253,55 @@ class UploadTest(test_api.AppTestCase):
         self.assertEqual(503, resp.status_int)
         self.assertIn('Image registry is unavailable.',
                       resp.json['message'])
+        self.wait_for_requeuer()
+        self.assertRestored(image['id'])
+
+    def test_commit_made_but_its_answer_lost_keeps_the_data(self):
+        """contract 3.22 and the invariant that active images have data.
+
+        The database made the change and the connection broke before it
+        said so: the image is active, and its data must stay.
+        """
+        image = self.create()
+        real = self.registry.transition
+
+        def answer_lost(image_id, from_status, to_status, **kwargs):
+            result = real(image_id, from_status, to_status, **kwargs)
+            if to_status == 'active':
+                raise registry.RegistryUnavailable('connection lost')
+            return result
+
+        self.useFixture(fixtures.MockPatchObject(
+            self.registry, 'transition', side_effect=answer_lost))
+        resp = self.call(self.put(image['id']))
+        self.assertEqual(503, resp.status_int)
+        self.wait_for_requeuer()
+        record = self.registry.get(image['id'])
+        self.assertEqual('active', record['status'])
+        self.assertEqual(len(DATA), record['size'])
+        self.assertEqual(1, len(os.listdir(self.datadir)))
+        resp = self.call(self.request('/v2/images/%s/file' % image['id']))
+        self.assertEqual(DATA, resp.body)
+
+    def test_start_made_but_its_answer_lost_is_handed_back(self):
+        """queued to saving went through, its answer did not.
+
+        The image is not left saving.
+        """
+        image = self.create()
+        real = self.registry.transition
+
+        def answer_lost(image_id, from_status, to_status, **kwargs):
+            result = real(image_id, from_status, to_status, **kwargs)
+            if to_status == 'saving':
+                raise registry.RegistryUnavailable('connection lost')
+            return result
+
+        self.useFixture(fixtures.MockPatchObject(
+            self.registry, 'transition', side_effect=answer_lost))
+        resp = self.call(self.put(image['id']))
+        self.assertEqual(503, resp.status_int)
+        self.wait_for_requeuer()
         self.assertRestored(image['id'])
 
     def test_deleted_during_upload_is_410(self):

@@ -6,6 +6,7 @@ import io
 import os
 import socket
 import threading
+import time
 
 import fixtures
 
@@ -209,7 +210,37 @@ class FailedImportTest(ImportTestCase):
         self.useFixture(fixtures.MockPatchObject(
             self.registry, 'transition', transition))
         self.call(self.import_request(image['id']))
+        # The commit's outcome is unknown to the app; the requeuer settles
+        # image and data once the registry answers.
+        self.wait_for_requeuer()
         self.assertQueuedAndEmpty(image['id'])
+
+    def test_commit_made_but_its_answer_lost_keeps_the_data(self):
+        """The import's commit went through, its answer did not."""
+        image = self.staged()
+        real = self.registry.transition
+
+        def transition(image_id, from_status, to_status, **kwargs):
+            result = real(image_id, from_status, to_status, **kwargs)
+            if to_status == 'active':
+                raise registry.RegistryUnavailable('connection lost')
+            return result
+
+        self.useFixture(fixtures.MockPatchObject(
+            self.registry, 'transition', transition))
+        self.call(self.import_request(image['id']))
+        self.wait_for_requeuer()
+        record = self.registry.get(image['id'])
+        self.assertEqual('active', record['status'])
+        self.assertEqual(1, len(record['locations']))
+        self.assertEqual(record['size'],
+                         self.store.size(record['locations'][0]['url']))
+
+    def wait_for_requeuer(self) -> None:
+        deadline = time.monotonic() + 10
+        while self.app.requeuer.pending() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual([], self.app.requeuer.pending())
 
     def test_image_deleted_during_import_leaves_nothing(self):
         image = self.staged()

@@ -46,7 +46,8 @@ class RequeuerTest(testtools.TestCase):
         self.clock = Clock()
         self.requeuer = upload.Requeuer(self.registry, clock=self.clock)
         # Driven by hand: no thread.
-        self.requeuer._pending['img'] = (HOLDER, 'saving', self.clock())
+        self.requeuer._pending['img'] = (HOLDER, 'saving', self.clock(),
+                                         None)
 
     def test_waits_for_the_registry_then_requeues(self):
         self.registry.away = True

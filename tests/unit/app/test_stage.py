@@ -7,6 +7,7 @@ and, with multi-store, two file stores ``fast`` (default) and ``cheap``.
 import datetime
 import os
 import socket
+import time
 
 import fixtures
 import webob.exc
@@ -211,6 +212,11 @@ class StageTest(StagingAppTestCase):
         resp = self.call(self.stage_request(image['id']))
         self.assertEqual(503, resp.status_int)
         self.assertIn('Image registry is unavailable.', resp.json['message'])
+        # The outcome of a failed statement is unknown to the app: image
+        # and staged data are settled once the registry answers.
+        deadline = time.monotonic() + 10
+        while self.app.requeuer.pending() and time.monotonic() < deadline:
+            time.sleep(0.01)
         self.assertQueuedAndEmpty(image['id'])
 
     def test_image_deleted_during_stage_is_404_4(self):
