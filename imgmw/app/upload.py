@@ -107,8 +107,8 @@ class Requeuer:
     status change may have been made and only its answer lost. So nothing
     is assumed: an image is returned to ``queued`` only if it is still in
     ``status`` and held by ``holder``, and ``cleanup`` (removing the data
-    the upload wrote) runs only then. An image found ``active`` keeps its
-    data: its commit went through.
+    the upload wrote) runs only then, just before. An image found
+    ``active`` keeps its data: its commit went through.
     """
 
     def __init__(self, registry, delay: float = 0.5, max_delay: float = 30,
@@ -186,11 +186,14 @@ class Requeuer:
         if (record is None or record['status'] != status
                 or record['holder'] != holder):
             return
+        # The image is this upload's, and only this upload could make it
+        # active: its data goes first, so that a retry that starts once it
+        # is queued never has its new data removed.
+        if cleanup is not None:
+            cleanup()
         if self.registry.requeue_stale(record) is not None:
             LOG.info('Image %s: back to queued now that the registry '
                      'answers', image_id)
-            if cleanup is not None:
-                cleanup()
 
 
 class Upload:
