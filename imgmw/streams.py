@@ -44,6 +44,7 @@ import typing
 import webob.exc
 
 from imgmw import config
+from imgmw import environ as environ_keys
 
 
 LOG = logging.getLogger(__name__)
@@ -224,6 +225,22 @@ class InputProxy:
             raise err.stream_error  # The same, raised as an IOError.
         except Exception as err:
             raise self.disconnected(err) from err
+
+
+def body_length(environ: dict) -> typing.Optional[int]:
+    """The length to bound the body proxy by, or ``None``.
+
+    The size filter's declared size, else ``Content-Length`` of a body that
+    is not chunked. A declared size of zero is passed as unknown: the proxy
+    then asks the size filter's proxy below it for data, so that it sees
+    (and refuses) any byte beyond the declared zero.
+    """
+    if environ_keys.SIZE in environ:
+        return environ[environ_keys.SIZE] or None
+    if 'HTTP_TRANSFER_ENCODING' in environ:
+        return None
+    length = (environ.get('CONTENT_LENGTH') or '').strip()
+    return int(length) if length.isascii() and length.isdigit() else None
 
 
 def install(environ: dict, proxy: InputProxy) -> InputProxy:

@@ -181,7 +181,6 @@ WANT_DIGEST = 'sha-512=10, sha-256=9, md5=1'
 DOWNLOAD_PREFERENCE = ('sha-512', 'sha-256', 'md5')
 
 _HEX_MD5 = re.compile(r'[0-9a-fA-F]{32}')
-_DIGITS = re.compile(r'[0-9]+')
 
 
 OPTS = (
@@ -344,22 +343,6 @@ class HashingInput(streams.InputProxy):
                 self.hasher.hexdigest(self.digests.os_hash_algo))
 
 
-def body_length(environ: dict) -> typing.Optional[int]:
-    """The length to bound the body proxy by, or ``None``.
-
-    The size filter's declared size, else ``Content-Length`` of a body that
-    is not chunked. A declared size of zero is passed as unknown: the proxy
-    then asks the size filter's proxy below it for data, so that it sees
-    (and refuses) any byte beyond the declared zero.
-    """
-    if env_keys.SIZE in environ:
-        return environ[env_keys.SIZE] or None
-    if 'HTTP_TRANSFER_ENCODING' in environ:
-        return None
-    length = (environ.get('CONTENT_LENGTH') or '').strip()
-    return int(length) if _DIGITS.fullmatch(length) else None
-
-
 class _DownloadCheck:
     """What a download response promises, learnt from its headers."""
 
@@ -490,7 +473,8 @@ class ChecksumMiddleware:
             environ[env_keys.DIGESTS] = digests
         if not algorithms:
             return self.app(environ, start_response)
-        proxy = HashingInput(environ['wsgi.input'], body_length(environ),
+        proxy = HashingInput(environ['wsgi.input'],
+                             streams.body_length(environ),
                              hashing.MultiHasher(algorithms), expected,
                              digests, self.logger, self.stream_errors)
         streams.install(environ, proxy)

@@ -130,7 +130,6 @@ from oslo_utils.imageutils import format_inspector
 from imgmw import config
 from imgmw import environ as env_keys
 from imgmw import errors
-from imgmw.filters import checksum
 from imgmw import paths
 from imgmw import streams
 
@@ -394,7 +393,7 @@ class InspectMiddleware:
         inspection = Inspection()
         environ[env_keys.INSPECTION] = inspection
         proxy = InspectingInput(environ['wsgi.input'],
-                                checksum.body_length(environ), environ,
+                                streams.body_length(environ), environ,
                                 self.judge, inspection, self.stream_errors)
         streams.install(environ, proxy)
         return streams.call_app(self.app, environ, start_response, proxy)

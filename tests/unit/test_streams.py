@@ -409,3 +409,22 @@ class TestCallApp(testtools.TestCase):
         self.assertEqual(400, resp.status_int)
         self.assertIn('Size mismatch: expected 6 bytes, got 3 bytes',
                       resp.text)
+
+
+class BodyLengthTest(testtools.TestCase):
+    """The length a body proxy is bounded by."""
+
+    def test_declared_size_wins_and_zero_is_unknown(self):
+        from imgmw import environ as keys
+        self.assertEqual(5, streams.body_length(
+            {keys.SIZE: 5, 'CONTENT_LENGTH': '9'}))
+        self.assertIsNone(streams.body_length({keys.SIZE: 0}))
+        self.assertIsNone(streams.body_length({keys.SIZE: None,
+                                               'CONTENT_LENGTH': '9'}))
+
+    def test_content_length_of_an_unchunked_body(self):
+        self.assertEqual(9, streams.body_length({'CONTENT_LENGTH': ' 9 '}))
+        self.assertIsNone(streams.body_length(
+            {'CONTENT_LENGTH': '9', 'HTTP_TRANSFER_ENCODING': 'chunked'}))
+        for bad in ('', '-1', '1e3', '\u0661'):
+            self.assertIsNone(streams.body_length({'CONTENT_LENGTH': bad}))
