@@ -226,6 +226,24 @@ class UploadTest(test_api.AppTestCase):
                       'Permission denied', resp.json['message'])
         self.assertRestored(image['id'])
 
+    def registry_fails_at(self, to_status: str, made: bool) -> None:
+        """The registry fails on the change to ``to_status``.
+
+        :param made: the change was made and only its answer lost (the
+            connection broke after the commit), else never made.
+        """
+        real = self.registry.transition
+
+        def transition(image_id, from_status, status, **kwargs):
+            if status != to_status:
+                return real(image_id, from_status, status, **kwargs)
+            if made:
+                real(image_id, from_status, status, **kwargs)
+            raise registry.RegistryUnavailable('connection lost')
+
+        self.useFixture(fixtures.MockPatchObject(
+            self.registry, 'transition', side_effect=transition))
+
     def wait_for_requeuer(self) -> None:
         """The app settles registry failures in the background."""
         deadline = time.monotonic() + 10
@@ -240,15 +258,7 @@ class UploadTest(test_api.AppTestCase):
         settled once the registry answers again.
         """
         image = self.create()
-        real = self.registry.transition
-
-        def down_at_commit(image_id, from_status, to_status, **kwargs):
-            if to_status == 'active':
-                raise registry.RegistryUnavailable('down')
-            return real(image_id, from_status, to_status, **kwargs)
-
-        self.useFixture(fixtures.MockPatchObject(
-            self.registry, 'transition', side_effect=down_at_commit))
+        self.registry_fails_at('active', made=False)
         resp = self.call(self.put(image['id']))
         self.assertEqual(503, resp.status_int)
         self.assertIn('Image registry is unavailable.',
@@ -263,16 +273,7 @@ class UploadTest(test_api.AppTestCase):
         said so: the image is active, and its data must stay.
         """
         image = self.create()
-        real = self.registry.transition
-
-        def answer_lost(image_id, from_status, to_status, **kwargs):
-            result = real(image_id, from_status, to_status, **kwargs)
-            if to_status == 'active':
-                raise registry.RegistryUnavailable('connection lost')
-            return result
-
-        self.useFixture(fixtures.MockPatchObject(
-            self.registry, 'transition', side_effect=answer_lost))
+        self.registry_fails_at('active', made=True)
         resp = self.call(self.put(image['id']))
         self.assertEqual(503, resp.status_int)
         self.wait_for_requeuer()
@@ -289,16 +290,7 @@ class UploadTest(test_api.AppTestCase):
         The image is not left saving.
         """
         image = self.create()
-        real = self.registry.transition
-
-        def answer_lost(image_id, from_status, to_status, **kwargs):
-            result = real(image_id, from_status, to_status, **kwargs)
-            if to_status == 'saving':
-                raise registry.RegistryUnavailable('connection lost')
-            return result
-
-        self.useFixture(fixtures.MockPatchObject(
-            self.registry, 'transition', side_effect=answer_lost))
+        self.registry_fails_at('saving', made=True)
         resp = self.call(self.put(image['id']))
         self.assertEqual(503, resp.status_int)
         self.wait_for_requeuer()
