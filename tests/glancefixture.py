@@ -15,7 +15,7 @@ Set-up, in a temporary directory, as Glance's own functional tests do it:
 1. ``glance-api.conf``: SQLite database, one file store (``enabled_backends
    = fast:file``) and the reserved staging and tasks stores, no Keystone;
    ``[paste_deploy]`` names ``glance-api-paste.ini`` (a copy of
-   ``tests/functional_glance/glance-api-paste.ini``, the file the operator's
+   ``etc/glance-api-paste.ini``, the file the operator's
    guide shows) and its flavor ``trusted-headers+imgmw``;
 2. ``glance-manage db_sync``;
 3. gunicorn serves ``glance.wsgi.api:application`` (Glance's WSGI entry
@@ -43,7 +43,7 @@ VENV_VARIABLE = 'IMGMW_TEST_GLANCE_VENV'
 START_TIMEOUT = 120
 COMMAND_TIMEOUT = 180
 FLAVOR = 'trusted-headers+imgmw'
-PASTE_FILE = os.path.join(os.path.dirname(__file__), 'functional_glance',
+PASTE_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'etc',
                           'glance-api-paste.ini')
 
 GLANCE_API_CONF = """\

@@ -1,7 +1,7 @@
 """imgmw's filters in front of a real Glance, over a real socket.
 
 One Glance (:class:`tests.glancefixture.Glance`) for the class, serving
-``tests/functional_glance/glance-api-paste.ini``: Glance's own filters and
+``etc/glance-api-paste.ini``: Glance's own filters and
 router with imgmw's ``context``, ``size``, ``quota`` (``usage_source =
 glance``) and ``checksum`` before the router. Identity headers are sent as
 keystonemiddleware would set them. Without a Glance virtualenv (``tox -e
