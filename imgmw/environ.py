@@ -55,7 +55,12 @@ key                        set by          holds; read by
 
 The body of an upload is only ever read by the data app (or the app behind
 the filters). Filters that check it wrap ``environ['wsgi.input']`` with a
-:class:`imgmw.streams.InputProxy` (see that module).
+:class:`imgmw.streams.InputProxy` (see that module), after
+:func:`imgmw.chunked.server_input` made it hold the whole body. Where that
+moved a chunked body read through uWSGI's API into ``wsgi.input``, the
+client's ``Transfer-Encoding`` is in ``imgmw.transfer_encoding`` instead of
+``HTTP_TRANSFER_ENCODING``: whoever needs the body's framing reads
+:func:`imgmw.chunked.transfer_encoding`.
 """
 
 CONTEXT = 'imgmw.context'
@@ -65,6 +70,7 @@ SIZE = 'imgmw.size'
 DIGESTS = 'imgmw.digests'
 IMAGE = 'imgmw.image'
 INSPECTION = 'imgmw.inspection'
+TRANSFER_ENCODING = 'imgmw.transfer_encoding'
 
 #: Which filter publishes each key, for the messages of MissingFilter.
 PUBLISHER = {
@@ -75,6 +81,7 @@ PUBLISHER = {
     DIGESTS: 'checksum',
     IMAGE: 'the data app',
     INSPECTION: 'inspect',
+    TRANSFER_ENCODING: 'size, quota, checksum or inspect',
 }
 
 

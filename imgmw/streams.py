@@ -43,6 +43,7 @@ import typing
 
 import webob.exc
 
+from imgmw import chunked
 from imgmw import config
 from imgmw import environ as environ_keys
 
@@ -237,7 +238,7 @@ def body_length(environ: dict) -> typing.Optional[int]:
     """
     if environ_keys.SIZE in environ:
         return environ[environ_keys.SIZE] or None
-    if 'HTTP_TRANSFER_ENCODING' in environ:
+    if chunked.transfer_encoding(environ):
         return None
     length = (environ.get('CONTENT_LENGTH') or '').strip()
     return int(length) if length.isascii() and length.isdigit() else None

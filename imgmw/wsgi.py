@@ -42,6 +42,7 @@ import typing
 from paste import deploy
 import webob.exc
 
+from imgmw import chunked
 from imgmw import config
 
 
@@ -157,17 +158,22 @@ def check_pipelines(app, name: str) -> None:
 
 
 class PathGuard:
-    """Answers 400 to a request target that is not a path.
+    """Answers 400 to a request target that is not a path; dechunks.
 
     Servers pass the ``*`` of ``OPTIONS * HTTP/1.1`` on as ``PATH_INFO``,
     and paste's urlmap, in front of every composite, fails an assertion on
     any path that does not start with ``/``: a 500.
+
+    Under uWSGI, a chunked request body is moved into ``wsgi.input``
+    (:func:`imgmw.chunked.server_input`) before the pipeline, so that the
+    data app reads it there also when no filter wraps the body.
     """
 
     def __init__(self, app):
         self.app = app
 
     def __call__(self, environ, start_response):
+        chunked.server_input(environ)
         path = environ.get('PATH_INFO') or ''
         if path and not path.startswith('/'):
             return webob.exc.HTTPBadRequest(

@@ -26,6 +26,7 @@ from imgmw.app import registry as registry_mod
 from imgmw.app import stage
 from imgmw.app import stores
 from imgmw.app import upload
+from imgmw import chunked
 from imgmw import environ as keys
 from imgmw import errors
 from imgmw import paths
@@ -388,7 +389,7 @@ def _nameable(environ: dict) -> bool:
 
 def _has_body(req: webob.Request) -> bool:
     """Contract 5.2: ``Content-Length`` above 0, or a Transfer-Encoding."""
-    if 'HTTP_TRANSFER_ENCODING' in req.environ:
+    if chunked.transfer_encoding(req.environ):
         return True
     length = (req.environ.get('CONTENT_LENGTH') or '0').strip()
     if not (length.isascii() and length.isdigit()):

@@ -161,6 +161,7 @@ import typing
 import http_sf
 import webob.exc
 
+from imgmw import chunked
 from imgmw import config
 from imgmw import environ as env_keys
 from imgmw import errors
@@ -473,7 +474,7 @@ class ChecksumMiddleware:
             environ[env_keys.DIGESTS] = digests
         if not algorithms:
             return self.app(environ, start_response)
-        proxy = HashingInput(environ['wsgi.input'],
+        proxy = HashingInput(chunked.server_input(environ),
                              streams.body_length(environ),
                              hashing.MultiHasher(algorithms), expected,
                              digests, self.logger, self.stream_errors)

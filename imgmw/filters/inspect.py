@@ -127,6 +127,7 @@ import typing
 
 from oslo_utils.imageutils import format_inspector
 
+from imgmw import chunked
 from imgmw import config
 from imgmw import environ as env_keys
 from imgmw import errors
@@ -392,7 +393,7 @@ class InspectMiddleware:
             return self.app(environ, start_response)
         inspection = Inspection()
         environ[env_keys.INSPECTION] = inspection
-        proxy = InspectingInput(environ['wsgi.input'],
+        proxy = InspectingInput(chunked.server_input(environ),
                                 streams.body_length(environ), environ,
                                 self.judge, inspection, self.stream_errors)
         streams.install(environ, proxy)

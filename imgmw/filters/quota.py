@@ -172,6 +172,7 @@ import typing
 import webob
 import webob.exc
 
+from imgmw import chunked
 from imgmw import config
 from imgmw import db
 from imgmw import environ as keys
@@ -478,7 +479,7 @@ class QuotaMiddleware:
         except errors.MissingFilter as err:
             return self.misconfigured(err)(environ, start_response)
         proxy = streams.install(environ, QuotaInput(
-            environ['wsgi.input'], self, environ, route, declared))
+            chunked.server_input(environ), self, environ, route, declared))
         try:
             app_iter = streams.call_app(self.app, environ, start_response,
                                         proxy)

@@ -100,11 +100,10 @@ this filter does not read::
     stream_errors = ioerror
     image_size_cap = 1099511627776
 
-What it cannot do: it cannot see a body the app does not read through
-``wsgi.input``. Glance under uWSGI reads chunked bodies with
-``uwsgi.chunked_read()``; there only the checks before the app apply (rows
-2 to 6), not those on the stream. Serve Glance with another WSGI server
-(gunicorn, mod_wsgi) to have both. A check that fails after an app started
+Under uWSGI, a chunked body is not in ``wsgi.input``, and Glance reads it
+with ``uwsgi.chunked_read()``: the filter moves it into ``wsgi.input`` first
+(:mod:`imgmw.chunked`), so that Glance reads it through the filter's checks
+on any server. What it cannot do: a check that fails after an app started
 its response (by reading the body while it streams the response) cannot
 change the status: the server cuts the response.
 
@@ -141,6 +140,7 @@ import typing
 
 import webob.exc
 
+from imgmw import chunked
 from imgmw import config
 from imgmw import environ as keys
 from imgmw import errors
@@ -315,7 +315,8 @@ class SizeMiddleware:
             return err(environ, start_response)
         environ[keys.SIZE] = declared.size
         proxy = streams.install(environ, SizeCheckedInput(
-            environ['wsgi.input'], declared.framing.length, declared.size,
+            chunked.server_input(environ), declared.framing.length,
+            declared.size,
             self.image_size_cap,
             empty_allowed=not declared.framing.chunked,
             stream_errors=self.stream_errors))
@@ -382,10 +383,7 @@ def declared_header(environ: dict) -> typing.Optional[int]:
 
 def transfer_codings(environ: dict) -> typing.List[str]:
     """The request's transfer codings, lower-cased, parameters dropped."""
-    raw = environ.get('HTTP_TRANSFER_ENCODING') or ''
-    codings = (item.split(';', 1)[0].strip().lower()
-               for item in raw.split(','))
-    return [coding for coding in codings if coding]
+    return chunked.transfer_codings(environ)
 
 
 def filter_factory(global_conf: typing.Mapping, **local_conf):
