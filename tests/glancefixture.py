@@ -1,34 +1,40 @@
 """A real Glance API on a loopback port, with imgmw's filters in its pipeline.
 
 :class:`Glance` runs the ``glance`` package of PyPI from a virtualenv of its
-own, which also holds imgmw (its filters run inside Glance's process), named
-by the environment variable ``IMGMW_TEST_GLANCE_VENV``. ``tox -e
-functional-glance`` makes that virtualenv before the tests; by hand::
+own, which also holds imgmw (its filters run inside Glance's process),
+gunicorn and uWSGI, named by the environment variable
+``IMGMW_TEST_GLANCE_VENV``. ``tox -e functional-glance`` makes that
+virtualenv before the tests; by hand::
 
     python3 -m venv /tmp/glance-venv
-    /tmp/glance-venv/bin/pip install glance gunicorn .
+    /tmp/glance-venv/bin/pip install glance gunicorn uwsgi .
     IMGMW_TEST_GLANCE_VENV=/tmp/glance-venv \\
         stestr --test-path tests/functional_glance run
 
 Set-up, in a temporary directory, as Glance's own functional tests do it:
 
 1. ``glance-api.conf``: SQLite database, one file store (``enabled_backends
-   = fast:file``) and the reserved staging and tasks stores, no Keystone;
-   ``[paste_deploy]`` names ``glance-api-paste.ini`` (a copy of
-   ``etc/glance-api-paste.ini``, the file the operator's
-   guide shows) and its flavor ``trusted-headers+imgmw``;
-2. ``glance-manage db_sync``;
-3. gunicorn serves ``glance.wsgi.api:application`` (Glance's WSGI entry
-   point, which runs ``glance.common.wsgi_app.init_app``) on a free port of
-   127.0.0.1, all its settings in ``gunicorn.conf.py``, and
-   ``OS_GLANCE_CONFIG_DIR`` pointing at the directory.
+   = fast:file``) and the reserved staging and tasks stores;
+   ``[paste_deploy]`` names ``glance-api-paste.ini`` and a flavor of it;
+   with a :class:`tests.keystonefixture.Keystone`, the
+   ``[keystone_authtoken]`` section for it;
+2. ``glance-api-paste.ini``: ``etc/glance-api-paste.ini`` as an operator
+   deploys it: only values of its ``[DEFAULT]`` section are set (the
+   databases, the limits), each of which must be found there;
+3. ``glance-manage db_sync``;
+4. the server serves ``glance.wsgi.api:application`` (Glance's WSGI entry
+   point) on a free port of 127.0.0.1 with ``OS_GLANCE_CONFIG_DIR``
+   pointing at the directory: gunicorn (``gunicorn.conf.py``), or uWSGI
+   configured as devstack configures it (``uwsgi.ini``: ``http-socket``,
+   ``http-raw-body``, ``http-chunked-input``, ``http-auto-chunked``, and a
+   ``chunked-input-limit`` that fits python-glanceclient's 1 MiB chunks).
 
 A Glance that does not start fails the test with its logs; nothing is
 skipped.
 """
 
 import os
-import shutil
+import re
 import subprocess
 import time
 import typing
@@ -42,9 +48,16 @@ from tests import processes
 VENV_VARIABLE = 'IMGMW_TEST_GLANCE_VENV'
 START_TIMEOUT = 120
 COMMAND_TIMEOUT = 180
-FLAVOR = 'trusted-headers+imgmw'
+GUNICORN = 'gunicorn'
+UWSGI = 'uwsgi'
+SERVERS = (GUNICORN, UWSGI)
+TRUSTED_HEADERS = 'trusted-headers+imgmw'
+KEYSTONE = 'keystone+imgmw'
 PASTE_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'etc',
                           'glance-api-paste.ini')
+
+#: Every project's image_size_total in the tests' deployment.
+STORAGE_QUOTA = 4 << 20
 
 GLANCE_API_CONF = """\
 [DEFAULT]
@@ -72,6 +85,26 @@ flavor = %(flavor)s
 config_file = %(tempdir)s/glance-api-paste.ini
 """
 
+KEYSTONE_AUTHTOKEN = """
+[keystone_authtoken]
+www_authenticate_uri = %(keystone_url)s
+auth_url = %(keystone_url)s
+auth_type = password
+username = %(service_user)s
+password = %(service_password)s
+project_name = %(service_project)s
+user_domain_id = default
+project_domain_id = default
+"""
+
+#: The [DEFAULT] values of etc/glance-api-paste.ini a deployment sets.
+PASTE_DEFAULTS = {
+    'glance_connection': 'sqlite:///%(tempdir)s/glance.sqlite',
+    'quota_connection': 'sqlite:///%(tempdir)s/imgmw-quota.sqlite',
+    'image_size_cap': '1099511627776',
+    'user_storage_quota': '%d' % STORAGE_QUOTA,
+}
+
 GUNICORN_CONF = """\
 wsgi_app = 'glance.wsgi.api:application'
 bind = ['127.0.0.1:%(port)d']
@@ -82,13 +115,41 @@ raw_env = ['OS_GLANCE_CONFIG_DIR=%(tempdir)s']
 control_socket_disable = True
 """
 
+# devstack's settings (lib/apache, write_local_uwsgi_http_config), with two
+# processes of four threads, and a chunked-input-limit of 16 MiB (uWSGI's
+# default of 1 MB fails glanceclient's 1 MiB chunks).
+UWSGI_INI = """\
+[uwsgi]
+module = glance.wsgi.api:application
+virtualenv = %(venv)s
+env = OS_GLANCE_CONFIG_DIR=%(tempdir)s
+http-socket = 127.0.0.1:%(port)d
+processes = 2
+threads = 4
+master = true
+die-on-term = true
+exit-on-reload = false
+enable-threads = true
+thunder-lock = true
+buffer-size = 65535
+add-header = Connection: close
+lazy-apps = true
+http-raw-body = true
+http-chunked-input = true
+http-auto-chunked = true
+http-keepalive = false
+socket-timeout = 30
+chunked-input-limit = 16777216
+need-app = true
+"""
+
 
 class GlanceFailed(AssertionError):
     """Glance could not be set up or started; the message says why."""
 
 
 def glance_venv() -> str:
-    """The virtualenv holding ``glance``, ``gunicorn`` and imgmw.
+    """The virtualenv holding ``glance``, gunicorn, uWSGI and imgmw.
 
     :raises GlanceFailed: when ``IMGMW_TEST_GLANCE_VENV`` is unset or the
         virtualenv lacks them.
@@ -99,23 +160,56 @@ def glance_venv() -> str:
             '%s is not set: run tox -e functional-glance, or see '
             'tests/glancefixture.py to make the virtualenv by hand'
             % VENV_VARIABLE)
-    for script in ('glance-manage', 'gunicorn', 'imgmw-manage'):
+    for script in ('glance-manage', 'gunicorn', 'uwsgi', 'imgmw-manage'):
         if not os.access(os.path.join(venv, 'bin', script), os.X_OK):
             raise GlanceFailed('%s=%s has no bin/%s: pip install glance '
-                               'gunicorn and imgmw there'
+                               'gunicorn uwsgi and imgmw there'
                                % (VENV_VARIABLE, venv, script))
     return venv
+
+
+def set_defaults(paste_text: str, values: typing.Mapping[str, str]) -> str:
+    """``paste_text`` with the ``[DEFAULT]`` options of ``values`` set.
+
+    Only lines ``name = value`` of the ``[DEFAULT]`` section change, as an
+    operator edits the file; the rest is kept byte for byte.
+
+    :raises GlanceFailed: when an option is not in ``[DEFAULT]``.
+    """
+    match = re.search(r'^\[DEFAULT\][^\n]*\n(.*?)(?=^\[|\Z)', paste_text,
+                      re.M | re.S)
+    if match is None:
+        raise GlanceFailed('%s has no [DEFAULT] section' % PASTE_FILE)
+    section = match.group(1)
+    for name, value in values.items():
+        section, found = re.subn(r'^%s[ \t]*=.*$' % re.escape(name),
+                                 lambda _: '%s = %s' % (name, value),
+                                 section, count=1, flags=re.M)
+        if not found:
+            raise GlanceFailed('%s: [DEFAULT] has no option %s'
+                               % (PASTE_FILE, name))
+    return paste_text[:match.start(1)] + section + paste_text[match.end(1):]
 
 
 class Glance(fixtures.Fixture):
     """Glance's API, migrated and serving; see the module documentation.
 
+    :param server: ``gunicorn`` or ``uwsgi``.
+    :param keystone: a running :class:`tests.keystonefixture.Keystone`;
+        Glance then serves the production flavor (``keystone+imgmw``), with
+        a service user of its own, else the ``trusted-headers+imgmw``
+        flavor.
     :param venv: the virtualenv with glance; default
         ``$IMGMW_TEST_GLANCE_VENV``.
     """
 
-    def __init__(self, venv: typing.Optional[str] = None):
+    def __init__(self, server: str = GUNICORN, keystone=None,
+                 venv: typing.Optional[str] = None):
         super().__init__()
+        if server not in SERVERS:
+            raise ValueError('server must be one of %s' % ', '.join(SERVERS))
+        self.server = server
+        self.keystone = keystone
         self.venv = venv
         self.port = None
         self.process = None
@@ -138,17 +232,39 @@ class Glance(fixtures.Fixture):
         """The file store's directory: one file per image, named by id."""
         return os.path.join(self.tempdir, 'images')
 
+    @property
+    def flavor(self) -> str:
+        return KEYSTONE if self.keystone is not None else TRUSTED_HEADERS
+
     def _write_config(self) -> None:
         values = {'tempdir': self.tempdir, 'port': self.port,
-                  'flavor': FLAVOR}
+                  'flavor': self.flavor, 'venv': self.venv}
         for name in ('images', 'staging', 'tasks'):
             os.mkdir(os.path.join(self.tempdir, name))
-        with open(self.config_file, 'w') as conf:
-            conf.write(GLANCE_API_CONF % values)
-        with open(os.path.join(self.tempdir, 'gunicorn.conf.py'), 'w') as conf:
-            conf.write(GUNICORN_CONF % values)
-        shutil.copy(PASTE_FILE, os.path.join(self.tempdir,
-                                             'glance-api-paste.ini'))
+        glance_conf = GLANCE_API_CONF % values
+        if self.keystone is not None:
+            glance_conf += KEYSTONE_AUTHTOKEN % self._service_user()
+        self._write('glance-api.conf', glance_conf)
+        self._write('gunicorn.conf.py', GUNICORN_CONF % values)
+        self._write('uwsgi.ini', UWSGI_INI % values)
+        with open(PASTE_FILE) as stock:
+            paste_text = stock.read()
+        self._write('glance-api-paste.ini', set_defaults(paste_text, {
+            name: value % values for name, value in PASTE_DEFAULTS.items()}))
+
+    def _write(self, name: str, text: str) -> None:
+        with open(os.path.join(self.tempdir, name), 'w') as conf:
+            conf.write(text)
+
+    def _service_user(self) -> dict:
+        """Glance's service user in Keystone, as a deployment makes it."""
+        project = self.keystone.create_project('service-glance')
+        user = self.keystone.create_user('glance', project,
+                                         roles=('service', 'admin'))
+        return {'keystone_url': self.keystone.url,
+                'service_user': user.name,
+                'service_password': user.password,
+                'service_project': 'service-glance'}
 
     def _manage(self, *args: str) -> None:
         command = [os.path.join(self.venv, 'bin', 'glance-manage'),
@@ -161,11 +277,16 @@ class Glance(fixtures.Fixture):
                                % (args[0], done.returncode,
                                   done.stderr[-4000:], self.log()))
 
+    def _command(self) -> typing.List[str]:
+        if self.server == UWSGI:
+            return [os.path.join(self.venv, 'bin', 'uwsgi'), '--ini',
+                    os.path.join(self.tempdir, 'uwsgi.ini')]
+        return [os.path.join(self.venv, 'bin', 'gunicorn')]
+
     def _serve(self) -> None:
-        with open(os.path.join(self.tempdir, 'gunicorn.log'), 'ab') as log:
+        with open(os.path.join(self.tempdir, 'server.log'), 'ab') as log:
             self.process = subprocess.Popen(
-                [os.path.join(self.venv, 'bin', 'gunicorn')],
-                stdin=subprocess.DEVNULL, stdout=log,
+                self._command(), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, cwd=self.tempdir,
                 start_new_session=True)
         self.addCleanup(self._stop)
@@ -174,7 +295,7 @@ class Glance(fixtures.Fixture):
             if self.process.poll() is not None:
                 break
             try:
-                # The worker loads Glance after binding: slow answers.
+                # The workers load Glance after binding: slow answers.
                 if requests.get(self.url + '/versions',
                                 timeout=30).status_code == 200:
                     return
@@ -189,6 +310,6 @@ class Glance(fixtures.Fixture):
         processes.stop(self.process)
 
     def log(self) -> str:
-        """gunicorn's and Glance's logs, for failure messages."""
+        """The server's and Glance's logs, for failure messages."""
         return processes.read_logs(self.tempdir,
-                                   ('gunicorn.log', 'glance-api.log'))
+                                   ('server.log', 'glance-api.log'))

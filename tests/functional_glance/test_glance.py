@@ -1,11 +1,18 @@
 """imgmw's filters in front of a real Glance, over a real socket.
 
-One Glance (:class:`tests.glancefixture.Glance`) for the class, serving
-``etc/glance-api-paste.ini``: Glance's own filters and
-router with imgmw's ``context``, ``size``, ``quota`` (``usage_source =
-glance``) and ``checksum`` before the router. Identity headers are sent as
-keystonemiddleware would set them. Without a Glance virtualenv (``tox -e
-py3``) the class is skipped, saying so.
+One Glance (:class:`tests.glancefixture.Glance`) for each class, serving
+``etc/glance-api-paste.ini``, flavor ``trusted-headers+imgmw``: Glance's own
+filters and router with imgmw's ``context``, ``size``, ``quota``
+(``usage_source = glance``, every project limited to
+:data:`tests.glancefixture.STORAGE_QUOTA`) and ``checksum`` before the
+router. Identity headers are sent as keystonemiddleware would set them.
+
+The same checks run under gunicorn (:class:`GunicornGlanceTest`) and under
+uWSGI configured as devstack configures it (:class:`UwsgiGlanceTest`),
+where Glance would read a chunked body with ``uwsgi.chunked_read()``
+around the filters but for :mod:`imgmw.chunked`. Each check is made with a
+``Content-Length`` body and with a chunked one. Without a Glance virtualenv
+(``tox -e py3``) the classes are skipped, saying so.
 """
 
 import base64
@@ -18,21 +25,34 @@ import testtools
 
 from tests import glancefixture
 
-QUOTA_PROJECT = 'quota-project'
 MiB = 1 << 20
+CONTENT_LENGTH = 'Content-Length'
+CHUNKED = 'chunked'
+FRAMINGS = (CONTENT_LENGTH, CHUNKED)
 
 
-@testtools.skipUnless(
-    os.environ.get(glancefixture.VENV_VARIABLE),
-    'needs a Glance virtualenv in $%s: tox -e functional-glance'
-    % glancefixture.VENV_VARIABLE)
-class GlanceTest(testtools.TestCase):
-    """Glance with imgmw's filters; each test uses its own project."""
+def md5_header(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def chunks(data: bytes, size: int):
+    """``data`` as a chunked body of ``size``-byte chunks (requests)."""
+    return iter([data[start:start + size]
+                 for start in range(0, len(data), size)])
+
+
+class GlanceChecks:
+    """The tests, for a class that sets :attr:`server`.
+
+    Each test uses projects of its own.
+    """
+
+    server = None
 
     @classmethod
     def setUpClass(cls) -> None:
         super().setUpClass()
-        cls.glance = glancefixture.Glance()
+        cls.glance = glancefixture.Glance(cls.server)
         cls.glance.setUp()
 
     @classmethod
@@ -42,7 +62,7 @@ class GlanceTest(testtools.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.project = 'project-%s' % uuid.uuid4().hex[:8]
+        self.project = self.new_project()
         self.http = requests.Session()
         self.addCleanup(self.http.close)
         self.addOnException(self._attach_log)
@@ -50,6 +70,10 @@ class GlanceTest(testtools.TestCase):
     def _attach_log(self, exc_info) -> None:
         self.addDetail('glance-log', testtools.content.text_content(
             self.glance.log()))
+
+    @staticmethod
+    def new_project() -> str:
+        return 'project-%s' % uuid.uuid4().hex[:8]
 
     def headers(self, project=None, **extra) -> dict:
         headers = {'X-Identity-Status': 'Confirmed',
@@ -67,11 +91,22 @@ class GlanceTest(testtools.TestCase):
         self.assertEqual(201, resp.status_code, resp.text)
         return resp.json()['id']
 
-    def upload(self, image_id, data, project=None, **headers):
+    def upload(self, image_id, data, framing=CONTENT_LENGTH, project=None,
+               chunk_size=64 * 1024, **headers):
+        """PUT ``data``: a ``Content-Length`` body, or a chunked one.
+
+        ``data`` may be an iterable of chunks already (chunked only).
+        """
         headers.setdefault('Content-Type', 'application/octet-stream')
-        return self.http.put(
+        if framing == CHUNKED and isinstance(data, bytes):
+            data = chunks(data, chunk_size) if data else iter([])
+        resp = self.http.put(
             self.glance.url + '/v2/images/%s/file' % image_id, data=data,
             headers=self.headers(project, **headers))
+        sent = resp.request.headers
+        self.assertEqual(framing == CHUNKED,
+                         sent.get('Transfer-Encoding') == 'chunked', sent)
+        return resp
 
     def image(self, image_id, project=None) -> dict:
         resp = self.http.get(self.glance.url + '/v2/images/%s' % image_id,
@@ -86,78 +121,109 @@ class GlanceTest(testtools.TestCase):
         self.assertFalse(os.path.exists(
             os.path.join(self.glance.images_dir, image_id)))
 
-    # Glance alone.
-
-    def test_round_trip_behaves_as_glance(self):
-        data = os.urandom(300 * 1024)
-        image_id = self.create_image()
-        resp = self.upload(image_id, data)
-        self.assertEqual(204, resp.status_code, resp.text)
-        image = self.image(image_id)
+    def assertStored(self, image_id, data, project=None):
+        image = self.image(image_id, project)
         self.assertEqual('active', image['status'])
         self.assertEqual(len(data), image['size'])
         self.assertEqual(hashlib.md5(data).hexdigest(), image['checksum'])
-        self.assertEqual(hashlib.sha512(data).hexdigest(),
-                         image['os_hash_value'])
-        resp = self.http.get(
-            self.glance.url + '/v2/images/%s/file' % image_id,
-            headers=self.headers())
-        self.assertEqual(200, resp.status_code)
-        self.assertEqual(data, resp.content)
-        self.assertEqual(hashlib.md5(data).hexdigest(),
-                         resp.headers['Content-MD5'])
+        with open(os.path.join(self.glance.images_dir, image_id),
+                  'rb') as stored:
+            self.assertEqual(data, stored.read())
 
-    def test_chunked_upload_with_right_size_and_md5_is_stored(self):
-        data = os.urandom(200 * 1024)
-        image_id = self.create_image()
-        resp = self.upload(
-            image_id, iter([data[:1000], data[1000:]]),
-            **{'x-openstack-image-size': str(len(data)),
-               'Content-MD5': base64.b64encode(
-                   hashlib.md5(data).digest()).decode()})
+    def assertRefusedThenRetried(self, resp, status, message, image_id,
+                                 project=None, framing=CONTENT_LENGTH):
+        """The refusal, the invariants after it, and a retry that works."""
+        self.assertEqual(status, resp.status_code,
+                         '%s: %s' % (framing, resp.text))
+        self.assertIn(message, resp.text)
+        self.assertNothingStored(image_id, project)
+        data = os.urandom(1000)
+        resp = self.upload(image_id, data, framing, project,
+                           **{'x-openstack-image-size': str(len(data))})
         self.assertEqual(204, resp.status_code, resp.text)
-        self.assertEqual(len(data), self.image(image_id)['size'])
+        self.assertStored(image_id, data, project)
+
+    # Glance alone.
+
+    def test_round_trip_behaves_as_glance(self):
+        # 1 MiB chunks as python-glanceclient sends them.
+        data = os.urandom(3 * MiB + 1000)
+        for framing in FRAMINGS:
+            project = self.new_project()
+            image_id = self.create_image(project)
+            resp = self.upload(image_id, data, framing, project,
+                               chunk_size=MiB)
+            self.assertEqual(204, resp.status_code, resp.text)
+            image = self.image(image_id, project)
+            self.assertEqual(hashlib.sha512(data).hexdigest(),
+                             image['os_hash_value'])
+            self.assertStored(image_id, data, project)
+            resp = self.http.get(
+                self.glance.url + '/v2/images/%s/file' % image_id,
+                headers=self.headers(project))
+            self.assertEqual(200, resp.status_code)
+            self.assertEqual(data, resp.content)
+            self.assertEqual(hashlib.md5(data).hexdigest(),
+                             resp.headers['Content-MD5'])
+
+    def test_right_size_and_md5_are_stored(self):
+        data = os.urandom(200 * 1024)
+        for framing in FRAMINGS:
+            image_id = self.create_image()
+            resp = self.upload(
+                image_id, data, framing, chunk_size=1000,
+                **{'x-openstack-image-size': str(len(data)),
+                   'Content-MD5': md5_header(data)})
+            self.assertEqual(204, resp.status_code, resp.text)
+            self.assertStored(image_id, data)
 
     def test_glance_errors_pass_through(self):
         resp = self.upload(str(uuid.uuid4()), b'data')
         self.assertEqual(404, resp.status_code)
 
-    # Must show.
+    # Size.
 
-    def test_wrong_declared_size_refused_before_glance_stores(self):
-        """Contract 3.5: the header and Content-Length disagree."""
-        image_id = self.create_image()
-        resp = self.upload(image_id, b'x' * 1000,
-                           **{'x-openstack-image-size': '2000'})
-        self.assertEqual(400, resp.status_code, resp.text)
-        self.assertNothingStored(image_id)
+    def test_body_longer_than_declared_refused(self):
+        """Contract 3.5 (Content-Length), 3.14 (chunked)."""
+        for framing, message in ((CONTENT_LENGTH, 'Content-Length'),
+                                 (CHUNKED, 'Size exceeds')):
+            image_id = self.create_image()
+            resp = self.upload(image_id, b'x' * 1200, framing,
+                               chunk_size=600,
+                               **{'x-openstack-image-size': '1000'})
+            self.assertRefusedThenRetried(resp, 400, message, image_id,
+                                          framing=framing)
 
-    def test_chunked_body_longer_than_declared_refused(self):
-        """Contract 3.14: Glance's file store would store it whole."""
-        image_id = self.create_image()
-        resp = self.upload(image_id, iter([b'x' * 600, b'x' * 600]),
-                           **{'x-openstack-image-size': '1000'})
-        self.assertEqual(400, resp.status_code, resp.text)
-        self.assertNothingStored(image_id)
+    def test_body_shorter_than_declared_refused(self):
+        """Contract 3.5 (Content-Length), 3.15 (chunked)."""
+        for framing, message in ((CONTENT_LENGTH, 'Content-Length'),
+                                 (CHUNKED, 'expected 1000 bytes, got 900')):
+            image_id = self.create_image()
+            resp = self.upload(image_id, b'x' * 900, framing,
+                               chunk_size=500,
+                               **{'x-openstack-image-size': '1000'})
+            self.assertRefusedThenRetried(resp, 400, message, image_id,
+                                          framing=framing)
 
-    def test_chunked_body_shorter_than_declared_refused(self):
-        """Contract 3.15."""
+    def test_empty_chunked_body_refused(self):
+        """Contract 3.18: chunked, no size declared, nothing sent."""
         image_id = self.create_image()
-        resp = self.upload(image_id, iter([b'x' * 500, b'x' * 400]),
-                           **{'x-openstack-image-size': '1000'})
-        self.assertEqual(400, resp.status_code, resp.text)
-        self.assertNothingStored(image_id)
+        resp = self.upload(image_id, b'', CHUNKED)
+        self.assertRefusedThenRetried(resp, 400, 'empty', image_id,
+                                      framing=CHUNKED)
+
+    # Checksum.
 
     def test_content_md5_mismatch_refused(self):
         """Contract 3.19."""
-        image_id = self.create_image()
-        wrong = base64.b64encode(hashlib.md5(b'other').digest()).decode()
-        resp = self.upload(image_id, os.urandom(100 * 1024),
-                           **{'Content-MD5': wrong})
-        self.assertEqual(400, resp.status_code, resp.text)
-        self.assertIn('Checksum verification failed: md5 mismatch',
-                      resp.text)
-        self.assertNothingStored(image_id)
+        wrong = md5_header(b'other')
+        for framing in FRAMINGS:
+            image_id = self.create_image()
+            resp = self.upload(image_id, os.urandom(100 * 1024), framing,
+                               **{'Content-MD5': wrong})
+            self.assertRefusedThenRetried(
+                resp, 400, 'Checksum verification failed: md5 mismatch',
+                image_id, framing=framing)
 
     def test_download_of_corrupted_file_is_cut(self):
         data = os.urandom(256 * 1024)
@@ -182,25 +248,65 @@ class GlanceTest(testtools.TestCase):
         self.assertIsNotNone(cut, 'the corrupt download was sent whole')
         self.assertLess(len(received), len(data))
 
-    def test_quota_breach_refused_with_413(self):
-        """Contract 3.13: 1 MiB for quota-project in the paste file.
+    # Quota.
+
+    def fill_quota(self, project, framing) -> str:
+        """Upload all but 4 KiB of the project's quota; a new image's id."""
+        data = os.urandom(glancefixture.STORAGE_QUOTA - 4096)
+        image_id = self.create_image(project)
+        resp = self.upload(image_id, data, framing, project, chunk_size=MiB)
+        self.assertEqual(204, resp.status_code, resp.text)
+        return self.create_image(project)
+
+    def test_quota_breach_declared_refused_with_413(self):
+        """Contract 3.13: the size is known before the body is read.
 
         The refused body is small: the 413 comes before the server reads
         it, and a client that sends a large one before reading the answer
         (requests) would see the connection closed instead.
         """
-        first = self.create_image(QUOTA_PROJECT)
-        resp = self.upload(first, os.urandom(MiB - 4096), QUOTA_PROJECT)
-        self.assertEqual(204, resp.status_code, resp.text)
-        second = self.create_image(QUOTA_PROJECT)
-        resp = self.upload(second, os.urandom(8192), QUOTA_PROJECT)
-        self.assertEqual(413, resp.status_code, resp.text)
-        self.assertIn('Image exceeds the storage quota', resp.text)
-        self.assertNothingStored(second, QUOTA_PROJECT)
+        for framing in FRAMINGS:
+            project = self.new_project()
+            image_id = self.fill_quota(project, framing)
+            resp = self.upload(image_id, os.urandom(8192), framing, project,
+                               **{'x-openstack-image-size': '8192'})
+            self.assertRefusedThenRetried(
+                resp, 413, 'Image exceeds the storage quota', image_id,
+                project, framing)
         resp = self.http.get(self.glance.url + '/v2/info/usage',
-                             headers=self.headers(QUOTA_PROJECT))
-        self.assertEqual({'usage': 0, 'limit': 1},
-                         resp.json()['usage']['image_size_total'])
-        # What is left still fits, exactly.
-        resp = self.upload(second, os.urandom(4096), QUOTA_PROJECT)
-        self.assertEqual(204, resp.status_code, resp.text)
+                             headers=self.headers(project))
+        # In whole MiB, as Glance counts: the filling and the retry.
+        self.assertEqual(
+            {'usage': (glancefixture.STORAGE_QUOTA - 4096 + 1000) >> 20,
+             'limit': glancefixture.STORAGE_QUOTA >> 20},
+            resp.json()['usage']['image_size_total'])
+
+    def test_quota_breach_mid_stream_refused_with_413(self):
+        """Contract 3.13: chunked, no size declared."""
+        project = self.new_project()
+        image_id = self.fill_quota(project, CHUNKED)
+        resp = self.upload(image_id, os.urandom(8192), CHUNKED, project,
+                           chunk_size=2048)
+        self.assertRefusedThenRetried(
+            resp, 413, 'Image exceeds the storage quota', image_id,
+            project, CHUNKED)
+
+
+@testtools.skipUnless(
+    os.environ.get(glancefixture.VENV_VARIABLE),
+    'needs a Glance virtualenv in $%s: tox -e functional-glance'
+    % glancefixture.VENV_VARIABLE)
+class GunicornGlanceTest(GlanceChecks, testtools.TestCase):
+    """Glance under gunicorn, which decodes chunked bodies itself."""
+
+    server = glancefixture.GUNICORN
+
+
+@testtools.skipUnless(
+    os.environ.get(glancefixture.VENV_VARIABLE),
+    'needs a Glance virtualenv in $%s: tox -e functional-glance'
+    % glancefixture.VENV_VARIABLE)
+class UwsgiGlanceTest(GlanceChecks, testtools.TestCase):
+    """Glance under uWSGI as devstack serves it."""
+
+    server = glancefixture.UWSGI
