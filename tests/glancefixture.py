@@ -259,8 +259,7 @@ class Glance(fixtures.Fixture):
     def _service_user(self) -> dict:
         """Glance's service user in Keystone, as a deployment makes it."""
         project = self.keystone.create_project('service-glance')
-        user = self.keystone.create_user('glance', project,
-                                         roles=('service', 'admin'))
+        user = self.keystone.create_user('glance', project, ['service'])
         return {'keystone_url': self.keystone.url,
                 'service_user': user.name,
                 'service_password': user.password,
