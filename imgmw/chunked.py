@@ -9,9 +9,11 @@ python-glanceclient sends every upload) can be read:
 server                      a chunked request body
 ==========================  ==============================================
 gunicorn                    decoded in ``wsgi.input``, read to its end
-uWSGI                       ``wsgi.input`` is empty; the body is read with
-                            ``uwsgi.chunked_read()``, one client chunk a
-                            call, within ``chunked-input-limit``
+uWSGI                       read with ``uwsgi.chunked_read()``, one client
+                            chunk a call, within ``chunked-input-limit``;
+                            ``wsgi.input`` does not hold it reliably (empty
+                            in a worker without threads, broken on 1 MiB
+                            chunks in a threaded one)
 mod_wsgi (Apache)           refused with 411 unless ``WSGIChunkedRequest
                             On``; then Apache decodes it into
                             ``wsgi.input``, read until ``read()`` returns

@@ -7,7 +7,7 @@ gunicorn and uWSGI, named by the environment variable
 virtualenv before the tests; by hand::
 
     python3 -m venv /tmp/glance-venv
-    /tmp/glance-venv/bin/pip install glance gunicorn uwsgi .
+    /tmp/glance-venv/bin/pip install glance keystone uwsgi '.[service]'
     IMGMW_TEST_GLANCE_VENV=/tmp/glance-venv \\
         stestr --test-path tests/functional_glance run
 
@@ -118,11 +118,9 @@ control_socket_disable = True
 # devstack's settings (lib/apache, write_local_uwsgi_http_config), with two
 # processes of four threads, and a chunked-input-limit of 16 MiB (uWSGI's
 # default of 1 MB fails glanceclient's 1 MiB chunks).
-UWSGI_INI = """\
+# The app's own lines follow (module, virtualenv, env).
+UWSGI_SERVER = """\
 [uwsgi]
-module = glance.wsgi.api:application
-virtualenv = %(venv)s
-env = OS_GLANCE_CONFIG_DIR=%(tempdir)s
 http-socket = 127.0.0.1:%(port)d
 processes = 2
 threads = 4
@@ -141,6 +139,12 @@ http-keepalive = false
 socket-timeout = 30
 chunked-input-limit = 16777216
 need-app = true
+"""
+
+UWSGI_INI = UWSGI_SERVER + """\
+module = glance.wsgi.api:application
+virtualenv = %(venv)s
+env = OS_GLANCE_CONFIG_DIR=%(tempdir)s
 """
 
 

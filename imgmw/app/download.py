@@ -13,6 +13,7 @@ checksum filter on its way out.
 
 import base64
 import binascii
+import collections.abc
 import dataclasses
 import logging
 import re
@@ -202,7 +203,11 @@ class ChunkIter:
 def body_iter(environ: dict, body, chunk_size: int):
     wrapper = environ.get('wsgi.file_wrapper')
     if wrapper is not None:
-        return wrapper(body, chunk_size)
+        wrapped = wrapper(body, chunk_size)
+        # uWSGI's wrapper returns the file itself, which a filter iterating
+        # the response (checksum) could not iterate.
+        if wrapped is not body or isinstance(body, collections.abc.Iterable):
+            return wrapped
     return ChunkIter(body, chunk_size)
 
 
