@@ -21,7 +21,9 @@ environment variable        meaning
                             no ``state_dir``; default ``./state``
 ==========================  ================================================
 
-uWSGI example::
+uWSGI example (chunked uploads need the ``http-*`` lines and a
+``chunked-input-limit`` above the clients' chunks; :mod:`imgmw.chunked`
+then hands the body to the pipeline through ``wsgi.input``)::
 
     [uwsgi]
     http-socket = 127.0.0.1:9292
@@ -31,6 +33,10 @@ uWSGI example::
     processes = 4
     threads = 8
     lazy-apps = true
+    http-raw-body = true
+    http-chunked-input = true
+    http-auto-chunked = true
+    chunked-input-limit = 16777216
 """
 
 import configparser
