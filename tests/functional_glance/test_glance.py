@@ -184,9 +184,14 @@ class GlanceChecks:
     # Size.
 
     def test_body_longer_than_declared_refused(self):
-        """Contract 3.5 (Content-Length), 3.14 (chunked)."""
-        for framing, message in ((CONTENT_LENGTH, 'Content-Length'),
-                                 (CHUNKED, 'Size exceeds')):
+        """Contract 3.5 (Content-Length), 3.14 (chunked).
+
+        The filter reads one byte past the size; Glance alone would count
+        whole chunks ("got 1200").
+        """
+        for framing, message in (
+                (CONTENT_LENGTH, 'Content-Length'),
+                (CHUNKED, 'Size exceeds: expected 1000 bytes, got 1001')):
             image_id = self.create_image()
             resp = self.upload(image_id, b'x' * 1200, framing,
                                chunk_size=600,

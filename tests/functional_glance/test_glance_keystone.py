@@ -155,6 +155,8 @@ class KeystoneGlanceTest(testtools.TestCase):
         resp = self.upload(image_id, iter([b'x' * 600, b'x' * 600]),
                            **{'x-openstack-image-size': '1000'})
         self.assertEqual(400, resp.status_code, resp.text)
+        # The size filter's count: one byte past; Glance's would be 1200.
+        self.assertIn('expected 1000 bytes, got 1001 bytes', resp.text)
         self.assertNothingStored(image_id)
         resp = self.upload(image_id, b'x' * 900,
                            **{'x-openstack-image-size': '1000'})
