@@ -174,14 +174,21 @@ def make(app, global_conf=None, **local_conf):
 
 
 class PublishingApp(fakes.RecordingApp):
-    """Publishes ``imgmw.image`` before its first read, as the data app."""
+    """Announces its image before its first read, as the data app.
 
-    def __init__(self, image=None, **kwargs):
+    :param announce: ``False`` sets ``environ['imgmw.image']`` without the
+        announcement, as an app that skips the defined step.
+    """
+
+    def __init__(self, image=None, announce=True, **kwargs):
         super().__init__(**kwargs)
         self.image = image
+        self.announce = announce
 
     def __call__(self, environ, start_response):
-        if self.image is not None:
+        if self.image is not None and self.announce:
+            streams.announce_image(environ, self.image)
+        elif self.image is not None:
             environ[env_keys.IMAGE] = dict(self.image)
         return super().__call__(environ, start_response)
 
@@ -481,7 +488,15 @@ class TestWhatIsInspected(FilterTestCase):
         resp = self.upload(iso(system_area=qcow2()[:32768]), app=app)
         self.assertRefused(resp, 'Multiple formats detected: iso,qcow2')
 
-    def test_record_read_at_the_first_read_not_at_the_call(self):
+    def test_an_unannounced_record_is_never_looked_up(self):
+        app = PublishingApp({'id': 'i', 'disk_format': 'vmdk',
+                             'container_format': 'bare'}, announce=False)
+        resp = fakes.upload_request(body=qcow2()).get_response(make(app))
+        self.assertEqual(204, resp.status_int, resp.text)
+        inspection = app.calls[0][env_keys.INSPECTION]
+        self.assertEqual('qcow2', inspection.format)
+
+    def test_the_announced_record_counts_not_one_set_before_the_call(self):
         app = PublishingApp({'id': 'i', 'disk_format': 'vmdk',
                              'container_format': 'bare'})
         filt = make(app)
