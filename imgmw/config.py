@@ -35,12 +35,18 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Opt:
-    """One option: its name, parser, default and a line of help."""
+    """One option: its name, parser, default and a line of help.
+
+    ``written`` is the default as an operator writes it, when
+    :func:`written_default` cannot tell it from the typed default (a set of
+    route kinds, say); it must parse to ``default``.
+    """
 
     name: str
     parser: typing.Callable[[str, str], typing.Any]
     default: typing.Any = None
     help: str = ''
+    written: typing.Optional[str] = None
 
 
 #: Keys paste.deploy adds to every section; never an operator's option.
@@ -148,6 +154,30 @@ def check_global_keys(conf: typing.Mapping) -> None:
     raise ConfigError(
         '[DEFAULT]: unknown option(s) %s; name keys meant for other '
         'programs in foreign_options' % ', '.join(described))
+
+
+def written_default(opt: Opt) -> str:
+    """``opt``'s default as an operator writes it; ``''`` for none.
+
+    Booleans as ``true``/``false``, sizes with the largest binary unit that
+    divides them (``64MB``), lists as comma-separated words.
+    """
+    value = opt.default
+    if opt.written is not None:
+        return opt.written
+    if value is None or (isinstance(value, (dict, list, tuple))
+                         and not value):
+        return ''
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if opt.parser is byte_size and isinstance(value, int):
+        for unit in ('TB', 'GB', 'MB', 'KB'):
+            if value and value % _UNITS[unit] == 0:
+                return '%d%s' % (value // _UNITS[unit], unit)
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return ', '.join(str(item) for item in value)
+    return str(value)
 
 
 def _bad(name: str, value: str, expected: str) -> ConfigError:

@@ -97,8 +97,8 @@ option                          default  meaning
 ``gpt_safety_checks_nonfatal``  (none)   safety checks (``mbr``) only logged
                                          for data detected as ``gpt``
 ``stream_errors``               base     how a refusal leaves ``read()``:
-                                         ``base`` or ``ioerror``, as for the
-                                         ``size`` filter
+                                         ``base`` or ``ioerror``
+                                         (:ref:`stream-errors`)
 ==============================  =======  ====================================
 
 Glance's ``disk_formats`` and ``container_formats`` are the values an image

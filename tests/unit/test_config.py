@@ -143,3 +143,39 @@ class KnownKeysTest(testtools.TestCase):
         err = self.assertRaises(config.ConfigError, config.check_global_keys,
                                 conf)
         self.assertIn('unknown option(s) glancex', str(err))
+
+
+class WrittenDefaultTest(testtools.TestCase):
+
+    def test_forms(self):
+        cases = [
+            (config.Opt('a', config.boolean, True), 'true'),
+            (config.Opt('a', config.boolean, False), 'false'),
+            (config.Opt('a', config.byte_size, 64 << 20), '64MB'),
+            (config.Opt('a', config.byte_size, 1 << 40), '1TB'),
+            (config.Opt('a', config.byte_size, 1536), '1536'),
+            (config.Opt('a', config.byte_size, 0), '0'),
+            (config.Opt('a', config.string_list, ['x', 'y']), 'x, y'),
+            (config.Opt('a', config.string_list, []), ''),
+            (config.Opt('a', config.string, None), ''),
+            (config.Opt('a', config.integer(), 30), '30'),
+            (config.Opt('a', config.string, 'x', written='y'), 'y'),
+        ]
+        for opt, written in cases:
+            self.assertEqual(written, config.written_default(opt), opt)
+
+    def test_every_declared_default_parses_back_to_itself(self):
+        """What the configuration reference prints is what the code takes."""
+        checked = 0
+        for name in config.DECLARING_MODULES:
+            module = importlib.import_module(name)
+            for opt in config.declared_opts(list(vars(module).values())):
+                written = config.written_default(opt)
+                if not written:
+                    self.assertIn(opt.default, (None, [], {}, ()), opt.name)
+                    continue
+                self.assertNotIn('frozenset', written, opt.name)
+                self.assertEqual(opt.default,
+                                 opt.parser(opt.name, written), opt.name)
+                checked += 1
+        self.assertGreater(checked, 30)
