@@ -7,12 +7,24 @@ filter's own section that nobody declared, raises :class:`ConfigError`
 naming the option, which stops start-up: an operator's typo never silently
 falls back to a default. Settings that several filters share
 (``enabled_backends``, ``image_size_cap``, ...) live in ``[DEFAULT]`` of
-``api-paste.ini``; there, keys meant for other parts are left alone.
+``api-paste.ini``.
+
+``[DEFAULT]`` and ``imgmw-api -o`` take only the keys that some part of
+imgmw declares (:func:`known_keys`), so a misspelt key stops start-up
+too (:func:`check_global_keys`). Keys meant for other programs that read
+the same file are named in ``foreign_options``, as names or shell-style
+patterns::
+
+    [DEFAULT]
+    foreign_options = debug, glance_*
 
 The same declarations generate the configuration reference of the docs.
 """
 
 import dataclasses
+import difflib
+import fnmatch
+import importlib
 import re
 import typing
 
@@ -23,12 +35,18 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Opt:
-    """One option: its name, parser, default and a line of help."""
+    """One option: its name, parser, default and a line of help.
+
+    ``written`` is the default as an operator writes it, when
+    :func:`written_default` cannot tell it from the typed default (a set of
+    route kinds, say); it must parse to ``default``.
+    """
 
     name: str
     parser: typing.Callable[[str, str], typing.Any]
     default: typing.Any = None
     help: str = ''
+    written: typing.Optional[str] = None
 
 
 #: Keys paste.deploy adds to every section; never an operator's option.
@@ -64,6 +82,102 @@ def parse(opts: typing.Sequence[Opt], global_conf: typing.Mapping,
         else:
             values[opt.name] = raw
     return values
+
+
+#: The modules that declare options; their union is :func:`known_keys` (a
+#: unit test checks that no other module of imgmw declares one).
+DECLARING_MODULES = (
+    'imgmw.app',
+    'imgmw.app.stores.filesystem',
+    'imgmw.backends',
+    'imgmw.config',
+    'imgmw.filters.checksum',
+    'imgmw.filters.context',
+    'imgmw.filters.inspect',
+    'imgmw.filters.quota',
+    'imgmw.filters.size',
+    'imgmw.hashing',
+    'imgmw.streams',
+)
+
+
+def declared_opts(value: typing.Any) -> typing.Iterator[Opt]:
+    """Every :class:`Opt` in ``value``: one, or nested in tuples and dicts."""
+    if isinstance(value, Opt):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from declared_opts(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from declared_opts(item)
+
+
+def module_opts(module) -> typing.Set[str]:
+    """The names of the options a module declares at its top level."""
+    return {opt.name for value in vars(module).values()
+            for opt in declared_opts(value)}
+
+
+def known_keys() -> typing.FrozenSet[str]:
+    """The union of the options of :data:`DECLARING_MODULES`."""
+    names = set()
+    for name in DECLARING_MODULES:
+        names |= module_opts(importlib.import_module(name))
+    return frozenset(names)
+
+
+def check_global_keys(conf: typing.Mapping) -> None:
+    """Refuse a ``[DEFAULT]`` (or ``-o``) key that nothing declares.
+
+    Keys that ``foreign_options`` names or matches are left alone, as are
+    paste's own ``here`` and ``__file__``.
+
+    :raises ConfigError: naming every unknown key, with a close known one
+        when there is one.
+    """
+    patterns = FOREIGN_OPTIONS_OPT.parser(
+        FOREIGN_OPTIONS_OPT.name, str(conf.get(FOREIGN_OPTIONS_OPT.name, '')))
+    known = known_keys()
+    unknown = sorted(
+        key for key in conf
+        if key not in known and key not in PASTE_KEYS
+        and not any(fnmatch.fnmatchcase(key, pattern)
+                    for pattern in patterns))
+    if not unknown:
+        return
+    described = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=1)
+        described.append('%s (did you mean %s?)' % (key, close[0])
+                         if close else key)
+    raise ConfigError(
+        '[DEFAULT]: unknown option(s) %s; name keys meant for other '
+        'programs in foreign_options' % ', '.join(described))
+
+
+def written_default(opt: Opt) -> str:
+    """``opt``'s default as an operator writes it; ``''`` for none.
+
+    Booleans as ``true``/``false``, sizes with the largest binary unit that
+    divides them (``64MB``), lists as comma-separated words.
+    """
+    value = opt.default
+    if opt.written is not None:
+        return opt.written
+    if value is None or (isinstance(value, (dict, list, tuple))
+                         and not value):
+        return ''
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if opt.parser is byte_size and isinstance(value, int):
+        for unit in ('TB', 'GB', 'MB', 'KB'):
+            if value and value % _UNITS[unit] == 0:
+                return '%d%s' % (value // _UNITS[unit], unit)
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return ', '.join(str(item) for item in value)
+    return str(value)
 
 
 def _bad(name: str, value: str, expected: str) -> ConfigError:
@@ -164,3 +278,13 @@ def backends(name: str, value: str) -> typing.Dict[str, str]:
             raise _bad(name, value, 'each store id once')
         result[store_id] = store_type
     return result
+
+
+#: ``[DEFAULT]`` keys meant for other programs (see the module doc).
+FOREIGN_OPTIONS_OPT = Opt(
+    'foreign_options', string_list, [],
+    '[DEFAULT] keys meant for other programs: names or patterns such as '
+    'glance_*; imgmw refuses any other key it does not know.')
+
+#: The options only ``[DEFAULT]`` holds, for the configuration reference.
+DEFAULT_ONLY_OPTS = (FOREIGN_OPTIONS_OPT,)

@@ -9,49 +9,53 @@ it, so a mis-assembled pipeline fails loudly at the first request instead of
 guessing. No key is ever filled from a client header that carries the same
 meaning.
 
-=========================  ==============  ===================================
-key                        set by          holds; read by
-=========================  ==============  ===================================
-``imgmw.context``          context         the caller's
-                                           :class:`oslo_context.context.
-                                           RequestContext`; read by stores,
-                                           quota and the data app
-``imgmw.authorize``        context         ``authorize(action, target)``:
-                                           returns, or raises
-                                           ``webob.exc.HTTPForbidden``; read
-                                           by stores (``stores_info_detail``)
-                                           and the data app
-``imgmw.store``            stores          the store id chosen for this
-                                           upload or import, or ``None`` when
-                                           multi-store is off; read by the
-                                           data app
-``imgmw.size``             size            the declared body size in bytes
-                                           (``x-openstack-image-size``, else
-                                           ``Content-Length``), or ``None``
-                                           when unknown; read by quota,
-                                           checksum and the data app
-``imgmw.digests``          checksum        a :class:`imgmw.hashing.Digests`:
-                                           ``os_hash_algo``, and ``md5`` and
-                                           ``os_hash_value`` (hex) once the
-                                           body has been read to its end
-                                           (earlier they raise
-                                           ``DigestsNotReady``); read by the
-                                           data app, which records them
-``imgmw.image``            data app        the image record the app is about
-                                           to fill, as a dict (``id``,
-                                           ``owner``, ``disk_format``,
-                                           ``container_format``), set before
-                                           the app reads the first byte; read
-                                           by quota and inspect
-``imgmw.inspection``       inspect         an ``Inspection`` of
-                                           :mod:`imgmw.filters.inspect`:
-                                           ``format`` and
-                                           ``virtual_size`` (bytes, or
-                                           ``None``), final once ``done``
-                                           (at end of stream, before the
-                                           app sees it); read by the data
-                                           app
-=========================  ==============  ===================================
+====================  ========  ================  =============================
+key                   set by    read by           holds
+====================  ========  ================  =============================
+``imgmw.context``     context   quota, the data   the caller's
+                                app               ``RequestContext``
+                                                  (oslo.context)
+``imgmw.authorize``   context   stores, the data  ``authorize(action,
+                                app               target)``: returns, or raises
+                                                  ``HTTPForbidden`` (stores:
+                                                  for ``stores_info_detail``)
+``imgmw.store``       stores    the data app      the store id chosen for this
+                                                  upload or import, or ``None``
+                                                  when multi-store is off
+``imgmw.size``        size      quota, checksum,  the declared body size in
+                                inspect           bytes
+                                                  (``x-openstack-image-size``,
+                                                  else ``Content-Length``), or
+                                                  ``None`` when unknown;
+                                                  checksum and inspect bound
+                                                  their proxies by it
+                                                  (``streams.body_length``)
+``imgmw.digests``     checksum  the data app      a ``hashing.Digests``:
+                                                  ``os_hash_algo``, and ``md5``
+                                                  and ``os_hash_value`` (hex)
+                                                  once the body has been read
+                                                  to its end (earlier they
+                                                  raise ``DigestsNotReady``);
+                                                  the app records them
+``imgmw.image``       the data  quota, inspect    the image record the app is
+                      app                         about to fill, as a dict
+                                                  (``id``, ``owner``,
+                                                  ``disk_format``,
+                                                  ``container_format``,
+                                                  ``status``), handed over by
+                                                  ``streams.announce_image``
+                                                  before the app's first read
+                                                  of the body
+``imgmw.inspection``  inspect   the data app      an ``Inspection`` of the
+                                                  inspect filter: ``format``
+                                                  and ``virtual_size`` (bytes,
+                                                  or ``None``), final once
+                                                  ``done`` (at end of stream,
+                                                  before the app sees it)
+====================  ========  ================  =============================
+
+:data:`PUBLISHER` and :data:`READERS` hold the same table for code, and a
+unit test checks it against the uses of the constants in every module.
 
 The body of an upload is only ever read by the data app (or the app behind
 the filters). Filters that check it wrap ``environ['wsgi.input']`` with a
@@ -82,6 +86,17 @@ PUBLISHER = {
     IMAGE: 'the data app',
     INSPECTION: 'inspect',
     TRANSFER_ENCODING: 'size, quota, checksum or inspect',
+}
+
+#: Who reads each key (the table above); "the data app" is :mod:`imgmw.app`.
+READERS = {
+    CONTEXT: ('quota', 'the data app'),
+    AUTHORIZE: ('stores', 'the data app'),
+    STORE: ('the data app',),
+    SIZE: ('quota', 'checksum', 'inspect'),
+    DIGESTS: ('the data app',),
+    IMAGE: ('quota', 'inspect'),
+    INSPECTION: ('the data app',),
 }
 
 

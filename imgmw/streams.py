@@ -32,6 +32,14 @@ knows where a body must end on an input that does not (a chunked body of a
 declared size) overrides :meth:`InputProxy.end_of_stream` and confirms the
 end with :meth:`InputProxy.input_ended` before the last chunk is handed on.
 
+A proxy that needs the image record (whose owner to charge, which format
+to expect) learns it through one defined step: the app calls
+:func:`announce_image` before its first read of the body, which publishes
+``environ['imgmw.image']`` and calls :meth:`InputProxy.image_announced` of
+every proxy of the stack. A proxy never looks the record up later: one that
+reads its first chunk unannounced (in front of an app that does not
+announce, such as Glance) knows no image.
+
 A proxy bounds what it asks of its input with :meth:`InputProxy.read_limit`:
 it never reads past ``length``, and a subclass may bound further (never read
 more than one byte past a declared size).
@@ -39,6 +47,7 @@ more than one byte past a declared size).
 
 import itertools
 import logging
+import types
 import typing
 
 import webob.exc
@@ -130,6 +139,12 @@ class InputProxy:
         a :class:`StreamError` to fail the body; return the chunk to hand on.
         """
         return chunk
+
+    def image_announced(self, image: typing.Mapping) -> None:
+        """The app's image record, before its first read (see the module).
+
+        Called by :func:`announce_image`; the record is a read-only view.
+        """
 
     def end_of_stream(self, chunk: bytes) -> bool:
         """Whether the stream ends with ``chunk`` (just read and counted).
@@ -226,6 +241,21 @@ class InputProxy:
             raise err.stream_error  # The same, raised as an IOError.
         except Exception as err:
             raise self.disconnected(err) from err
+
+
+def announce_image(environ: dict, image: typing.Mapping) -> None:
+    """Hand the image record over, before the first read of the body.
+
+    The app's one step (see the module): publishes ``environ['imgmw.image']``
+    and calls :meth:`InputProxy.image_announced` of each proxy stacked on
+    ``environ['wsgi.input']``, outermost first.
+    """
+    record = types.MappingProxyType(dict(image))
+    environ[environ_keys.IMAGE] = record
+    stream = environ.get('wsgi.input')
+    while isinstance(stream, InputProxy):
+        stream.image_announced(record)
+        stream = stream.wsgi_input
 
 
 def body_length(environ: dict) -> typing.Optional[int]:

@@ -111,12 +111,27 @@ def load(config_file: str, pipeline: str,
     """Load the composite ``pipeline`` of ``config_file`` with paste.deploy.
 
     :param conf: the ``global_conf``, see :func:`global_conf`.
+    :raises imgmw.config.ConfigError: on a ``[DEFAULT]`` key that nothing
+        declares (:func:`check_keys`), or a bad option of the pipeline.
     """
+    check_keys(config_file, conf)
     app = deploy.loadapp(
         'config:%s' % os.path.abspath(config_file), name=pipeline,
         global_conf=dict(conf or {}))
     check_pipelines(app, pipeline)
     return PathGuard(app)
+
+
+def check_keys(config_file: str,
+               conf: typing.Optional[typing.Mapping[str, str]] = None
+               ) -> None:
+    """Refuse an unknown key of ``[DEFAULT]`` or of its overrides ``conf``.
+
+    See :func:`imgmw.config.check_global_keys`.
+    """
+    keys = file_defaults(config_file)
+    keys.update(conf or {})
+    config.check_global_keys(keys)
 
 
 def _next_apps(app) -> typing.List[typing.Any]:

@@ -20,6 +20,7 @@ import webob
 import webob.exc
 
 from imgmw.app import download
+from imgmw.app import errors
 from imgmw.app import images
 from imgmw.app import importer
 from imgmw.app import registry as registry_mod
@@ -28,7 +29,6 @@ from imgmw.app import stores
 from imgmw.app import upload
 from imgmw import chunked
 from imgmw import environ as keys
-from imgmw import errors
 from imgmw import paths
 from imgmw import streams
 

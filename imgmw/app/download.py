@@ -22,8 +22,8 @@ import typing
 import webob
 import webob.exc
 
+from imgmw.app import errors
 from imgmw.app import stores
-from imgmw import errors
 
 
 LOG = logging.getLogger(__name__)

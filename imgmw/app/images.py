@@ -16,7 +16,7 @@ import urllib.parse
 import jsonschema
 import webob
 
-from imgmw import errors
+from imgmw.app import errors
 
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),

@@ -95,11 +95,11 @@ import typing
 import webob
 import webob.exc
 
+from imgmw.app import errors
 from imgmw.app import images
 from imgmw.app import registry as registry_mod
 from imgmw.app import stores
 from imgmw import environ as keys
-from imgmw import errors
 from imgmw import hashing
 
 

@@ -37,12 +37,12 @@ import webob
 import webob.exc
 
 from imgmw.app import download
+from imgmw.app import errors
 from imgmw.app import images
 from imgmw.app import stores
 from imgmw.app.stores import filesystem
 from imgmw.app import upload
 from imgmw import environ as keys
-from imgmw import errors
 
 
 LOG = logging.getLogger(__name__)

@@ -33,11 +33,11 @@ import webob
 import webob.exc
 
 from imgmw.app import download
+from imgmw.app import errors
 from imgmw.app import images
 from imgmw.app import registry as registry_mod
 from imgmw.app import stores
 from imgmw import environ as keys
-from imgmw import errors
 from imgmw import streams
 
 
@@ -254,9 +254,9 @@ class Upload:
             if current is None:
                 raise errors.image_not_found(self.image_id)
             raise errors.bad_transition(current['status'], self.IN_PROGRESS)
-        self.environ[keys.IMAGE] = {
+        streams.announce_image(self.environ, {
             key: saving[key] for key in ('id', 'owner', 'disk_format',
-                                         'container_format', 'status')}
+                                         'container_format', 'status')})
 
     def stream(self, store: stores.Store) -> stores.Stored:
         reader = HeartbeatReader(

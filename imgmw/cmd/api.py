@@ -13,16 +13,22 @@ file. A ``noauth`` pipeline trusts every caller, so imgmw-api refuses to
 serve it on an address other than loopback (or a Unix socket) unless
 ``--allow-insecure-noauth`` is given.
 
-Each worker loads the pipeline itself after the fork (gunicorn's
-``preload_app`` is off): database engines and store clients are never
-shared between processes. A worker that cannot load the pipeline (a bad
-option, a missing filter) stops the server with the reason on stderr.
-Logs go to stderr; request bodies and tokens are never logged.
+Before it binds, imgmw-api checks the whole configuration once: a
+``[DEFAULT]`` or ``-o`` key that nothing declares (see ``foreign_options``
+in :mod:`imgmw.config`), a malformed value, a missing filter or section
+stops it with one line on stderr and exit status 1, and nothing listens.
+The check loads the pipeline in a short-lived child process, which logs
+only warnings and errors (everything with ``--log-level debug``); each worker
+then loads it itself after the fork (gunicorn's ``preload_app`` is off), so
+database engines and store clients are never shared between processes. The
+``serving ...`` line is logged once the sockets listen. Logs go to stderr;
+request bodies and tokens are never logged.
 """
 
 import argparse
 import ipaddress
 import logging
+import os
 import socket
 import sys
 import typing
@@ -210,6 +216,13 @@ class Server(gunicorn_base.BaseApplication):
             settings['control_socket_disable'] = True
         for key, value in settings.items():
             self.cfg.set(key, value)
+        self.cfg.set('when_ready', self.serving)
+
+    def serving(self, arbiter) -> None:
+        """gunicorn's ``when_ready``: the sockets listen."""
+        LOG.info('serving pipeline %s of %s on %s (state in %s)',
+                 self.args.pipeline, self.args.config_file,
+                 ', '.join(self.args.bind), self.conf[wsgi.STATE_DIR])
 
     def load(self):
         try:
@@ -222,6 +235,60 @@ class Server(gunicorn_base.BaseApplication):
             sys.exit(arbiter.Arbiter.APP_LOAD_ERROR)
 
 
+def load_failure(args: argparse.Namespace,
+                 conf: typing.Mapping[str, str]) -> typing.Optional[str]:
+    """Why the pipeline cannot load, in one line, or ``None``."""
+    try:
+        wsgi.load(args.config_file, args.pipeline, conf)
+    except Exception as err:
+        LOG.debug('loading pipeline %s failed', args.pipeline, exc_info=True)
+        if isinstance(err, (config.ConfigError, errors.MissingFilter,
+                            LookupError, ValueError)):
+            reason = str(err)
+        else:
+            reason = '%s: %s' % (type(err).__name__, err)
+        return 'cannot load pipeline %s of %s: %s' % (
+            args.pipeline, args.config_file, ' '.join(reason.split()))
+    return None
+
+
+def check_pipeline(args: argparse.Namespace,
+                   conf: typing.Mapping[str, str]) -> typing.Optional[str]:
+    """Load the pipeline once, in a child process, before anything binds.
+
+    The child exits after the load, so none of its connections reach the
+    workers. Returns :func:`load_failure`'s reason, or ``None``.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report and exit, whatever happens
+        status = 1
+        try:
+            os.close(read_end)
+            # Quiet unless debugging: the workers log the same load.
+            root = logging.getLogger()
+            if root.getEffectiveLevel() > logging.DEBUG:
+                root.setLevel(logging.WARNING)
+            reason = load_failure(args, conf)
+            if reason is None:
+                status = 0
+            else:
+                os.write(write_end, reason.encode('utf-8', 'replace'))
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, 'rb') as pipe:
+        reason = pipe.read().decode('utf-8', 'replace')
+    _pid, status = os.waitpid(pid, 0)
+    if reason:
+        return reason
+    if status:
+        return ('cannot load pipeline %s of %s: the check ended with '
+                'status %d' % (args.pipeline, args.config_file,
+                               os.waitstatus_to_exitcode(status)))
+    return None
+
+
 def main(argv: typing.Optional[typing.Sequence[str]] = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -231,9 +298,9 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> None:
                                 args.state_dir)
     except (OSError, ValueError) as err:
         sys.exit('imgmw-api: error: %s' % err)
-    LOG.info('serving pipeline %s of %s on %s (state in %s)',
-             args.pipeline, args.config_file, ', '.join(args.bind),
-             conf[wsgi.STATE_DIR])
+    failure = check_pipeline(args, conf)
+    if failure:
+        sys.exit('imgmw-api: error: %s' % failure)
     Server(args, conf).run()
 
 

@@ -94,7 +94,8 @@ Last before the app, after ``size`` and ``quota`` (it uses the declared size
     hashing_algorithm = sha512
 
     [pipeline:keystone-api]
-    pipeline = request_id authtoken context stores size quota checksum imgmw
+    pipeline = request_id authtoken context size stores quota checksum
+               inspect imgmw
 
     [filter:checksum]
     use = egg:imgmw#checksum
@@ -103,19 +104,17 @@ Last before the app, after ``size`` and ``quota`` (it uses the declared size
 
 In front of Glance, which hashes uploads itself, turn publishing off: the
 filter then only verifies client digests (computing just the algorithms
-they name) and downloads. Glance restores a failed upload only on ``except
-Exception``, so let a refused body leave ``read()`` as an ``IOError``
-(``stream_errors = ioerror``, as for the ``size`` filter): Glance cleans up
-and answers 500, and the filter replaces that answer with the contract's:
+they name) and downloads, and set ``stream_errors = ioerror`` (why:
+:ref:`stream-errors`):
 
 .. code-block:: ini
 
     [pipeline:glance-api-keystone]
-    pipeline = cors healthcheck http_proxy_to_wsgi versionnegotiation
-               osprofiler authtoken context imgmw_checksum rootapp
+    pipeline = cors http_proxy_to_wsgi versionnegotiation osprofiler
+               authtoken context imgmw_checksum rootapp
 
     [filter:imgmw_checksum]
-    paste.filter_factory = imgmw.filters.checksum:filter_factory
+    use = egg:imgmw#checksum
     publish_digests = false
     stream_errors = ioerror
 
@@ -142,7 +141,7 @@ option                     default   meaning
 ``stream_errors``          base      how a refused body leaves ``read()``:
                                      ``base`` (a ``BaseException`` no
                                      ``except Exception`` turns into a 500)
-                                     or ``ioerror`` (see Glance above)
+                                     or ``ioerror`` (:ref:`stream-errors`)
 =========================  ========  ========================================
 
 Logged: a refused upload at INFO (which header, which algorithm), a

@@ -39,7 +39,8 @@ error naming it: a pipeline that would trust client headers never serves.
 .. code-block:: ini
 
     [pipeline:keystone-api]
-    pipeline = request_id authtoken context size stores checksum imgmw
+    pipeline = request_id authtoken context size stores quota checksum
+               inspect imgmw
 
     [filter:authtoken]
     paste.filter_factory = keystonemiddleware.auth_token:filter_factory
@@ -53,8 +54,8 @@ error naming it: a pipeline that would trust client headers never serves.
 The same two filters fit a Glance-style pipeline, in place of Glance's own
 ``context`` filter::
 
-    pipeline = cors healthcheck http_proxy_to_wsgi versionnegotiation
-               osprofiler authtoken context ... rootapp
+    pipeline = cors http_proxy_to_wsgi versionnegotiation osprofiler
+               authtoken context ... rootapp
 
 No authentication (``auth_strategy = noauth``)
 ----------------------------------------------

@@ -64,10 +64,11 @@ the app is called and final at end of stream. The data app records its
 ``raw``, and for any data uploaded as ``raw``), ``None`` for an empty
 image or a format without one.
 
-What it needs: ``environ['imgmw.image']``, the record the data app
-publishes before it reads the first byte (``disk_format``,
-``container_format``); the filter reads it at the first read. In front of
-an app that publishes nothing (Glance), it still detects the format and
+What it needs: the image record (``disk_format``, ``container_format``),
+which the data app hands over with :func:`imgmw.streams.announce_image`
+before it reads the first byte (and publishes as
+``environ['imgmw.image']``). The filter never looks it up later: in front
+of an app that announces nothing (Glance), it still detects the format and
 refuses what fails a safety check or matches several formats.
 
 Where it goes: last before the app, after ``checksum``, so that a body
@@ -96,8 +97,8 @@ option                          default  meaning
 ``gpt_safety_checks_nonfatal``  (none)   safety checks (``mbr``) only logged
                                          for data detected as ``gpt``
 ``stream_errors``               base     how a refusal leaves ``read()``:
-                                         ``base`` or ``ioerror``, as for the
-                                         ``size`` filter
+                                         ``base`` or ``ioerror``
+                                         (:ref:`stream-errors`)
 ==============================  =======  ====================================
 
 Glance's ``disk_formats`` and ``container_formats`` are the values an image
@@ -329,32 +330,35 @@ class Judge:
 class InspectingInput(streams.InputProxy):
     """Feeds the body to a :class:`FormatDetector`; judges it at its end.
 
-    The record is read from ``environ`` at the first read (the app
-    publishes it just before). ``inspection`` is updated when the body
-    ended and passed.
+    The record comes from :meth:`image_announced`, before the first read;
+    a first chunk read unannounced means no record. ``inspection`` is
+    updated when the body ended and passed.
     """
 
     def __init__(self, wsgi_input, length: typing.Optional[int],
-                 environ: dict, judge: Judge, inspection: Inspection,
+                 judge: Judge, inspection: Inspection,
                  stream_errors: str = streams.BASE):
         super().__init__(wsgi_input, length, stream_errors=stream_errors)
-        self.environ = environ
         self.judge = judge
         self.inspection = inspection
         self.image: typing.Optional[dict] = None
         self.detector: typing.Optional[FormatDetector] = None
 
+    def image_announced(self, image: typing.Mapping) -> None:
+        if self.bytes_received == 0 and self.image is None:
+            self._start(image)
+
     def chunk_update(self, chunk: bytes, eof: bool) -> bytes:
         if self.image is None:
-            self._start()
+            self._start({})
         if self.detector is not None:
             self.detector.eat(chunk)
         if eof:
             self._complete()
         return chunk
 
-    def _start(self) -> None:
-        self.image = dict(self.environ.get(env_keys.IMAGE) or {})
+    def _start(self, image: typing.Mapping) -> None:
+        self.image = dict(image)
         container = self.image.get('container_format', INSPECTED_CONTAINER)
         if container == INSPECTED_CONTAINER:
             self.detector = FormatDetector()
@@ -394,7 +398,7 @@ class InspectMiddleware:
         inspection = Inspection()
         environ[env_keys.INSPECTION] = inspection
         proxy = InspectingInput(chunked.server_input(environ),
-                                streams.body_length(environ), environ,
+                                streams.body_length(environ),
                                 self.judge, inspection, self.stream_errors)
         streams.install(environ, proxy)
         return streams.call_app(self.app, environ, start_response, proxy)

@@ -67,7 +67,8 @@ declared size), before ``checksum``::
     database_connection = postgresql+psycopg2://imgmw@db.example/imgmw
 
     [pipeline:keystone-api]
-    pipeline = request_id authtoken context size stores quota checksum imgmw
+    pipeline = request_id authtoken context size stores quota checksum
+               inspect imgmw
 
     [filter:quota]
     use = egg:imgmw#quota
@@ -146,8 +147,8 @@ option                      default          meaning
                                              body of unknown size
 ``reservation_ttl``         ``300``          seconds before the reservation
                                              of a dead process expires
-``stream_errors``           ``base``         ``base`` or ``ioerror`` (see the
-                                             size filter)
+``stream_errors``           ``base``         ``base`` or ``ioerror``
+                                             (:ref:`stream-errors`)
 =========================== ===============  ================================
 
 Headers read: none (the size comes from ``environ['imgmw.size']``, the

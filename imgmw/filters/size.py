@@ -77,26 +77,23 @@ imgmw's pipeline (``etc/api-paste.ini``)::
     image_size_cap = 1099511627776
 
     [pipeline:keystone-api]
-    pipeline = request_id authtoken context size stores quota checksum imgmw
+    pipeline = request_id authtoken context size stores quota checksum
+               inspect imgmw
 
     [filter:size]
     use = egg:imgmw#size
 
-In front of Glance: Glance restores a failed upload (image back to
-``queued``, partial data deleted) only on ``except Exception``; an error
-derived from ``BaseException`` would leave its image in ``saving``. Set
-``stream_errors = ioerror``: a failed check then leaves ``read()`` as an
-``IOError``, Glance cleans up and answers 500, and the filter replaces that
-answer with the contract's. Put the filter after Glance's ``context``
-filter; set ``image_size_cap`` to the value of ``glance-api.conf``, which
-this filter does not read::
+In front of Glance, set ``stream_errors = ioerror`` (why:
+:ref:`stream-errors`). Put the filter after Glance's ``context`` filter;
+set ``image_size_cap`` to the value of ``glance-api.conf``, which this
+filter does not read::
 
     [pipeline:glance-api-keystone]
-    pipeline = cors healthcheck http_proxy_to_wsgi versionnegotiation
-               osprofiler authtoken context imgmw_size rootapp
+    pipeline = cors http_proxy_to_wsgi versionnegotiation osprofiler
+               authtoken context imgmw_size rootapp
 
     [filter:imgmw_size]
-    paste.filter_factory = imgmw.filters.size:filter_factory
+    use = egg:imgmw#size
     stream_errors = ioerror
     image_size_cap = 1099511627776
 
@@ -124,8 +121,8 @@ option                  default            meaning
                                            empty body (RFC 9112), as in
                                            Glance
 ``check_content_type``  ``true``           row 2
-``stream_errors``       ``base``           ``base`` or ``ioerror`` (see
-                                           above)
+``stream_errors``       ``base``           ``base`` or ``ioerror``
+                                           (:ref:`stream-errors`)
 ======================  =================  ==================================
 
 Headers read: ``Content-Type``, ``x-openstack-image-size``,
@@ -179,7 +176,7 @@ OPTS = (
                'Largest image accepted, in bytes.'),
     config.Opt('guarded_paths', guarded_paths,
                frozenset((paths.IMAGE_DATA, paths.STAGE)),
-               'Uploads to guard: file and/or stage.'),
+               'Uploads to guard: file and/or stage.', written='file, stage'),
     config.Opt('require_length', config.boolean, True,
                'Refuse uploads with neither Content-Length nor chunking.'),
     config.Opt('check_content_type', config.boolean, True,

@@ -45,7 +45,8 @@ it) and after ``size``, so the checks of contract 3.2 to 3.6 answer before
     filesystem_store_datadir = /srv/images/cheap
 
     [pipeline:keystone-api]
-    pipeline = request_id authtoken context size stores checksum imgmw
+    pipeline = request_id authtoken context size stores quota checksum
+               inspect imgmw
 
     [filter:stores]
     use = egg:imgmw#stores

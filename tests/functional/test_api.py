@@ -12,6 +12,8 @@ class TestService(base.FunctionalTest):
         resp = self.request('GET', '/healthcheck')
         self.assertEqual(200, resp.status_code)
         self.assertEqual('OK', resp.text.strip())
+        self.assertTrue(resp.headers.get(
+            'x-openstack-request-id', '').startswith('req-'), resp.headers)
 
     def test_versions_on_root_and_versions_6(self):
         root = self.request('GET', '/')

@@ -1,5 +1,7 @@
 """Tests of imgmw.config: options parsed once, bad ones stop start-up."""
 
+import importlib
+
 import testtools
 
 from imgmw import config
@@ -91,3 +93,89 @@ class ParserTest(testtools.TestCase):
         err = self.assertRaises(config.ConfigError, parse, 'o', '3')
         self.assertEqual("invalid value '3' for option o: expected an even "
                          "number", str(err))
+
+
+class KnownKeysTest(testtools.TestCase):
+
+    def test_known_keys_are_every_declaration(self):
+        known = config.known_keys()
+        for name in ('image_size_cap', 'database_connection', 'state_dir',
+                     'enabled_backends', 'hashing_algorithm',
+                     'stream_errors', 's3_store_host', 'foreign_options',
+                     'user_storage_quota', 'require_image_format_match'):
+            self.assertIn(name, known)
+
+    def test_no_module_declares_an_option_outside_the_list(self):
+        import pkgutil
+
+        import imgmw
+        known = config.known_keys()
+        for info in pkgutil.walk_packages(imgmw.__path__, 'imgmw.'):
+            if '.migrations' in info.name:
+                continue  # env.py runs Alembic when imported
+            module = importlib.import_module(info.name)
+            undeclared = config.module_opts(module) - known
+            self.assertEqual(set(), undeclared, info.name)
+
+    def test_known_and_paste_keys_pass(self):
+        config.check_global_keys({'image_size_cap': '1GB', 'here': '/etc',
+                                  '__file__': '/etc/api-paste.ini'})
+
+    def test_a_typo_is_refused_with_the_close_key(self):
+        err = self.assertRaises(config.ConfigError, config.check_global_keys,
+                                {'image_size_caps': '10GB',
+                                 'state_dir': '/srv'})
+        self.assertEqual(
+            '[DEFAULT]: unknown option(s) image_size_caps (did you mean '
+            'image_size_cap?); name keys meant for other programs in '
+            'foreign_options', str(err))
+
+    def test_every_unknown_key_is_named(self):
+        err = self.assertRaises(config.ConfigError, config.check_global_keys,
+                                {'zzz': '1', 'yyy': '2'})
+        self.assertIn('unknown option(s) yyy, zzz;', str(err))
+
+    def test_foreign_options_names_and_patterns(self):
+        conf = {'foreign_options': 'debug, glance_*', 'debug': 'true',
+                'glance_api_servers': 'x', 'image_size_cap': '1GB'}
+        config.check_global_keys(conf)
+        conf['glancex'] = '1'
+        err = self.assertRaises(config.ConfigError, config.check_global_keys,
+                                conf)
+        self.assertIn('unknown option(s) glancex', str(err))
+
+
+class WrittenDefaultTest(testtools.TestCase):
+
+    def test_forms(self):
+        cases = [
+            (config.Opt('a', config.boolean, True), 'true'),
+            (config.Opt('a', config.boolean, False), 'false'),
+            (config.Opt('a', config.byte_size, 64 << 20), '64MB'),
+            (config.Opt('a', config.byte_size, 1 << 40), '1TB'),
+            (config.Opt('a', config.byte_size, 1536), '1536'),
+            (config.Opt('a', config.byte_size, 0), '0'),
+            (config.Opt('a', config.string_list, ['x', 'y']), 'x, y'),
+            (config.Opt('a', config.string_list, []), ''),
+            (config.Opt('a', config.string, None), ''),
+            (config.Opt('a', config.integer(), 30), '30'),
+            (config.Opt('a', config.string, 'x', written='y'), 'y'),
+        ]
+        for opt, written in cases:
+            self.assertEqual(written, config.written_default(opt), opt)
+
+    def test_every_declared_default_parses_back_to_itself(self):
+        """What the configuration reference prints is what the code takes."""
+        checked = 0
+        for name in config.DECLARING_MODULES:
+            module = importlib.import_module(name)
+            for opt in config.declared_opts(list(vars(module).values())):
+                written = config.written_default(opt)
+                if not written:
+                    self.assertIn(opt.default, (None, [], {}, ()), opt.name)
+                    continue
+                self.assertNotIn('frozenset', written, opt.name)
+                self.assertEqual(opt.default,
+                                 opt.parser(opt.name, written), opt.name)
+                checked += 1
+        self.assertGreater(checked, 30)

@@ -1,7 +1,15 @@
 """Tests of imgmw.environ: keys, publishers, and loud failures."""
 
+import ast
+import collections
+import importlib.util
+import pkgutil
+import re
+import typing
+
 import testtools
 
+import imgmw
 from imgmw import environ
 from imgmw import errors
 
@@ -26,3 +34,114 @@ class RequireTest(testtools.TestCase):
         for key in keys:
             self.assertTrue(key.startswith('imgmw.'), key)
             self.assertIn('``%s``' % key, environ.__doc__)
+
+
+def _party(module: str) -> str:
+    """Who a module of imgmw speaks for in the environ table."""
+    if module == 'imgmw.app' or module.startswith('imgmw.app.'):
+        return 'the data app'
+    return module.rpartition('.')[2]
+
+
+def _key_uses(tree: ast.AST) -> typing.Iterator[tuple]:
+    """``(function, constant, 'set' or 'read')`` for each use of a key.
+
+    A use is ``<alias of imgmw.environ>.<CONSTANT>``; it sets the key when
+    it is the subscript of an assignment target (``environ[KEY] = ...``).
+    """
+    aliases = {alias.asname or alias.name
+               for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and node.module == 'imgmw'
+               for alias in node.names if alias.name == 'environ'}
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.Module)):
+            continue
+        stored = {id(node.slice) for node in ast.walk(function)
+                  if isinstance(node, ast.Subscript)
+                  and isinstance(node.ctx, ast.Store)}
+        name = getattr(function, 'name', '')
+        for node in ast.walk(function):
+            if (isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases
+                    and node.attr.isupper()):
+                yield name, node.attr, 'set' if id(node) in stored else 'read'
+
+
+def _calls(tree: ast.AST, module: str) -> typing.Set[str]:
+    """The functions of ``imgmw.<module>`` that a module calls."""
+    return {node.func.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == module}
+
+
+class TableTest(testtools.TestCase):
+    """The table of the module doc, checked against the code."""
+
+    def uses_in_code(self) -> dict:
+        """``{(constant, 'set' or 'read'): {party}}`` found in imgmw.
+
+        A key used by a helper of :mod:`imgmw.streams` counts for the
+        modules that call that helper; a proxy that implements
+        ``image_announced`` (the defined step of :mod:`imgmw.streams`)
+        reads ``imgmw.image``.
+        """
+        trees = {}
+        for info in pkgutil.walk_packages(imgmw.__path__, 'imgmw.'):
+            spec = importlib.util.find_spec(info.name)
+            if info.name == 'imgmw.environ' or not spec.origin.endswith(
+                    '.py'):
+                continue
+            with open(spec.origin) as source:
+                trees[info.name] = ast.parse(source.read())
+        announced = {module for module, tree in trees.items()
+                     if any(isinstance(node, ast.FunctionDef)
+                            and node.name == 'image_announced'
+                            for node in ast.walk(tree))}
+        helpers = collections.defaultdict(set)
+        for function, constant, how in _key_uses(trees['imgmw.streams']):
+            helpers[function].add((constant, how))
+        found = collections.defaultdict(set)
+        for module, tree in trees.items():
+            if module != 'imgmw.streams':
+                for _function, constant, how in _key_uses(tree):
+                    found[(constant, how)].add(_party(module))
+            if module in announced and module != 'imgmw.streams':
+                found[('IMAGE', 'read')].add(_party(module))
+            for helper in _calls(tree, 'streams'):
+                for use in helpers.get(helper, ()):
+                    found[use].add(_party(module))
+        return found
+
+    def test_publishers_and_readers_are_those_of_the_code(self):
+        found = self.uses_in_code()
+        for constant in ('CONTEXT', 'AUTHORIZE', 'STORE', 'SIZE', 'DIGESTS',
+                         'IMAGE', 'INSPECTION'):
+            key = getattr(environ, constant)
+            self.assertEqual({environ.PUBLISHER[key]},
+                             found.pop((constant, 'set'), set()), key)
+            self.assertEqual(set(environ.READERS[key]),
+                             found.pop((constant, 'read'), set()), key)
+        self.assertEqual({}, dict(found))
+
+    def test_the_doc_table_says_the_same(self):
+        rows = {}
+        key = None
+        for line in environ.__doc__.splitlines():
+            match = re.match(r'``(imgmw\.[a-z_]+)``\s', line)
+            if match:
+                key = match.group(1)
+            elif line.startswith('='):
+                key = None
+            if key:
+                set_by, read_by = rows.setdefault(key, ([], []))
+                set_by.append(line[22:30])
+                read_by.append(line[32:48])
+        self.assertEqual(sorted(environ.PUBLISHER), sorted(rows))
+        for key, (set_by, read_by) in rows.items():
+            self.assertEqual(environ.PUBLISHER[key],
+                             ' '.join(' '.join(set_by).split()), key)
+            self.assertEqual(', '.join(environ.READERS[key]),
+                             ' '.join(' '.join(read_by).split()), key)

@@ -1,10 +1,11 @@
-"""Tests of imgmw.errors: the contract's messages, rendered as Glance's."""
+"""Tests of imgmw.errors and imgmw.app.errors: the contract's messages."""
 
 import json
 
 import testtools
 import webob
 
+from imgmw.app import errors as app_errors
 from imgmw import errors
 
 
@@ -28,7 +29,7 @@ class RenderingTest(testtools.TestCase):
             'Size mismatch: expected 5 bytes, got 4 bytes'))
 
     def test_html_for_any(self):
-        resp = render(errors.image_not_found('abc'), '*/*')
+        resp = render(app_errors.image_not_found('abc'), '*/*')
         self.assertEqual('text/html', resp.content_type)
         self.assertIn(b'No image found with ID abc', resp.body)
 
@@ -61,11 +62,12 @@ class MessagesTest(testtools.TestCase):
              'Content-Length 5'),
             (errors.store_not_found('x'), 400,
              'Store for identifier x not found'),
-            (errors.bad_transition('active', 'saving'), 409,
+            (app_errors.bad_transition('active', 'saving'), 409,
              'Image status transition from active to saving is not allowed'),
-            (errors.formats_unset(['disk_format']), 400,
+            (app_errors.formats_unset(['disk_format']), 400,
              'Property disk_format must be set prior to saving data.'),
-            (errors.formats_unset(['disk_format', 'container_format']), 400,
+            (app_errors.formats_unset(['disk_format', 'container_format']),
+             400,
              'Properties disk_format, container_format must be set prior '
              'to saving data.'),
             (errors.storage_quota_exceeded(10, 3), 413,
@@ -84,14 +86,14 @@ class MessagesTest(testtools.TestCase):
 
     def test_range_errors_carry_content_range(self):
         """Contract 5.10 and 5.11, and section 9: bytes */size."""
-        for error in (errors.invalid_range(10),
-                      errors.invalid_range_start(10)):
+        for error in (app_errors.invalid_range(10),
+                      app_errors.invalid_range_start(10)):
             self.assertEqual(416, error.status_int)
             self.assertEqual('bytes */10', error.headers['Content-Range'])
         self.assertEqual(
             'Invalid start position in Range header. Start position MUST be '
             'in the inclusive range [0, 9].',
-            errors.invalid_range_start(10).explanation)
+            app_errors.invalid_range_start(10).explanation)
 
     def test_method_not_allowed_lists_allow(self):
         error = errors.method_not_allowed(['GET', 'PUT'])

@@ -68,6 +68,8 @@ class TestShippedPipelines(testtools.TestCase):
             resp = webob.Request.blank('/healthcheck').get_response(app)
             self.assertEqual(200, resp.status_int, composite)
             self.assertEqual(b'OK', resp.body.strip())
+            self.assertTrue(resp.headers['x-openstack-request-id']
+                            .startswith('req-'), composite)
 
     def test_keystone_without_token_is_401_with_request_id_3_1(self):
         app = self.load('keystone',

@@ -1,11 +1,14 @@
 """Tests of imgmw.streams: the input proxy alone on BytesIO, and call_app."""
 
 import io
+import operator
+import types
 
 import testtools
 import webob
 import webob.exc
 
+from imgmw import environ as env_keys
 from imgmw import errors
 from imgmw import streams
 from tests.unit import fakes
@@ -428,3 +431,47 @@ class BodyLengthTest(testtools.TestCase):
             {'CONTENT_LENGTH': '9', 'HTTP_TRANSFER_ENCODING': 'chunked'}))
         for bad in ('', '-1', '1e3', '\u0661'):
             self.assertIsNone(streams.body_length({'CONTENT_LENGTH': bad}))
+
+
+class Listening(streams.InputProxy):
+    """Records the images announced to it, and when."""
+
+    def __init__(self, wsgi_input, heard):
+        super().__init__(wsgi_input)
+        self.heard = heard
+
+    def image_announced(self, image):
+        self.heard.append((self, dict(image), self.bytes_received))
+
+
+class AnnounceImageTest(testtools.TestCase):
+
+    def test_every_proxy_of_the_stack_hears_it_outermost_first(self):
+        heard = []
+        inner = Listening(io.BytesIO(b'body'), heard)
+        middle = streams.InputProxy(inner)
+        outer = Listening(middle, heard)
+        environ = {'wsgi.input': outer}
+        streams.announce_image(environ, {'id': 'i', 'owner': 'p'})
+        self.assertEqual([(outer, {'id': 'i', 'owner': 'p'}, 0),
+                          (inner, {'id': 'i', 'owner': 'p'}, 0)], heard)
+        self.assertEqual({'id': 'i', 'owner': 'p'},
+                         environ[env_keys.IMAGE])
+        self.assertEqual(b'body', outer.read())
+
+    def test_the_record_is_read_only_and_a_copy(self):
+        image = {'id': 'i'}
+        environ = {'wsgi.input': io.BytesIO(b'')}
+        streams.announce_image(environ, image)
+        image['id'] = 'changed'
+        self.assertEqual('i', environ[env_keys.IMAGE]['id'])
+        self.assertRaises(TypeError, operator.setitem,
+                          environ[env_keys.IMAGE], 'id', 'x')
+
+    def test_the_walk_stops_at_what_is_no_proxy(self):
+        heard = []
+        hidden = Listening(io.BytesIO(b''), heard)
+        wrapper = types.SimpleNamespace(wsgi_input=hidden, read=hidden.read)
+        environ = {'wsgi.input': wrapper}
+        streams.announce_image(environ, {'id': 'i'})
+        self.assertEqual([], heard)

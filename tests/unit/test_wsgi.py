@@ -7,6 +7,7 @@ import fixtures
 import testtools
 import webob
 
+from imgmw import config
 from imgmw import wsgi
 from tests.unit.cmd import test_api
 
@@ -61,6 +62,36 @@ class TestGlobalConf(testtools.TestCase):
             'imgmw.wsgi.CONFIG_FILE_CANDIDATES',
             (os.path.join(self.tmp, 'no.ini'), path)))
         self.assertEqual(path, wsgi.default_config_file())
+
+
+class TestCheckKeys(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.paste = self.useFixture(test_api.PasteFile())
+
+    def test_declared_and_foreign_keys_load(self):
+        app = wsgi.load(self.paste.path, 'noauth',
+                        {'image_size_cap': '10GB', 'extra': '1'})
+        self.assertEqual('10GB',
+                         test_api.loaded_global_conf(app)['image_size_cap'])
+
+    def test_an_unknown_override_stops_the_load(self):
+        err = self.assertRaises(config.ConfigError, wsgi.load,
+                                self.paste.path, 'noauth',
+                                {'image_size_caps': '10GB'})
+        self.assertIn('unknown option(s) image_size_caps (did you mean '
+                      'image_size_cap?)', str(err))
+
+    def test_an_unknown_key_of_the_file_stops_the_load(self):
+        with open(self.paste.path) as handle:
+            text = handle.read().replace('marker = from-file',
+                                         'marker = from-file\ntypo = 1')
+        with open(self.paste.path, 'w') as handle:
+            handle.write(text)
+        err = self.assertRaises(config.ConfigError, wsgi.check_keys,
+                                self.paste.path, {})
+        self.assertIn('unknown option(s) typo;', str(err))
 
 
 class TestApplication(testtools.TestCase):

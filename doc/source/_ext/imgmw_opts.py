@@ -6,7 +6,8 @@
 
 renders the module's ``OPTS`` (a tuple of :class:`imgmw.config.Opt`) as a
 table of name, default and help, so the reference always says what the code
-parses.
+parses. Defaults are shown as an operator writes them
+(:func:`imgmw.config.written_default`: ``true``, ``64MB``, ``file, stage``).
 """
 
 import importlib
@@ -15,13 +16,12 @@ from docutils import nodes
 from docutils.parsers.rst import Directive
 from docutils.parsers.rst import directives
 
+from imgmw import config
 
-def _default(value) -> str:
-    if value is None or value == {} or value == []:
-        return '(none)'
-    if isinstance(value, (list, tuple)):
-        return ', '.join(str(item) for item in value)
-    return str(value)
+
+def _default(opt: config.Opt) -> str:
+    """The default as an operator writes it (see config.written_default)."""
+    return config.written_default(opt) or '(none)'
 
 
 def _row(*texts: str, literal_first: bool = True) -> nodes.row:
@@ -55,7 +55,7 @@ class OptionsDirective(Directive):
         group += head
         body = nodes.tbody()
         for opt in opts:
-            body += _row(opt.name, _default(opt.default), opt.help)
+            body += _row(opt.name, _default(opt), opt.help)
         group += body
         return [table]
 

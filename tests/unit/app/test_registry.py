@@ -1,8 +1,8 @@
 """Tests of imgmw.app.registry on SQLite, PostgreSQL and MySQL/MariaDB.
 
 ``TestRegistry`` runs on the database of ``IMGMW_TEST_DATABASE`` (SQLite by
-default); ``TestRegistryPostgreSQL`` and ``TestRegistryMySQL`` run the same
-tests on the local servers (see ``tests/dbfixture.py``).
+default); ``tests/integration/test_registry.py`` runs the same tests and
+``ServerTests`` on the local servers (see ``tests/dbfixture.py``).
 """
 
 import datetime
@@ -510,14 +510,6 @@ class ServerTests(RegistryTests):
             connection.exec_driver_sql('DROP TABLE image_tags')
         self.assertRaises(sa.exc.ProgrammingError, self.registry.get,
                           image['id'])
-
-
-class TestRegistryPostgreSQL(ServerTests, testtools.TestCase):
-    KIND = 'postgresql'
-
-
-class TestRegistryMySQL(ServerTests, testtools.TestCase):
-    KIND = 'mysql'
 
 
 class TestSQLite(testtools.TestCase):

@@ -16,6 +16,7 @@ from imgmw import wsgi
 
 PASTE = """\
 [DEFAULT]
+foreign_options = marker, extra
 marker = from-file
 
 [composite:noauth]
@@ -25,6 +26,20 @@ use = egg:Paste#urlmap
 [app:main]
 paste.app_factory = tests.unit.cmd.test_api:app_factory
 """
+
+
+#: ``PASTE`` with imgmw's size filter in front of the app.
+PASTE_WITH_SIZE = PASTE.replace('/ = main', '/ = sized') + """
+[pipeline:sized]
+pipeline = size main
+
+[filter:size]
+use = egg:imgmw#size
+"""
+
+
+def failing_app_factory(global_conf, **local_conf):
+    raise RuntimeError('no store at all\n(second line)')
 
 
 def app_factory(global_conf, **local_conf):
@@ -42,11 +57,15 @@ def loaded_global_conf(app) -> dict:
 class PasteFile(fixtures.Fixture):
     """``PASTE`` written to ``path`` in a temporary directory ``dir``."""
 
+    def __init__(self, text=PASTE):
+        super().__init__()
+        self.text = text
+
     def _setUp(self):
         self.dir = self.useFixture(fixtures.TempDir()).path
         self.path = os.path.join(self.dir, 'api-paste.ini')
         with open(self.path, 'w') as handle:
-            handle.write(PASTE)
+            handle.write(self.text)
 
 
 class TestArguments(testtools.TestCase):
@@ -196,3 +215,68 @@ class TestMain(testtools.TestCase):
             SystemExit, api.main, ['--config-file', '/nonexistent.ini'])
         self.assertIn('cannot read the paste configuration /nonexistent.ini',
                       str(err.code))
+
+
+class TestStartUp(testtools.TestCase):
+    """The whole configuration is checked once, before anything binds."""
+
+    def setUp(self):
+        super().setUp()
+        self.logs = self.useFixture(fixtures.FakeLogger(level='DEBUG'))
+        self.run_ = self.useFixture(fixtures.MockPatchObject(
+            api.Server, 'run')).mock
+
+    def refused(self, *argv, paste=PASTE):
+        config_file = self.useFixture(PasteFile(paste)).path
+        with mock.patch('logging.basicConfig'):
+            err = self.assertRaises(
+                SystemExit, api.main, ['--config-file', config_file] +
+                list(argv))
+        self.run_.assert_not_called()
+        self.assertNotIn('serving', self.logs.output)
+        message = str(err.code)
+        self.assertEqual(1, len(message.splitlines()), message)
+        self.assertTrue(message.startswith(
+            'imgmw-api: error: cannot load pipeline noauth of %s: '
+            % config_file), message)
+        return message
+
+    def test_a_misspelt_override_is_refused(self):
+        message = self.refused('-o', 'image_size_caps=10GB')
+        self.assertIn('[DEFAULT]: unknown option(s) image_size_caps (did '
+                      'you mean image_size_cap?)', message)
+
+    def test_a_malformed_value_is_refused(self):
+        message = self.refused('-o', 'image_size_cap=abc',
+                               paste=PASTE_WITH_SIZE)
+        self.assertIn("size filter: invalid value 'abc' for option "
+                      "image_size_cap", message)
+
+    def test_a_good_value_of_the_same_pipeline_serves(self):
+        config_file = self.useFixture(PasteFile(PASTE_WITH_SIZE)).path
+        with mock.patch('logging.basicConfig'):
+            api.main(['--config-file', config_file,
+                      '-o', 'image_size_cap=10GB'])
+        self.run_.assert_called_once_with()
+
+    def test_an_unexpected_failure_is_one_line(self):
+        message = self.refused(paste=PASTE.replace(
+            'tests.unit.cmd.test_api:app_factory',
+            'tests.unit.cmd.test_api:failing_app_factory'))
+        self.assertTrue(message.endswith(
+            'RuntimeError: no store at all (second line)'), message)
+
+    def test_a_missing_section_is_refused(self):
+        message = self.refused(paste=PASTE.replace('/ = main', '/ = gone'))
+        self.assertIn('gone', message)
+
+    def test_serving_is_logged_when_gunicorn_listens(self):
+        config_file = self.useFixture(PasteFile()).path
+        args = api.parse_args(['--config-file', config_file])
+        server = api.Server(args, {'state_dir': '/srv/state'})
+        self.assertEqual(server.serving, server.cfg.when_ready)
+        self.assertNotIn('serving', self.logs.output)
+        server.cfg.when_ready(mock.sentinel.arbiter)
+        self.assertIn('serving pipeline noauth of %s on 127.0.0.1:9292 '
+                      '(state in /srv/state)' % config_file,
+                      self.logs.output)

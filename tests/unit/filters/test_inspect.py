@@ -1,16 +1,12 @@
 """Tests of the inspect filter (contract 3, format inspection).
 
 Images are built here byte by byte, from the layouts the inspectors read
-(qcow2, vmdk, vhd, vhdx, vdi, iso, gpt), and, in :class:`QemuImgImages`,
-by qemu-img itself (Debian's qemu-utils; installed when missing and the
-tests run as root, else those tests skip).
+(qcow2, vmdk, vhd, vhdx, vdi, iso, gpt). Images that qemu-img writes are
+uploaded by ``tests/integration/test_inspect_qemu.py``.
 """
 
-import functools
 import os
-import shutil
 import struct
-import subprocess
 import uuid
 
 import fixtures
@@ -149,24 +145,6 @@ def gpt_disk(**kwargs) -> bytes:
 RANDOM = os.urandom(3 * MiB + 123)
 
 
-# Images, by qemu-img.
-
-@functools.lru_cache(maxsize=None)
-def qemu_img() -> str:
-    """The path of qemu-img, installed from qemu-utils if need be."""
-    found = shutil.which('qemu-img')
-    if found or os.geteuid() != 0 or not shutil.which('apt-get'):
-        return found or ''
-    env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
-    lock = ['-o', 'DPkg::Lock::Timeout=300']
-    install = ['apt-get', '-y', '-q'] + lock + ['install', 'qemu-utils']
-    if subprocess.run(install, env=env, capture_output=True).returncode:
-        subprocess.run(['apt-get', '-q'] + lock + ['update'], env=env,
-                       capture_output=True)
-        subprocess.run(install, env=env, capture_output=True)
-    return shutil.which('qemu-img') or ''
-
-
 # The filter.
 
 def make(app, global_conf=None, **local_conf):
@@ -174,14 +152,21 @@ def make(app, global_conf=None, **local_conf):
 
 
 class PublishingApp(fakes.RecordingApp):
-    """Publishes ``imgmw.image`` before its first read, as the data app."""
+    """Announces its image before its first read, as the data app.
 
-    def __init__(self, image=None, **kwargs):
+    :param announce: ``False`` sets ``environ['imgmw.image']`` without the
+        announcement, as an app that skips the defined step.
+    """
+
+    def __init__(self, image=None, announce=True, **kwargs):
         super().__init__(**kwargs)
         self.image = image
+        self.announce = announce
 
     def __call__(self, environ, start_response):
-        if self.image is not None:
+        if self.image is not None and self.announce:
+            streams.announce_image(environ, self.image)
+        elif self.image is not None:
             environ[env_keys.IMAGE] = dict(self.image)
         return super().__call__(environ, start_response)
 
@@ -481,7 +466,15 @@ class TestWhatIsInspected(FilterTestCase):
         resp = self.upload(iso(system_area=qcow2()[:32768]), app=app)
         self.assertRefused(resp, 'Multiple formats detected: iso,qcow2')
 
-    def test_record_read_at_the_first_read_not_at_the_call(self):
+    def test_an_unannounced_record_is_never_looked_up(self):
+        app = PublishingApp({'id': 'i', 'disk_format': 'vmdk',
+                             'container_format': 'bare'}, announce=False)
+        resp = fakes.upload_request(body=qcow2()).get_response(make(app))
+        self.assertEqual(204, resp.status_int, resp.text)
+        inspection = app.calls[0][env_keys.INSPECTION]
+        self.assertEqual('qcow2', inspection.format)
+
+    def test_the_announced_record_counts_not_one_set_before_the_call(self):
         app = PublishingApp({'id': 'i', 'disk_format': 'vmdk',
                              'container_format': 'bare'})
         filt = make(app)
@@ -541,67 +534,6 @@ class TestFeeding(testtools.TestCase):
         detector = self.feed(qcow2()[:2048] + bytes(300000), chunk=4096)
         self.assertEqual(['qcow2'], [i.NAME for i in detector.finish()])
         self.assertEqual(len(qcow2()[:2048]) + 300000, detector.received)
-
-
-class TestQemuImgImages(FilterTestCase):
-    """Images qemu-img wrote, as an operator would upload them."""
-
-    def setUp(self):
-        super().setUp()
-        self.qemu_img = qemu_img()
-        if not self.qemu_img:
-            self.skipTest('qemu-img is not installed (qemu-utils)')
-        self.dir = self.useFixture(fixtures.TempDir()).path
-
-    def make_image(self, fmt: str, *options: str, size: str = '64M',
-                   name: str = 'disk') -> bytes:
-        path = os.path.join(self.dir, '%s.%s' % (name, fmt))
-        subprocess.run([self.qemu_img, 'create', '-q', '-f', fmt]
-                       + list(options) + [path, size], check=True,
-                       cwd=self.dir, capture_output=True)
-        with open(path, 'rb') as image:
-            return image.read()
-
-    def test_formats(self):
-        for fmt, disk_format, options in (
-                ('qcow2', 'qcow2', ()),
-                ('vmdk', 'vmdk', ()),
-                ('vmdk', 'vmdk', ('-o', 'subformat=streamOptimized')),
-                ('vhdx', 'vhdx', ()),
-                ('vpc', 'vhd', ()),
-                ('vdi', 'vdi', ())):
-            body = self.make_image(fmt, *options)
-            resp = self.upload(body, disk_format)
-            self.assertEqual(204, resp.status_int, (fmt, options))
-            # VHD rounds the size to its disk geometry.
-            self.assertGreaterEqual(self.inspection().virtual_size, 64 * MiB)
-            self.assertEqual(disk_format, self.inspection().format)
-
-    def test_raw(self):
-        body = self.make_image('raw', size='3M')
-        self.assertStored(self.upload(body), body, 'raw', 3 * MiB)
-
-    def test_qcow2_with_backing_file(self):
-        self.make_image('raw', name='base')
-        body = self.make_image('qcow2', '-b', 'base.raw', '-F', 'raw')
-        resp = self.upload(body, 'qcow2')
-        self.assertRefused(resp, 'Image failed safety checks', body)
-
-    def test_qcow2_with_data_file(self):
-        body = self.make_image('qcow2', '-o', 'data_file=data.raw')
-        resp = self.upload(body, 'qcow2')
-        self.assertRefused(resp, 'Image failed safety checks', body)
-
-    def test_vmdk_monolithic_flat(self):
-        body = self.make_image('vmdk', '-o', 'subformat=monolithicFlat')
-        resp = self.upload(body, 'vmdk')
-        self.assertRefused(resp, 'Image failed safety checks', body)
-
-    def test_qcow2_declared_vhdx(self):
-        body = self.make_image('qcow2')
-        resp = self.upload(body, 'vhdx')
-        self.assertRefused(
-            resp, 'Image disk_format vhdx does not match stream data qcow2')
 
 
 class TestFactory(testtools.TestCase):

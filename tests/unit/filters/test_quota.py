@@ -659,11 +659,3 @@ class StoreConcurrency:
 
 class TestStoreConcurrency(StoreConcurrency, DatabaseTest):
     pass
-
-
-class TestStoreConcurrencyPostgreSQL(StoreConcurrency, DatabaseTest):
-    KIND = 'postgresql'
-
-
-class TestStoreConcurrencyMySQL(StoreConcurrency, DatabaseTest):
-    KIND = 'mysql'

@@ -1,0 +1,277 @@
+"""The messages only the data app answers, with the contract's exact text.
+
+As :mod:`imgmw.errors`, whose rendering they share (the body follows
+``Accept``), each function returns a ``webob.exc`` response and names the
+contract's section and row; change a text only with the contract
+(``image-data.md``). The messages the filters answer too stay in
+:mod:`imgmw.errors`; those the app answers are re-exported here, so that a
+module of the app imports only this one.
+"""
+
+import typing
+
+import webob.exc
+
+from imgmw.errors import _error
+from imgmw.errors import incomplete_body  # noqa: F401
+from imgmw.errors import method_not_allowed  # noqa: F401
+from imgmw.errors import MissingFilter  # noqa: F401
+from imgmw.errors import multi_store_off  # noqa: F401
+from imgmw.errors import registry_unavailable  # noqa: F401
+from imgmw.errors import store_not_found  # noqa: F401
+
+
+# Section 3, upload: rows 2 to 23.
+
+def image_not_found(image_id: str):
+    """3.8 and 5.3: unknown, or invisible to the caller."""
+    return _error(webob.exc.HTTPNotFound, 'No image found with ID %s'
+                  % image_id)
+
+
+def bad_transition(current: str, target: str):
+    """3.10, 3.12 and section 4: the status does not allow the change."""
+    return _error(webob.exc.HTTPConflict,
+                  'Image status transition from %s to %s is not allowed'
+                  % (current, target))
+
+
+def formats_unset(missing: typing.Sequence[str]):
+    """3.11: disk_format and/or container_format unset."""
+    if len(missing) == 1:
+        message = ('Property %s must be set prior to saving data.'
+                   % missing[0])
+    else:
+        message = ('Properties %s must be set prior to saving data.'
+                   % ', '.join(missing))
+    return _error(webob.exc.HTTPBadRequest, message)
+
+
+def storage_full(detail: str):
+    """3.20."""
+    return _error(webob.exc.HTTPRequestEntityTooLarge,
+                  'Image storage media is full: %s' % detail)
+
+
+def storage_unavailable(detail: str):
+    """3.21."""
+    return _error(webob.exc.HTTPServiceUnavailable,
+                  'Image storage is unavailable: %s' % detail)
+
+
+def deleted_during_upload(image_id: str):
+    """3.23."""
+    return _error(webob.exc.HTTPGone,
+                  'Image %s could not be found after upload. The image may '
+                  'have been deleted during the upload, cleaning up the '
+                  'chunks uploaded.' % image_id)
+
+
+# Section 5, download.
+
+def body_not_expected():
+    """5.2."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'A body is not expected with this request.')
+
+
+def image_deactivated():
+    """5.4."""
+    return _error(webob.exc.HTTPForbidden,
+                  'The requested image has been deactivated. Image data '
+                  'download is forbidden.')
+
+
+def data_unavailable(image_id: str):
+    """5.7."""
+    return _error(webob.exc.HTTPServiceUnavailable,
+                  'Image data for %s is unavailable.' % image_id)
+
+
+def multiple_ranges():
+    """5.9."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Requests with multiple ranges are not supported in '
+                  'Glance. You may make multiple single-range requests '
+                  'instead.')
+
+
+def invalid_range(size: int):
+    """5.10."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid Range header.',
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
+def invalid_content_range(size: int):
+    """5 (legacy ``Content-Range`` request header): malformed."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid Content-Range header.',
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
+def invalid_content_range_stop(size: int):
+    """5 (legacy ``Content-Range``): the stop is beyond the image."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid stop position in Content-Range header. The stop '
+                  'position MUST be in the inclusive range [0, %d].'
+                  % (size - 1),
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
+def invalid_range_start(size: int, header: str = 'Range'):
+    """5.11."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid start position in %s header. Start position MUST '
+                  'be in the inclusive range [0, %d].' % (header, size - 1),
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
+# Section 4, import.
+
+def unknown_import_method(name: str):
+    return _error(webob.exc.HTTPBadRequest,
+                  "Unknown import method name '%s'." % name)
+
+
+def bad_import_request(reason: str):
+    """An import body that is not ``{"method": {"name": ...}, ...}``."""
+    return _error(webob.exc.HTTPBadRequest, reason)
+
+
+def stores_header_and_body():
+    return _error(webob.exc.HTTPBadRequest,
+                  "Stores parameter and x-image-meta-store header can't be "
+                  "both specified")
+
+
+def all_stores_with_stores():
+    return _error(webob.exc.HTTPBadRequest,
+                  "All_stores parameter can't be used with x-image-meta-store "
+                  "header or stores parameter")
+
+
+def format_unset_for_import(name: str):
+    """An import of an image whose disk or container format is unset."""
+    return _error(webob.exc.HTTPConflict,
+                  "'%s' needs to be set before import" % name)
+
+
+def not_staged(method: str):
+    """An import of an image that was not staged (Glance's text)."""
+    return _error(webob.exc.HTTPConflict,
+                  "Image needs to be staged before '%s' method can be used"
+                  % method)
+
+
+def staged_elsewhere(image_id: str, stage_host: str):
+    """An import sent to a node that does not hold the staged data."""
+    return _error(webob.exc.HTTPConflict,
+                  'Image %s was staged on another node (%s); send the import '
+                  'to that node.' % (image_id, stage_host))
+
+
+def staged_data_lost(image_id: str):
+    """The staged data of an image is gone; it was returned to queued."""
+    return _error(webob.exc.HTTPConflict,
+                  'The staged data of image %s is gone; stage it again.'
+                  % image_id)
+
+
+# Section 1 and 7: image records (as Glance words them).
+
+def json_body_too_large(limit: int):
+    """A metadata request body above the app's limit."""
+    return _error(webob.exc.HTTPRequestEntityTooLarge,
+                  'Request body too large: at most %d bytes of JSON are '
+                  'accepted.' % limit)
+
+
+def malformed_json():
+    return _error(webob.exc.HTTPBadRequest,
+                  'Malformed JSON in request body.')
+
+
+def schema_mismatch(schema: str, reason: str):
+    """A request body that the image schema refuses."""
+    return _error(webob.exc.HTTPBadRequest,
+                  "Provided object does not match schema '%s': %s"
+                  % (schema, reason))
+
+
+def read_only_attribute(name: str):
+    return _error(webob.exc.HTTPForbidden,
+                  "Attribute '%s' is read-only." % name)
+
+
+def reserved_attribute(name: str):
+    return _error(webob.exc.HTTPForbidden,
+                  "Attribute '%s' is reserved." % name)
+
+
+def owner_not_permitted(owner: str):
+    return _error(webob.exc.HTTPForbidden,
+                  "You are not permitted to create images owned by '%s'."
+                  % owner)
+
+
+def image_exists(image_id: str):
+    return _error(webob.exc.HTTPConflict,
+                  'An image with identifier %s already exists' % image_id)
+
+
+def image_protected(image_id: str):
+    return _error(webob.exc.HTTPForbidden,
+                  'Image %s is protected and cannot be deleted.' % image_id)
+
+
+def status_forbids(action: str, status: str):
+    """deactivate or reactivate from a status that does not allow it."""
+    return _error(webob.exc.HTTPForbidden,
+                  "Not allowed to %s image in status '%s'" % (action, status))
+
+
+def bad_query(message: str):
+    """A malformed query parameter of a listing."""
+    return _error(webob.exc.HTTPBadRequest, message)
+
+
+def marker_not_found(marker: str):
+    return _error(webob.exc.HTTPBadRequest,
+                  'Marker %s could not be found.' % marker)
+
+
+def unsupported_patch_type(content_type: typing.Optional[str]):
+    return _error(webob.exc.HTTPUnsupportedMediaType,
+                  'Invalid content type %s' % content_type)
+
+
+def not_found():
+    """An unknown path."""
+    return webob.exc.HTTPNotFound()
+
+
+def not_implemented(what: str):
+    return _error(webob.exc.HTTPNotImplemented,
+                  '%s is not available at this site yet.' % what)
+
+
+def bad_patch(reason: str):
+    """A JSON-patch body that is not a list of add/replace/remove."""
+    return _error(webob.exc.HTTPBadRequest, reason)
+
+
+def property_not_found(name: str):
+    return _error(webob.exc.HTTPConflict, 'Property %s does not exist.'
+                  % name)
+
+
+def property_not_removable(name: str):
+    return _error(webob.exc.HTTPForbidden,
+                  "Attribute '%s' cannot be removed." % name)
+
+
+def format_locked(name: str):
+    return _error(webob.exc.HTTPForbidden,
+                  'Attribute %s can be only replaced for a queued image.'
+                  % name)
