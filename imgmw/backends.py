@@ -54,8 +54,8 @@ option                              type   meaning
 ``s3_store_bucket_url_format``      s3     ``auto`` (default), ``path`` or
                                            ``virtual``
 ``s3_store_cacert``                 s3     CA bundle of an https endpoint
-``s3_store_thread_pools``           s3     accepted from Glance, ignored
-                                           (one part in flight at a time)
+``s3_store_thread_pools``           s3     parts of an upload buffered and
+                                           sent at a time, default 2
 ==================================  =====  ==================================
 """
 
@@ -106,8 +106,8 @@ OPTS = {
                    'Bucket addressing: auto, path or virtual.'),
         config.Opt('s3_store_cacert', config.string, None,
                    'CA bundle verifying an https endpoint.'),
-        config.Opt('s3_store_thread_pools', config.integer(minimum=1), None,
-                   'Accepted from Glance; parts are sent one at a time.'),
+        config.Opt('s3_store_thread_pools', config.integer(minimum=1), 2,
+                   'Parts of an upload buffered and sent at a time.'),
     ),
 }
 REQUIRED = {

@@ -26,8 +26,9 @@ section         what is measured, against what
 ``rss``         peak RSS of the server while it receives a 5 GiB upload
 ``concurrent``  eight concurrent 256 MiB uploads: aggregate rate; each stored
                 image's MD5 and size are checked
-``s3``          peak RSS while a 2 GiB upload goes to the s3 store (a local
-                moto server); run only when asked (``--sections``)
+``s3``          rate and peak RSS of a 2 GiB upload to the s3 store (a local
+                moto server), parts sent two at a time and one at a time;
+                run only when asked (``--sections``)
 ==============  ==============================================================
 
 Pipelines (built from the ``noauth`` pipeline of ``etc/api-paste.ini``):
@@ -951,6 +952,12 @@ class Bench:
             'intact'] = True
 
     def section_s3(self) -> None:
+        """Multipart uploads to a local moto server, two ways.
+
+        The parts sent ``S3_PARALLEL_PARTS`` at a time (the default of
+        ``s3_store_thread_pools``) and one at a time: the rate of each, the
+        worker's peak RSS of each, and the rate ratio.
+        """
         moto = shutil.which('moto_server', path=BIN_DIR)
         if moto is None:
             self.notes.append('s3: moto_server is not installed; skipped')
@@ -960,24 +967,37 @@ class Bench:
             [moto, '-H', '127.0.0.1', '-p', str(port)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
+        size = self.args.s3_size
+        names = {}
         try:
             wait_port(port, process, 'moto_server')
-            server = ApiServer(
-                self.pipelines, 'full',
-                tempfile.mkdtemp(prefix='s3-', dir=self.state_dir),
-                self.work, self.args.server_args.split(),
-                options={'enabled_backends': 's3:s3',
-                         'default_backend': 's3'},
-                extra_config=S3_STORE % port)
-            try:
-                self._peak_rss('peak RSS, %s upload to s3'
-                               % _size_name(self.args.s3_size), server,
-                               self.args.s3_size)
-            finally:
-                server.stop()
+            for parts in (S3_PARALLEL_PARTS, 1):
+                names[parts] = 'peak RSS, %s upload to s3%s' % (
+                    _size_name(size),
+                    '' if parts > 1 else ', one part at a time')
+                server = ApiServer(
+                    self.pipelines, 'full',
+                    tempfile.mkdtemp(prefix='s3-', dir=self.state_dir),
+                    self.work, self.args.server_args.split(),
+                    options={'enabled_backends': 's3:s3',
+                             'default_backend': 's3'},
+                    extra_config=S3_STORE % (port, parts))
+                try:
+                    self._peak_rss(names[parts], server, size)
+                finally:
+                    server.stop()
         finally:
             stop_process(process)
+        parallel = self.results[names[S3_PARALLEL_PARTS] + ', rate']
+        serial = self.results[names[1] + ', rate']
+        ratio = parallel['median'] / serial['median']
+        self.record('s3 rate, %d parts at a time over one'
+                    % S3_PARALLEL_PARTS,
+                    {'median': ratio, 'runs': [ratio], 'unit': 'ratio'})
 
+
+#: Parts of an s3 upload sent at a time (s3_store_thread_pools' default).
+S3_PARALLEL_PARTS = 2
 
 S3_STORE = """
 [store:s3]
@@ -986,6 +1006,7 @@ s3_store_access_key = bench
 s3_store_secret_key = bench
 s3_store_bucket = imgmw-bench
 s3_store_create_bucket_on_put = true
+s3_store_thread_pools = %d
 """
 
 

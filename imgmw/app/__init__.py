@@ -57,6 +57,12 @@ option                          meaning (default)
 ``hashing_algorithm``           the multihash computed on import, as the
                                 checksum filter's option, best set in
                                 ``[DEFAULT]`` (``sha512``)
+``worker_self_reference_url``  this node's own URL, reachable from the
+                                other API nodes, best set in
+                                ``[DEFAULT]``: a stage records it, and
+                                the other nodes forward the image's import
+                                to it (:mod:`imgmw.app.forward`; none:
+                                imports must reach the staging node)
 ==============================  =============================================
 
 Stores (``enabled_backends``, ``default_backend``, ``[store:<id>]``) are
@@ -69,6 +75,7 @@ import os
 import typing
 
 from imgmw.app import api
+from imgmw.app import forward
 from imgmw.app import registry as registry_mod
 from imgmw.app import stage
 from imgmw.app import stores
@@ -103,6 +110,10 @@ OPTS = (
     config.Opt('staging_dir', config.string, None,
                'Staging area of glance-direct imports on this node.'),
     hashing.HASHING_ALGORITHM_OPT,
+    config.Opt('worker_self_reference_url', config.validated(
+        forward.node_url), None,
+        'URL of this node for the other API nodes; imports of the images '
+        'it staged are forwarded to it.'),
 )
 
 

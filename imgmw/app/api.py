@@ -21,6 +21,7 @@ import webob.exc
 
 from imgmw.app import download
 from imgmw.app import errors
+from imgmw.app import forward
 from imgmw.app import images
 from imgmw.app import importer
 from imgmw.app import registry as registry_mod
@@ -128,6 +129,9 @@ class DataApp:
         self.default_limit = options['limit_param_default']
         self.max_limit = options['api_limit_max']
         self.hashing_algorithm = options.get('hashing_algorithm', 'sha512')
+        #: Sends an import on to the node that staged the image.
+        self.forward = forward.Forwarder(
+            options.get('worker_self_reference_url'))
         #: ``spawn(target, name)`` runs an import job (a thread).
         self.spawn = importer.spawn_thread
         self.listed = {version for version, _ in

@@ -171,6 +171,17 @@ def staged_elsewhere(image_id: str, stage_host: str):
                   'to that node.' % (image_id, stage_host))
 
 
+def stage_host_unavailable(status: int):
+    """The node that staged an image did not answer a forwarded import.
+
+    ``status`` is Glance's: 504 when it could not be reached, 502 when it
+    was and the exchange failed.
+    """
+    cls = (webob.exc.HTTPGatewayTimeout if status == 504
+           else webob.exc.HTTPBadGateway)
+    return _error(cls, 'Stage host is unavailable')
+
+
 def staged_data_lost(image_id: str):
     """The staged data of an image is gone; it was returned to queued."""
     return _error(webob.exc.HTTPConflict,

@@ -43,8 +43,9 @@ Checks, in this order:
                                                                direct'
                                                                method can
                                                                be used``
-10    staged by another node                           409     names that
-                                                               node
+10    staged by another node: forwarded to it          its     its message
+      (:mod:`imgmw.app.forward`), or, when that node   answer  or names
+      has no URL, 409                                  or 409  that node
 11    staged data gone from this node (the image       409     ``The staged
       returns to ``queued``)                                   data of image
                                                                <id> is gone;
@@ -78,12 +79,15 @@ If the worker dies meanwhile, the image stays ``importing`` with a dead
 holder; start-up of the API and ``imgmw-manage recover`` return it to
 ``queued`` and remove its staged and partial data.
 
-Staging is per node: the stage records the node's staging area (hidden
-property ``os_glance_stage_host``), and an import that reaches another node
-of a multi-node deployment is refused with 409 (row 10) rather than
-proxied. Route ``POST .../import`` of an image to the node that took its
-stage (e.g. sticky sessions), or share ``staging_dir`` between the nodes
-over a network file system and give them the same host name in it.
+Staging is per node: the stage records the node (hidden property
+``os_glance_stage_host``): its ``worker_self_reference_url`` when set, and
+an import that reaches another node of a multi-node deployment is
+forwarded to it, as Glance does (row 10, :mod:`imgmw.app.forward`).
+Without that option the property holds the node's host name and staging
+directory, and such an import is refused with 409: route ``POST
+.../import`` of an image to the node that took its stage (e.g. sticky
+sessions), or share ``staging_dir`` between the nodes over a network file
+system and give them the same host name in it.
 """
 
 import contextlib
@@ -96,6 +100,7 @@ import webob
 import webob.exc
 
 from imgmw.app import errors
+from imgmw.app import forward
 from imgmw.app import images
 from imgmw.app import registry as registry_mod
 from imgmw.app import stores
@@ -187,7 +192,10 @@ class ImportRequest:
                            images.policy_target(record))
         store_ids = requested_stores(request, self.req.environ,
                                      self.app.stores)
-        self.check(record, request['method']['name'])
+        stage_host = self.check(record, request['method']['name'])
+        if stage_host is not None:
+            return self.app.forward(self.req, self.image_id, stage_host,
+                                    request)
         holder = registry_mod.holder_id()
         self.start(holder)
         job = ImportJob(self.app, record, store_ids, holder)
@@ -203,8 +211,13 @@ class ImportRequest:
         resp.content_length = 0
         return resp
 
-    def check(self, record: typing.Mapping, method: str) -> None:
-        """Rows 8 to 11."""
+    def check(self, record: typing.Mapping,
+              method: str) -> typing.Optional[str]:
+        """Rows 8 to 11.
+
+        :returns: the URL of the node to forward the import to (row 10),
+            or None when the data is staged here.
+        """
         for name in ('container_format', 'disk_format'):
             if not record[name]:
                 raise errors.format_unset_for_import(name)
@@ -214,6 +227,8 @@ class ImportRequest:
         stage_host = record['properties'].get(
             registry_mod.STAGE_HOST_PROPERTY)
         if stage_host != staging.host:
+            if forward.forwardable(stage_host, self.req.environ):
+                return stage_host
             raise errors.staged_elsewhere(self.image_id, stage_host)
         try:
             staging.size(self.image_id)
@@ -222,6 +237,7 @@ class ImportRequest:
                       'to queued', self.image_id, staging.directory)
             self.registry.transition(self.image_id, 'uploading', 'queued')
             raise errors.staged_data_lost(self.image_id)
+        return None
 
     def start(self, holder: str) -> None:
         """Row 12: win ``uploading`` to ``importing``."""

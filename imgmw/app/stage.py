@@ -23,9 +23,11 @@ the data app, default ``<state_dir>/staging``), one file per image named
 after its id, written as the file store writes (temporary file, ``fsync``,
 rename): a crash leaves no partial file under an image's name. It is not a
 store: it never appears in ``/v2/info/stores`` and no download reads it.
-With several API nodes sharing a registry, each has its own staging area,
-and an import must reach the node that staged the image (see
-:mod:`imgmw.app.importer`).
+With several API nodes sharing a registry, each has its own staging area;
+the stage records this node's ``worker_self_reference_url`` (of
+``[DEFAULT]``), and an import that reaches another node is forwarded here
+(:mod:`imgmw.app.forward`). Without that option the stage records the host
+name and staging directory, and the import must reach this node.
 """
 
 import logging
@@ -58,12 +60,16 @@ class StagingArea:
     (same durability and error translation), addressed by image id.
     """
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str,
+                 self_url: typing.Optional[str] = None):
         self.store = filesystem.FilesystemStore(
             STAGING_ID, {'filesystem_store_datadir': directory})
         self.directory = self.store.datadir
-        #: Which staging area this is, as recorded with a staged image.
-        self.host = '%s:%s' % (socket.gethostname(), self.directory)
+        #: Which staging area this is, as recorded with a staged image:
+        #: this node's ``worker_self_reference_url``, where other nodes
+        #: forward its imports, else ``<host name>:<directory>``.
+        self.host = self_url or '%s:%s' % (socket.gethostname(),
+                                           self.directory)
 
     def url(self, image_id: str) -> str:
         return filesystem.SCHEME + os.path.join(self.directory, image_id)
@@ -101,7 +107,7 @@ def staging_area(options: typing.Mapping[str, typing.Any]) -> StagingArea:
     """The staging area of the data app's parsed ``options``."""
     directory = (options.get('staging_dir')
                  or os.path.join(options['state_dir'], 'staging'))
-    return StagingArea(directory)
+    return StagingArea(directory, options.get('worker_self_reference_url'))
 
 
 class Stage(upload.Upload):

@@ -321,7 +321,7 @@ class FailedAddTest(S3TestCase):
 class MemoryTest(S3TestCase):
 
     def test_memory_stays_around_one_part(self):
-        store = self.make_store()
+        store = self.make_store(s3_store_thread_pools='1')
         size = 64 * MiB
         reader = PatternReader(size)
         gc.collect()
@@ -337,6 +337,134 @@ class MemoryTest(S3TestCase):
             '%.2f MiB' % (peak / MiB)))
         self.assertLess(peak, PART + 2 * MiB,
                         'peak %.1f MiB for 5 MiB parts' % (peak / MiB))
+
+    def test_memory_stays_around_n_parts_sent_n_at_a_time(self):
+        store = self.make_store(s3_store_thread_pools='3')
+        size = 64 * MiB
+        gc.collect()
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        before = tracemalloc.get_traced_memory()[0]
+        stored = store.add(IMAGE_ID, PatternReader(size), MiB)
+        peak = tracemalloc.get_traced_memory()[1] - before
+        self.assertEqual(size, store.size(stored.url))
+        self.addDetail('peak', content.text_content(
+            '%.2f MiB' % (peak / MiB)))
+        self.assertLess(peak, 3 * PART + 2 * MiB,
+                        'peak %.1f MiB for 3 x 5 MiB parts' % (peak / MiB))
+
+
+class ParallelPartsTest(S3TestCase):
+    """Parts go up several at a time, never more, in bounded memory."""
+
+    def watch_parts(self, store, gate=None):
+        """Count the parts in flight; each first waits on ``gate``."""
+        real = store.client.upload_part
+        lock = threading.Lock()
+        state = {'now': 0, 'most': 0, 'threads': set()}
+
+        def upload_part(**kwargs):
+            with lock:
+                state['now'] += 1
+                state['most'] = max(state['most'], state['now'])
+                state['threads'].add(threading.current_thread().name)
+            try:
+                if gate is not None:
+                    gate(kwargs['PartNumber'])
+                return real(**kwargs)
+            finally:
+                with lock:
+                    state['now'] -= 1
+        self.useFixture(fixtures.MockPatchObject(
+            store.client, 'upload_part', side_effect=upload_part))
+        return state
+
+    def test_n_parts_are_in_flight_at_once_and_reading_waits(self):
+        store = self.make_store(s3_store_thread_pools='3')
+        reader = PatternReader(7 * PART + 3)
+        barrier = threading.Barrier(3, timeout=60)
+        read_when_three_in_flight = []
+
+        def gate(number):
+            if number <= 3:
+                # Passes only once parts 1 to 3 are all on their way.
+                if barrier.wait() == 0:
+                    read_when_three_in_flight.append(reader.sent)
+
+        state = self.watch_parts(store, gate)
+        stored = store.add(IMAGE_ID, reader, MiB)
+        self.assertEqual(7 * PART + 3, stored.size)
+        self.assertEqual(3, state['most'])
+        # Three buffers, all sent: nothing more was read meanwhile.
+        self.assertEqual([3 * PART], read_when_three_in_flight)
+        self.assertEqual(pattern(MiB) * 35 + pattern(MiB)[:3],
+                         self.moto.get(self.bucket, IMAGE_ID))
+        self.assertTrue(self.etag().endswith('-8"'), self.etag())
+        self.assertEqual([], self.moto.unfinished_uploads(self.bucket))
+
+    def test_one_at_a_time_sends_in_the_calling_thread(self):
+        store = self.make_store(s3_store_thread_pools='1')
+        state = self.watch_parts(store)
+        store.add(IMAGE_ID, PatternReader(3 * PART), MiB)
+        self.assertEqual(1, state['most'])
+        self.assertEqual({threading.current_thread().name},
+                         state['threads'])
+
+    def test_default_is_two_at_a_time(self):
+        store = self.make_store()
+        self.assertEqual(2, store.thread_pools)
+        state = self.watch_parts(store)
+        store.add(IMAGE_ID, PatternReader(4 * PART), MiB)
+        self.assertLessEqual(state['most'], 2)
+
+    def test_failed_part_waits_for_the_others_then_aborts(self):
+        store = self.make_store(s3_store_thread_pools='3')
+        finished = []
+        release = threading.Event()
+        barrier = threading.Barrier(3, timeout=60)
+
+        def gate(number):
+            if number <= 3:
+                barrier.wait()  # parts 1 to 3 all on their way
+            if number == 1:
+                raise client_error('InternalError', 'UploadPart', 500)
+            if number in (2, 3):
+                release.wait(60)
+                finished.append(number)
+        state = self.watch_parts(store, gate)
+        real_abort = store.client.abort_multipart_upload
+
+        def abort(**kwargs):
+            # Every part still on its way ended before the abort.
+            aborted_while.append(state['now'])
+            return real_abort(**kwargs)
+        aborted_while = []
+        self.useFixture(fixtures.MockPatchObject(
+            store.client, 'abort_multipart_upload', side_effect=abort))
+        threading.Timer(0.5, release.set).start()
+        self.assertRaises(stores.StorageUnavailable, store.add, IMAGE_ID,
+                          PatternReader(6 * PART), MiB)
+        self.assertEqual([0], aborted_while)
+        self.assertEqual([2, 3], sorted(finished))
+        self.assertNothingStored()
+
+    def test_body_error_while_parts_are_in_flight_leaves_nothing(self):
+        store = self.make_store(s3_store_thread_pools='3')
+        release = threading.Event()
+        self.watch_parts(store, lambda number: release.wait(60))
+        error = stream_error()
+
+        class Reader(PatternReader):
+            def read(self, size=-1):
+                if self.sent >= 2 * PART + MiB:
+                    release.set()
+                return super().read(size)
+        raised = self.assertRaises(
+            streams.StreamError, store.add, IMAGE_ID,
+            Reader(4 * PART, fail_after=2 * PART + 2 * MiB, error=error),
+            MiB)
+        self.assertIs(error, raised)
+        self.assertNothingStored()
 
 
 class ReadTest(S3TestCase):

@@ -9,18 +9,24 @@ the registry): the endpoint and the keys are the store's configuration, so
 they can be rotated without rewriting a single location. Locations in
 glance_store's form are not served.
 
-Uploads stream: the body is read one part at a time into a single buffer
-of ``s3_store_large_object_chunk_size`` MiB, which is sent and then reused,
-so memory holds at most one part and nothing is written to local disk. A
-body that ends within the first part, below ``s3_store_large_object_size``,
-is sent with one ``PutObject``; any other is a multipart upload (one part
-in flight at a time: ``s3_store_thread_pools`` is accepted for Glance's
-sake and ignored). The parts are fixed-size, so an image may have up to
-10,000 parts of that size (100 GiB with the default 10 MiB); a larger one
-fails with 413 naming the option to raise.
+Uploads stream: the body is read one part at a time into buffers of
+``s3_store_large_object_chunk_size`` MiB, each sent and then reused, and
+nothing is written to local disk. A body that ends within the first part,
+below ``s3_store_large_object_size``, is sent with one ``PutObject``; any
+other is a multipart upload whose parts go up ``s3_store_thread_pools`` at
+a time (glance_store's name; default 2): the next part is read while the
+previous ones are sent, and at most that many part buffers exist, so an
+upload holds at most ``s3_store_thread_pools`` ×
+``s3_store_large_object_chunk_size`` MiB (20 MiB by default). More parts
+at a time help an endpoint far away (each part waits for its answer); on
+a loaded machine next to the service they only cost memory. With 1, each
+part is sent before the next is read. The parts are fixed-size, so an
+image may have up to 10,000 parts of that size (100 GiB with the default
+10 MiB); a larger one fails with 413 naming the option to raise.
 
 Any failure of an upload (the store's, or the body's: a size or checksum
-check failing, the client going away) aborts the multipart upload, or
+check failing, the client going away) aborts the multipart upload, once
+no part of it is still on its way, or
 deletes the object a ``PutObject`` may have left, before the error
 propagates; a completion that fails or goes unanswered (a service may take
 minutes to assemble a large object: the driver waits up to 15 minutes)
@@ -72,6 +78,8 @@ option                                meaning
                                       bucket addressing (``auto``)
 ``s3_store_cacert``                   CA bundle for an https endpoint
                                       (the system's)
+``s3_store_thread_pools``             parts of an upload buffered and
+                                      sent at a time (2)
 ====================================  ======================================
 
 Start-up: each worker asks for the bucket once (``HeadBucket``, a few
@@ -90,6 +98,8 @@ endpoint, ``AccessDenied``, a 5xx) is
 store and the S3 error code only; the log has the endpoint and bucket.
 """
 
+import collections
+from concurrent import futures
 import logging
 import threading
 import time
@@ -254,6 +264,82 @@ class AbortRetrier:
             self._pending.pop((key, upload_id), None)
 
 
+class PartSender:
+    """Sends the parts of one multipart upload, several at a time.
+
+    At most ``limit`` part buffers exist (the caller's first one, and new
+    ones made while fewer exist), and a buffer is refilled only once its part
+    was sent: memory holds at most ``limit`` parts, and up to ``limit``
+    parts are on their way while the next one is read. With a ``limit`` of
+    1 each part is sent in the calling thread before the next is read.
+
+    :param upload: ``upload(number, body)`` sends one part and returns
+        its ``{'PartNumber', 'ETag'}``; it runs in a thread of the sender.
+    """
+
+    def __init__(self, upload: typing.Callable[[int, bytearray],
+                                               typing.Dict],
+                 limit: int):
+        self.upload = upload
+        self.limit = max(limit, 1)
+        self.made = 1
+        self.free: typing.List[bytearray] = []
+        self.sent: typing.List[typing.Dict] = []
+        self.pending: typing.Deque[
+            typing.Tuple[futures.Future, bytearray]] = collections.deque()
+        self.executor = None
+        if self.limit > 1:
+            self.executor = futures.ThreadPoolExecutor(
+                max_workers=self.limit, thread_name_prefix='imgmw-s3-part')
+
+    def send(self, number: int, body: bytearray) -> None:
+        """Send part ``number``; raises the failure of an earlier part."""
+        if self.executor is None:
+            self.sent.append(self.upload(number, body))
+            self.free.append(body)
+            return
+        self._raise_failures()
+        self.pending.append((self.executor.submit(self.upload, number,
+                                                  body), body))
+
+    def free_buffer(self, size: int) -> bytearray:
+        """A buffer to fill with the next part; waits for one if needed."""
+        if self.free:
+            return self.free.pop()
+        if self.made < self.limit:
+            self.made += 1
+            return bytearray(size)
+        future, body = self.pending.popleft()
+        self.sent.append(future.result())
+        return body
+
+    def finish(self) -> typing.List[typing.Dict]:
+        """Wait for every part; their list in order, for the completion."""
+        while self.pending:
+            future, _ = self.pending.popleft()
+            self.sent.append(future.result())
+        self._shutdown()
+        return sorted(self.sent, key=lambda part: part['PartNumber'])
+
+    def stop(self) -> None:
+        """Send no more parts; return once none is on its way."""
+        for future, _ in self.pending:
+            future.cancel()
+        futures.wait([future for future, _ in self.pending])
+        self.pending.clear()
+        self._shutdown()
+
+    def _raise_failures(self) -> None:
+        for future, _ in self.pending:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+
+    def _shutdown(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+            self.executor = None
+
+
 class S3Store(stores.Store):
     """A bucket of an S3-compatible object store."""
 
@@ -278,6 +364,7 @@ class S3Store(stores.Store):
         self.create_bucket_on_put = values['s3_store_create_bucket_on_put']
         self.part_size = chunk_mib * MiB
         self.large_object_size = values['s3_store_large_object_size'] * MiB
+        self.thread_pools = values['s3_store_thread_pools']
         session = boto3.session.Session(
             aws_access_key_id=values['s3_store_access_key'],
             aws_secret_access_key=values['s3_store_secret_key'])
@@ -390,24 +477,34 @@ class S3Store(stores.Store):
         upload_id = self._with_bucket('CreateMultipartUpload',
                                       Bucket=self.bucket,
                                       Key=key)['UploadId']
+        sender = PartSender(
+            lambda number, body: self._upload_part(key, upload_id, number,
+                                                   body),
+            self.thread_pools)
         completing = False
         try:
-            size, parts = 0, []
+            size, number = 0, 0
             while filled:
                 ended = filled < len(part)
                 if ended:
                     del part[filled:]
-                parts.append(self._upload_part(key, upload_id,
-                                               len(parts) + 1, part))
+                number += 1
+                self._check_part_number(key, number)
+                sender.send(number, part)
                 size += filled
                 if ended:
                     break
+                part = sender.free_buffer(self.part_size)
                 filled = _fill(reader, part, chunk_size)
+            parts = sender.finish()
             completing = True
             self._call('CompleteMultipartUpload', client=self.completer,
                        Bucket=self.bucket, Key=key, UploadId=upload_id,
                        MultipartUpload={'Parts': parts})
         except BaseException:
+            # No part may still be on its way when the upload is aborted:
+            # S3 would keep a part that lands after the abort.
+            sender.stop()
             self._abort_quietly(key, upload_id)
             if completing:
                 # The service may have completed it all the same.
@@ -415,8 +512,7 @@ class S3Store(stores.Store):
             raise
         return size
 
-    def _upload_part(self, key: str, upload_id: str, number: int,
-                     body: bytearray) -> typing.Dict:
+    def _check_part_number(self, key: str, number: int) -> None:
         if number > MAX_PARTS:
             LOG.error('Store %s: %s needs more than %d parts of %d MiB; '
                       'raise s3_store_large_object_chunk_size',
@@ -425,6 +521,9 @@ class S3Store(stores.Store):
                 'store %s: more than %d parts of %d MiB (raise '
                 's3_store_large_object_chunk_size)'
                 % (self.store_id, MAX_PARTS, self.part_size // MiB))
+
+    def _upload_part(self, key: str, upload_id: str, number: int,
+                     body: bytearray) -> typing.Dict:
         result = self._call('UploadPart', Bucket=self.bucket, Key=key,
                             UploadId=upload_id, PartNumber=number,
                             Body=body)
