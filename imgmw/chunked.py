@@ -28,7 +28,7 @@ under uWSGI, for a request whose last transfer coding is ``chunked``, it
 
 * makes ``wsgi.input`` a :class:`UwsgiChunkedInput`, a file reading the
   body through ``uwsgi.chunked_read()``;
-* moves ``HTTP_TRANSFER_ENCODING`` to ``environ['imgmw.transfer_encoding']``
+* moves ``HTTP_TRANSFER_ENCODING`` to ``environ['imgmw.framing']``
   (see :func:`transfer_encoding`) and drops ``CONTENT_LENGTH`` (the
   transfer coding overrides it, RFC 9112 section 6.3), so that the app
   finds no chunked request to take its own uWSGI path for;

@@ -52,6 +52,18 @@ key                   set by    read by           holds
                                                   or ``None``), final once
                                                   ``done`` (at end of stream,
                                                   before the app sees it)
+``imgmw.framing``     chunked   chunked           the client's
+                                                  ``Transfer-Encoding``, moved
+                                                  out of
+                                                  ``HTTP_TRANSFER_ENCODING``
+                                                  by ``chunked.server_input``
+                                                  when it put a body read
+                                                  through uWSGI's API into
+                                                  ``wsgi.input``; size, quota,
+                                                  checksum, inspect and the
+                                                  app read it through
+                                                  ``chunked.
+                                                  transfer_encoding``
 ====================  ========  ================  =============================
 
 :data:`PUBLISHER` and :data:`READERS` hold the same table for code, and a
@@ -62,7 +74,7 @@ the filters). Filters that check it wrap ``environ['wsgi.input']`` with a
 :class:`imgmw.streams.InputProxy` (see that module), after
 :func:`imgmw.chunked.server_input` made it hold the whole body. Where that
 moved a chunked body read through uWSGI's API into ``wsgi.input``, the
-client's ``Transfer-Encoding`` is in ``imgmw.transfer_encoding`` instead of
+client's ``Transfer-Encoding`` is in ``imgmw.framing`` instead of
 ``HTTP_TRANSFER_ENCODING``: whoever needs the body's framing reads
 :func:`imgmw.chunked.transfer_encoding`.
 """
@@ -74,7 +86,7 @@ SIZE = 'imgmw.size'
 DIGESTS = 'imgmw.digests'
 IMAGE = 'imgmw.image'
 INSPECTION = 'imgmw.inspection'
-TRANSFER_ENCODING = 'imgmw.transfer_encoding'
+TRANSFER_ENCODING = 'imgmw.framing'
 
 #: Which filter publishes each key, for the messages of MissingFilter.
 PUBLISHER = {
@@ -85,7 +97,7 @@ PUBLISHER = {
     DIGESTS: 'checksum',
     IMAGE: 'the data app',
     INSPECTION: 'inspect',
-    TRANSFER_ENCODING: 'size, quota, checksum or inspect',
+    TRANSFER_ENCODING: 'chunked',
 }
 
 #: Who reads each key (the table above); "the data app" is :mod:`imgmw.app`.
@@ -97,6 +109,7 @@ READERS = {
     DIGESTS: ('the data app',),
     IMAGE: ('quota', 'inspect'),
     INSPECTION: ('the data app',),
+    TRANSFER_ENCODING: ('chunked',),
 }
 
 

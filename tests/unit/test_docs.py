@@ -70,11 +70,22 @@ def snippets(text: str) -> typing.List[typing.List[str]]:
 
 
 def pipelines(path: str) -> typing.List[typing.List[str]]:
+    """Every pipeline of a paste file.
+
+    The ``[pipeline:*]`` sections, and the flavors of a composite made by
+    Glance's ``pipeline_factory`` (one pipeline a key).
+    """
     parser = configparser.RawConfigParser()
     parser.read(path)
-    return [parser.get(section, 'pipeline').split()
-            for section in parser.sections()
-            if section.startswith('pipeline:')]
+    found = []
+    for section in parser.sections():
+        if section.startswith('pipeline:'):
+            found.append(parser.get(section, 'pipeline').split())
+        elif parser.get(section, 'paste.composite_factory',
+                        fallback='').endswith(':pipeline_factory'):
+            found += [value.split() for key, value in parser.items(section)
+                      if key != 'paste.composite_factory']
+    return found
 
 
 def is_part_of(snippet: typing.Sequence[str],

@@ -117,9 +117,11 @@ class TableTest(testtools.TestCase):
 
     def test_publishers_and_readers_are_those_of_the_code(self):
         found = self.uses_in_code()
-        for constant in ('CONTEXT', 'AUTHORIZE', 'STORE', 'SIZE', 'DIGESTS',
-                         'IMAGE', 'INSPECTION'):
-            key = getattr(environ, constant)
+        constants = {getattr(environ, name): name for name in dir(environ)
+                     if name.isupper() and isinstance(getattr(environ, name),
+                                                      str)}
+        for key in environ.PUBLISHER:
+            constant = constants[key]
             self.assertEqual({environ.PUBLISHER[key]},
                              found.pop((constant, 'set'), set()), key)
             self.assertEqual(set(environ.READERS[key]),
