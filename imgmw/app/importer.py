@@ -98,6 +98,7 @@ import webob.exc
 from imgmw.app import images
 from imgmw.app import registry as registry_mod
 from imgmw.app import stores
+from imgmw.app import tasks
 from imgmw import environ as keys
 from imgmw import errors
 from imgmw import hashing
@@ -191,10 +192,14 @@ class ImportRequest:
         holder = registry_mod.holder_id()
         self.start(holder)
         job = ImportJob(self.app, record, store_ids, holder)
+        job.task_id = tasks.start(self.registry, self.req.environ,
+                                  self.app.context(self.req), self.image_id,
+                                  request, store_ids)
         try:
             self.app.spawn(job.run, 'imgmw-import-%s' % self.image_id)
         except BaseException as err:
             job.fail([], err)
+            tasks.finish(self.registry, job.task_id, self.image_id, err)
             raise
         LOG.info('Image %s: import into %s started', self.image_id,
                  ', '.join(store_ids))
@@ -275,6 +280,8 @@ class ImportJob:
         self.disk_format = record['disk_format']
         self.targets = [app.stores.by_id[store_id] for store_id in store_ids]
         self.holder = holder
+        #: The import's task (:mod:`imgmw.app.tasks`), told how it ended.
+        self.task_id = None
 
     def run(self) -> None:
         """Copy, hash and commit; on any failure clean up. Never raises."""
@@ -287,6 +294,9 @@ class ImportJob:
             self.commit(written, hasher)
         except BaseException as err:
             self.fail(written, err)
+            tasks.finish(self.registry, self.task_id, self.image_id, err)
+            return
+        tasks.finish(self.registry, self.task_id, self.image_id)
 
     def beat(self) -> bool:
         return self.registry.heartbeat(self.image_id, self.holder)
