@@ -525,3 +525,8 @@ def last_store():
 def not_in_store(image_id: str, store_id: str):
     return _error(webob.exc.HTTPNotFound,
                   'Image %s is not stored in store %s.' % (image_id, store_id))
+
+
+def owner_change_not_permitted():
+    return _error(webob.exc.HTTPForbidden,
+                  "You are not permitted to modify 'owner' on this image.")

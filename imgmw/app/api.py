@@ -286,7 +286,7 @@ class DataApp:
         self.authorize(req, 'modify_image', images.policy_target(record))
         changes = images.patch_operations(images.read_json(req),
                                           req.content_type)
-        values = images.update_values(record, changes)
+        values = images.update_values(record, changes, self.context(req))
         updated = self.registry.update(record['id'], values)
         if updated is None:
             raise errors.image_not_found(record['id'])

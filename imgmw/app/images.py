@@ -430,7 +430,8 @@ def patch_operations(changes: typing.Any, content_type: str) -> typing.Any:
 FORMATS = ('disk_format', 'container_format')
 
 
-def update_values(record: typing.Mapping, changes: typing.Any) -> dict:
+def update_values(record: typing.Mapping, changes: typing.Any,
+                  context=None) -> dict:
     """The registry values of a JSON patch of ``record``.
 
     Top-level paths only: ``add``, ``replace`` and ``remove`` of the
@@ -448,8 +449,12 @@ def update_values(record: typing.Mapping, changes: typing.Any) -> dict:
     for change in changes:
         _apply(record, image, change)
     validate(image)
+    if image['owner'] != record['owner'] and not (
+            context is not None and context.is_admin):
+        # As Glance: only an admin gives an image to another project.
+        raise errors.owner_change_not_permitted()
     values = {key: image[key] for key in SETTABLE
-              if key in image and key not in ('id', 'owner')
+              if key in image and key != 'id'
               and image[key] != record[key]}
     values['properties'] = {key: value for key, value in image.items()
                             if key not in BASE_FIELDS
@@ -469,7 +474,7 @@ def _apply(record: typing.Mapping, image: dict, change: typing.Any) -> None:
                                'of add, replace or remove and a path.')
     op = change['op']
     key = change['path'][1:].replace('~1', '/').replace('~0', '~')
-    if '/' in key or key in ('id', 'owner') or key in READ_ONLY:
+    if '/' in key or key == 'id' or key in READ_ONLY:
         raise errors.read_only_attribute(key)
     if key in RESERVED or key.startswith(RESERVED_PREFIX):
         raise errors.reserved_attribute(key)

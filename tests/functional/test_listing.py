@@ -155,6 +155,19 @@ class TestPatchForms(base.FunctionalTest):
             {'replace': '/name', 'add': '/name', 'value': 'x'}], PATCH_V20)
         self.assert_error(resp, 400, 'only one member')
 
+    def test_only_an_admin_gives_an_image_away(self):
+        image = self.create_image()
+        change = [{'op': 'replace', 'path': '/owner', 'value': 'other'}]
+        resp = self.request(
+            'PATCH', '/v2/images/%s' % image['id'], json=change,
+            headers={'Content-Type': PATCH_V21, 'X-Roles': 'member,reader',
+                     'X-Project-Id': image['owner']})
+        self.assert_error(resp, 403, 'not permitted to modify')
+        resp = self.patch(image['id'], [{'replace': '/owner',
+                                         'value': 'other'}], PATCH_V20)
+        self.assertEqual(200, resp.status_code, resp.text)
+        self.assertEqual('other', resp.json()['owner'])
+
     def test_v2_1_refuses_the_old_form(self):
         image = self.create_image()
         resp = self.patch(image['id'], [
