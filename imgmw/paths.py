@@ -3,7 +3,8 @@
 One parser for every filter, so that they agree on what an upload is.
 ``/v2.N/...`` is the same path as ``/v2/...`` for any minor version N (the
 versions document says which ones a client may use). A trailing slash is
-tolerated as Glance's router does.
+tolerated as Glance's router does, but not an empty image id:
+``/v2/images/`` names nothing (404), as on Glance.
 """
 
 import dataclasses
@@ -15,17 +16,22 @@ import typing
 class Route:
     """What a request path names.
 
-    ``kind`` is one of :data:`KINDS`; ``image_id`` is set for image routes.
+    ``kind`` is one of :data:`KINDS`; ``image_id`` is set for image routes;
+    ``name`` is the tag of :data:`TAG` and the store of :data:`STORE_IMAGE`.
     """
 
     kind: str
     image_id: typing.Optional[str] = None
+    name: typing.Optional[str] = None
 
 
 IMAGE_DATA = 'image_data'        # /v2/images/{id}/file
 STAGE = 'stage'                  # /v2/images/{id}/stage
 IMPORT = 'import'                # /v2/images/{id}/import
 IMAGE = 'image'                  # /v2/images/{id}
+TAG = 'tag'                      # /v2/images/{id}/tags/{tag}
+IMAGE_TASKS = 'image_tasks'      # /v2/images/{id}/tasks
+STORE_IMAGE = 'store_image'      # /v2/stores/{store_id}/{id}
 IMAGES = 'images'                # /v2/images
 DEACTIVATE = 'deactivate'        # /v2/images/{id}/actions/deactivate
 REACTIVATE = 'reactivate'        # /v2/images/{id}/actions/reactivate
@@ -38,7 +44,8 @@ SCHEMA_IMAGES = 'schema_images'  # /v2/schemas/images
 VERSIONS = 'versions'            # / and /versions
 
 KINDS = (IMAGE_DATA, STAGE, IMPORT, IMAGE, IMAGES, DEACTIVATE, REACTIVATE,
-         STORES_INFO, STORES_DETAIL, IMPORT_INFO, USAGE_INFO, SCHEMA_IMAGE,
+         TAG, IMAGE_TASKS, STORE_IMAGE, STORES_INFO, STORES_DETAIL,
+         IMPORT_INFO, USAGE_INFO, SCHEMA_IMAGE,
          SCHEMA_IMAGES, VERSIONS)
 
 #: The methods each route answers; any other gets 405 with ``Allow``.
@@ -50,6 +57,9 @@ ALLOWED = {
     IMAGES: ('GET', 'POST'),
     DEACTIVATE: ('POST',),
     REACTIVATE: ('POST',),
+    TAG: ('PUT', 'DELETE'),
+    IMAGE_TASKS: ('GET',),
+    STORE_IMAGE: ('DELETE',),
     STORES_INFO: ('GET',),
     STORES_DETAIL: ('GET',),
     IMPORT_INFO: ('GET',),
@@ -72,8 +82,11 @@ _PATTERNS = [
      DEACTIVATE),
     (re.compile(_V2 + r'/images/' + _ID + r'/actions/reactivate/?'),
      REACTIVATE),
+    (re.compile(_V2 + r'/images/' + _ID + r'/tags/' + _ID + r'/?'), TAG),
+    (re.compile(_V2 + r'/images/' + _ID + r'/tasks/?'), IMAGE_TASKS),
     (re.compile(_V2 + r'/images/' + _ID + r'/?'), IMAGE),
-    (re.compile(_V2 + r'/images/?'), IMAGES),
+    (re.compile(_V2 + r'/images'), IMAGES),
+    (re.compile(_V2 + r'/stores/' + _ID + r'/' + _ID + r'/?'), STORE_IMAGE),
     (re.compile(_V2 + r'/info/stores/?'), STORES_INFO),
     (re.compile(_V2 + r'/info/stores/detail/?'), STORES_DETAIL),
     (re.compile(_V2 + r'/info/import/?'), IMPORT_INFO),
@@ -88,9 +101,14 @@ def route(path: str) -> typing.Optional[Route]:
     """Return the :class:`Route` a path names, or ``None``."""
     for pattern, kind in _PATTERNS:
         match = pattern.fullmatch(path)
-        if match:
-            image_id = match.group(1) if match.groups() else None
-            return Route(kind, image_id)
+        if match is None:
+            continue
+        groups = match.groups()
+        if kind == STORE_IMAGE:
+            return Route(kind, groups[1], groups[0])
+        if kind == TAG:
+            return Route(kind, groups[0], groups[1])
+        return Route(kind, groups[0] if groups else None)
     return None
 
 

@@ -27,6 +27,7 @@ from imgmw.app import importer
 from imgmw.app import registry as registry_mod
 from imgmw.app import stage
 from imgmw.app import stores
+from imgmw.app import tasks
 from imgmw.app import upload
 from imgmw import chunked
 from imgmw import environ as keys
@@ -39,6 +40,9 @@ LOG = logging.getLogger(__name__)
 READER = 'data app'
 
 IMPORT_METHODS = importer.METHODS
+
+#: The most tags an image may have (Glance's ``image_tag_quota``).
+TAG_LIMIT = 128
 
 _MINOR = re.compile(r'/v2\.([0-9]+)(?:/|$)')
 
@@ -285,7 +289,9 @@ class DataApp:
         if req.content_type not in images.PATCH_MEDIA_TYPES:
             raise errors.unsupported_patch_type(req.content_type or None)
         self.authorize(req, 'modify_image', images.policy_target(record))
-        values = images.update_values(record, images.read_json(req))
+        changes = images.patch_operations(images.read_json(req),
+                                          req.content_type)
+        values = images.update_values(record, changes, self.context(req))
         updated = self.registry.update(record['id'], values)
         if updated is None:
             raise errors.image_not_found(record['id'])
@@ -316,6 +322,59 @@ class DataApp:
             LOG.error('Image %s: could not delete its data from %s (%s); '
                       'left for the orphan sweep', image_id,
                       store.store_id, err)
+
+    # Tags, tasks and per-store data.
+
+    def on_tag(self, req: webob.Request, image_id: str) -> webob.Response:
+        """``PUT`` or ``DELETE /v2/images/{id}/tags/{tag}``: 204."""
+        tag = paths.route_of(req.environ).name
+        record = self.visible(req, image_id)
+        self.authorize(req, 'modify_image', images.policy_target(record))
+        if req.method == 'DELETE':
+            removed = self.registry.remove_tag(image_id, tag)
+            if removed is None:
+                raise errors.image_not_found(image_id)
+            if not removed:
+                raise errors.tag_not_found(tag)
+            return download.no_content()
+        if len(tag) > 255:
+            raise errors.invalid_tag('a tag is at most 255 characters')
+        added = self.registry.add_tag(image_id, tag, TAG_LIMIT)
+        if added is None:
+            raise errors.image_not_found(image_id)
+        if not added:
+            raise errors.tag_limit_exceeded(image_id, TAG_LIMIT)
+        return download.no_content()
+
+    def on_image_tasks(self, req: webob.Request,
+                       image_id: str) -> webob.Response:
+        """``GET /v2/images/{id}/tasks``: the image's import tasks."""
+        self.visible(req, image_id)
+        return json_response({'tasks': [
+            tasks.view(task) for task in self.registry.tasks(image_id)]})
+
+    def on_store_image(self, req: webob.Request,
+                       image_id: str) -> webob.Response:
+        """``DELETE /v2/stores/{store_id}/{id}``: drop one store's copy."""
+        store_id = paths.route_of(req.environ).name
+        if not self.stores.multi_store:
+            raise errors.not_found()
+        if store_id not in self.stores.by_id:
+            raise errors.store_unavailable_here(store_id)
+        record = self.visible(req, image_id)
+        self.authorize(req, 'modify_image', images.policy_target(record))
+        outcome, location = self.registry.remove_location(image_id,
+                                                          store_id)
+        if outcome == 'missing':
+            raise errors.image_not_found(image_id)
+        if outcome == 'status':
+            raise errors.store_delete_needs_active()
+        if outcome == 'last':
+            raise errors.last_store()
+        if outcome == 'absent':
+            raise errors.not_in_store(image_id, store_id)
+        self.delete_location(image_id, location)
+        return download.no_content()
 
     def on_deactivate(self, req: webob.Request,
                       image_id: str) -> webob.Response:

@@ -286,3 +286,46 @@ def format_locked(name: str):
     return _error(webob.exc.HTTPForbidden,
                   'Attribute %s can be only replaced for a queued image.'
                   % name)
+
+
+def tag_not_found(tag: str):
+    return _error(webob.exc.HTTPNotFound, 'Tag %s not found.' % tag)
+
+
+def invalid_tag(reason: str):
+    return _error(webob.exc.HTTPBadRequest,
+                  'Could not update image: %s' % reason)
+
+
+def tag_limit_exceeded(image_id: str, limit: int):
+    return _error(webob.exc.HTTPRequestEntityTooLarge,
+                  'Image tag limit exceeded for image %s: at most %d tags.'
+                  % (image_id, limit))
+
+
+def store_unavailable_here(store_id: str):
+    return _error(webob.exc.HTTPConflict,
+                  'The selected store %s is not available on this node.'
+                  % store_id)
+
+
+def store_delete_needs_active():
+    return _error(webob.exc.HTTPConflict,
+                  "It's not allowed to remove image data from store if "
+                  "image status is not 'active'")
+
+
+def last_store():
+    return _error(webob.exc.HTTPForbidden,
+                  'Cannot delete image data from the only store containing '
+                  'it. Consider deleting the image instead.')
+
+
+def not_in_store(image_id: str, store_id: str):
+    return _error(webob.exc.HTTPNotFound,
+                  'Image %s is not stored in store %s.' % (image_id, store_id))
+
+
+def owner_change_not_permitted():
+    return _error(webob.exc.HTTPForbidden,
+                  "You are not permitted to modify 'owner' on this image.")

@@ -7,6 +7,8 @@ the registry's values; :func:`list_query` reads the query of
 ``GET /v2/images``.
 """
 
+import csv
+import datetime
 import functools
 import json
 import os
@@ -43,8 +45,6 @@ RESERVED_PREFIX = 'os_glance'
 SETTABLE = ('id', 'name', 'visibility', 'protected', 'os_hidden',
             'disk_format', 'container_format', 'owner', 'min_ram',
             'min_disk', 'tags')
-
-LIST_FILTERS = ('name', 'status', 'visibility', 'os_hidden')
 
 
 @functools.lru_cache(maxsize=None)
@@ -151,28 +151,200 @@ def validate(body: typing.Mapping) -> None:
 
 # Listing.
 
+#: Parameters of ``GET /v2/images`` that are not filters.
+LIST_PARAMS = ('limit', 'marker', 'sort', 'sort_key', 'sort_dir', 'tag',
+               'member_status')
+
+#: Filters on a column, with Glance's ``in:`` operator (``name=in:a,b``).
+IN_FILTERS = ('id', 'name', 'status', 'container_format', 'disk_format')
+
+#: Filters compared for equality with the column.
+EQUAL_FILTERS = ('owner', 'checksum', 'os_hash_algo', 'os_hash_value')
+
+#: Integer columns: equality, and ``<column>_min``/``<column>_max`` ranges.
+INTEGER_FILTERS = ('size', 'virtual_size', 'min_ram', 'min_disk')
+
+#: Times compared with ``gt:``, ``gte:``, ``lt:``, ``lte:``, ``neq:``,
+#: ``eq:`` and an ISO 8601 time.
+TIME_FILTERS = ('created_at', 'updated_at')
+
+#: Sort keys of ``sort_key`` and ``sort`` (Glance's, and a few more).
+SORT_KEYS = ('name', 'status', 'container_format', 'disk_format', 'size',
+             'id', 'created_at', 'updated_at', 'visibility', 'virtual_size',
+             'owner', 'min_ram', 'min_disk')
+
+#: Fields of an image that are not filters: asked for, they are 400 rather
+#: than a filter on an extra property of that name.
+NOT_FILTERS = READ_ONLY + RESERVED + (
+    'tags', 'os_hash_algo', 'self', 'file', 'schema')
+
+_VISIBILITIES = ('community', 'public', 'private', 'shared', 'all')
+
+
 def list_query(params, default_limit: int, max_limit: int) -> dict:
     """Keyword arguments of :meth:`Registry.list` from the query string.
+
+    As Glance: ``tag`` (repeatable, every one must match), the columns of
+    :data:`IN_FILTERS`, :data:`EQUAL_FILTERS`, :data:`INTEGER_FILTERS`
+    (and their ``_min``/``_max``) and :data:`TIME_FILTERS`, ``visibility``,
+    ``os_hidden``, ``protected``, and any other name as a filter on the
+    extra property of that name. A parameter that is none of these (a
+    read-only field such as ``stores``, a reserved ``os_glance_`` name, a
+    range on another column, ``changes-since``) is 400 naming it: no filter
+    is ever ignored.
 
     :raises webob.exc.HTTPException: 400 on a bad parameter.
     """
     for key, value in params.items():
-        if '\x00' in value:
+        if '\x00' in value or '\x00' in key:
             # No name, id or key holds one, and PostgreSQL refuses it.
             raise errors.bad_query('Invalid value for %s: it contains a '
                                    'NUL character.' % key)
     limit = _limit(params.get('limit'), default_limit, max_limit)
-    filters = {key: params[key] for key in LIST_FILTERS
-               if key in params and key != 'os_hidden'}
+    member_status = params.get('member_status', 'accepted')
+    if member_status not in ('pending', 'accepted', 'rejected', 'all'):
+        raise errors.bad_query('Invalid status: %s' % member_status)
+    filters = {'conditions': [], 'properties': [],
+               'tags': [tag.strip() for tag in params.getall('tag')]}
+    for key, value in params.items():
+        if key not in LIST_PARAMS:
+            _add_filter(filters, key, value)
     if 'os_hidden' in params:
         filters['os_hidden'] = _boolean('os_hidden', params['os_hidden'])
-    sort_key = params.get('sort_key', 'created_at')
-    sort_dir = params.get('sort_dir', 'desc')
-    if sort_dir not in ('asc', 'desc'):
-        raise errors.bad_query('Invalid sort direction: %s' % sort_dir)
+    sort_keys, sort_dirs = _sorting(params)
     return {'filters': filters, 'limit': limit,
-            'marker': params.get('marker'), 'sort_key': sort_key,
-            'sort_dir': sort_dir}
+            'marker': params.get('marker'), 'sort_key': sort_keys,
+            'sort_dir': sort_dirs}
+
+
+def _add_filter(filters: dict, key: str, value: str) -> None:
+    conditions = filters['conditions']
+    if key in IN_FILTERS:
+        operator, operand = _split_operator(value)
+        if operator == 'in':
+            conditions.append((key, 'in', _split_list(operand)))
+        elif operator == 'eq':
+            conditions.append((key, 'eq', operand))
+        else:
+            raise errors.bad_query("Unable to filter by unknown operator "
+                                   "'%s'." % operator)
+    elif key == 'visibility':
+        if value not in _VISIBILITIES:
+            raise errors.bad_query('Invalid visibility value: %s' % value)
+        filters['visibility'] = value
+    elif key == 'os_hidden':
+        pass  # after the loop: one value
+    elif key == 'protected':
+        if value not in ('true', 'false'):
+            raise errors.bad_query("Invalid value '%s' for 'protected' "
+                                   "filter. Valid values are 'true' or "
+                                   "'false'." % value)
+        conditions.append((key, 'eq', value == 'true'))
+    elif key in EQUAL_FILTERS:
+        conditions.append((key, 'eq', value))
+    elif key in INTEGER_FILTERS:
+        conditions.append((key, 'eq', _integer(key, value)))
+    elif key[-4:] in ('_min', '_max') and key[:-4] in INTEGER_FILTERS:
+        conditions.append((key[:-4], 'gte' if key.endswith('_min')
+                           else 'lte', _integer(key, value, range_=True)))
+    elif key in TIME_FILTERS:
+        operator, moment = _split_operator(value)
+        if operator not in ('gt', 'gte', 'lt', 'lte', 'neq', 'eq'):
+            raise errors.bad_query("Unable to filter by unknown operator "
+                                   "'%s'." % operator)
+        conditions.append((key, operator, _time(key, moment)))
+    elif key == 'changes-since':
+        raise errors.bad_query('The "changes-since" filter is no longer '
+                               'available on v2.')
+    elif (key in NOT_FILTERS or key.startswith(RESERVED_PREFIX)
+          or key[-4:] in ('_min', '_max') or not key):
+        raise errors.bad_query('Unknown filter: %s' % key)
+    else:
+        filters['properties'].append((key, value))
+
+
+def _split_operator(value: str) -> typing.Tuple[str, str]:
+    """``(operator, operand)`` as Glance's ``split_filter_op``."""
+    operator, colon, operand = value.partition(':')
+    if not colon or _parse_time(value) is not None:
+        return 'eq', value
+    return operator, operand
+
+
+def _split_list(value: str) -> typing.List[str]:
+    """The values of ``in:a,"b,c"`` (double quotes around commas)."""
+    try:
+        return next(csv.reader([value], escapechar='\\', strict=True))
+    except (csv.Error, StopIteration):
+        raise errors.bad_query('Invalid filter value %s. The quote is not '
+                               'closed.' % value)
+
+
+def _parse_time(value: str) -> typing.Optional[datetime.datetime]:
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment
+
+
+def _time(key: str, value: str) -> datetime.datetime:
+    moment = _parse_time(value)
+    if moment is None:
+        raise errors.bad_query('Bad "%s" query filter format. Use ISO 8601 '
+                               'DateTime notation.' % key)
+    return moment
+
+
+def _integer(key: str, value: str, range_: bool = False) -> int:
+    value = value.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 19):
+        if range_:
+            raise errors.bad_query('Unable to filter on a range with a '
+                                   'non-numeric value.')
+        raise errors.bad_query('Invalid value for %s: %s' % (key, value))
+    return int(value)
+
+
+def _sorting(params) -> typing.Tuple[typing.List[str], typing.List[str]]:
+    """Sort keys and directions, in Glance's two syntaxes.
+
+    ``sort=name:asc,size`` (a key without direction is ``desc``), or
+    ``sort_key=name&sort_key=size&sort_dir=asc`` (one direction for
+    every key, or one per key); never both.
+    """
+    keys, dirs = [], []
+    if 'sort' in params:
+        if 'sort_key' in params or 'sort_dir' in params:
+            raise errors.bad_query('Old and new sorting syntax cannot be '
+                                   'combined')
+        for item in params['sort'].strip().split(','):
+            key, _, direction = item.partition(':')
+            keys.append(_sort_key(key.strip()))
+            dirs.append(_sort_dir(direction.strip() or 'desc'))
+    else:
+        keys = [_sort_key(key.strip()) for key in params.getall('sort_key')]
+        dirs = [_sort_dir(d.strip()) for d in params.getall('sort_dir')]
+        if len(dirs) > 1 and len(dirs) != len(keys):
+            raise errors.bad_query('Number of sort dirs does not match the '
+                                   'number of sort keys')
+    return keys or ['created_at'], dirs or ['desc']
+
+
+def _sort_key(key: str) -> str:
+    if key not in SORT_KEYS:
+        raise errors.bad_query('Invalid sort key: %s. It should be one of '
+                               'the following: %s.'
+                               % (key, ', '.join(SORT_KEYS)))
+    return key
+
+
+def _sort_dir(direction: str) -> str:
+    if direction not in ('asc', 'desc'):
+        raise errors.bad_query('Invalid sort direction: %s' % direction)
+    return direction
 
 
 def _limit(raw: typing.Optional[str], default: int, maximum: int) -> int:
@@ -220,11 +392,46 @@ def _link(params: typing.Sequence[typing.Tuple[str, str]]) -> str:
 PATCH_MEDIA_TYPES = ('application/openstack-images-v2.1-json-patch',
                      'application/openstack-images-v2.0-json-patch')
 
+#: The operations of a JSON patch.
+PATCH_OPERATIONS = ('add', 'replace', 'remove')
+
+
+def patch_operations(changes: typing.Any, content_type: str) -> typing.Any:
+    """The changes of a patch body, in the ``{"op", "path"}`` form.
+
+    ``application/openstack-images-v2.0-json-patch`` also takes the older
+    form of that media type, the operation as the member naming the path
+    (``{"replace": "/name", "value": "x"}``), as Glance does; it is turned
+    into ``{"op": "replace", "path": "/name", "value": "x"}``. Anything
+    else is returned as it is, for :func:`update_values` to check.
+
+    :raises webob.exc.HTTPException: 400 for an old-form operation with
+        more than one operation member.
+    """
+    if (content_type != PATCH_MEDIA_TYPES[1]
+            or not isinstance(changes, list)):
+        return changes
+    converted = []
+    for change in changes:
+        if isinstance(change, dict) and 'op' not in change:
+            named = [op for op in PATCH_OPERATIONS if op in change]
+            if len(named) > 1:
+                raise errors.bad_patch(
+                    'Operation objects must contain only one member named '
+                    '"add", "remove", or "replace".')
+            if named:
+                change = dict(change, op=named[0], path=change[named[0]])
+                del change[named[0]]
+        converted.append(change)
+    return converted
+
+
 #: Changeable only while the image has no data.
 FORMATS = ('disk_format', 'container_format')
 
 
-def update_values(record: typing.Mapping, changes: typing.Any) -> dict:
+def update_values(record: typing.Mapping, changes: typing.Any,
+                  context=None) -> dict:
     """The registry values of a JSON patch of ``record``.
 
     Top-level paths only: ``add``, ``replace`` and ``remove`` of the
@@ -242,8 +449,12 @@ def update_values(record: typing.Mapping, changes: typing.Any) -> dict:
     for change in changes:
         _apply(record, image, change)
     validate(image)
+    if image['owner'] != record['owner'] and not (
+            context is not None and context.is_admin):
+        # As Glance: only an admin gives an image to another project.
+        raise errors.owner_change_not_permitted()
     values = {key: image[key] for key in SETTABLE
-              if key in image and key not in ('id', 'owner')
+              if key in image and key != 'id'
               and image[key] != record[key]}
     values['properties'] = {key: value for key, value in image.items()
                             if key not in BASE_FIELDS
@@ -256,14 +467,14 @@ def update_values(record: typing.Mapping, changes: typing.Any) -> dict:
 
 
 def _apply(record: typing.Mapping, image: dict, change: typing.Any) -> None:
-    if not isinstance(change, dict) or change.get('op') not in (
-            'add', 'replace', 'remove') or not isinstance(
+    if not isinstance(change, dict) or change.get(
+            'op') not in PATCH_OPERATIONS or not isinstance(
                 change.get('path'), str) or not change['path'][1:]:
         raise errors.bad_patch('Operations must be JSON objects with an op '
                                'of add, replace or remove and a path.')
     op = change['op']
     key = change['path'][1:].replace('~1', '/').replace('~0', '~')
-    if '/' in key or key in ('id', 'owner') or key in READ_ONLY:
+    if '/' in key or key == 'id' or key in READ_ONLY:
         raise errors.read_only_attribute(key)
     if key in RESERVED or key.startswith(RESERVED_PREFIX):
         raise errors.reserved_attribute(key)

@@ -104,6 +104,7 @@ from imgmw.app import forward
 from imgmw.app import images
 from imgmw.app import registry as registry_mod
 from imgmw.app import stores
+from imgmw.app import tasks
 from imgmw import environ as keys
 from imgmw import hashing
 
@@ -199,10 +200,14 @@ class ImportRequest:
         holder = registry_mod.holder_id()
         self.start(holder)
         job = ImportJob(self.app, record, store_ids, holder)
+        job.task_id = tasks.start(self.registry, self.req.environ,
+                                  self.app.context(self.req), self.image_id,
+                                  request, store_ids)
         try:
             self.app.spawn(job.run, 'imgmw-import-%s' % self.image_id)
         except BaseException as err:
             job.fail([], err)
+            tasks.finish(self.registry, job.task_id, self.image_id, err)
             raise
         LOG.info('Image %s: import into %s started', self.image_id,
                  ', '.join(store_ids))
@@ -291,6 +296,8 @@ class ImportJob:
         self.disk_format = record['disk_format']
         self.targets = [app.stores.by_id[store_id] for store_id in store_ids]
         self.holder = holder
+        #: The import's task (:mod:`imgmw.app.tasks`), told how it ended.
+        self.task_id = None
 
     def run(self) -> None:
         """Copy, hash and commit; on any failure clean up. Never raises."""
@@ -303,6 +310,9 @@ class ImportJob:
             self.commit(written, hasher)
         except BaseException as err:
             self.fail(written, err)
+            tasks.finish(self.registry, self.task_id, self.image_id, err)
+            return
+        tasks.finish(self.registry, self.task_id, self.image_id)
 
     def beat(self) -> bool:
         return self.registry.heartbeat(self.image_id, self.holder)

@@ -111,6 +111,29 @@ image_locations = sa.Table(
     **TABLE_OPTIONS,
 )
 
+#: Import tasks, as Glance shows them under ``/v2/images/{id}/tasks``;
+#: ``input`` and ``result`` are JSON text.
+image_tasks = sa.Table(
+    'image_tasks', metadata,
+    sa.Column('id', sa.String(36), primary_key=True),
+    sa.Column('image_id', sa.String(36),
+              sa.ForeignKey('images.id', ondelete='CASCADE'),
+              nullable=False),
+    sa.Column('type', sa.String(30), nullable=False),
+    sa.Column('status', sa.String(30), nullable=False),
+    sa.Column('owner', sa.String(255)),
+    sa.Column('user_id', sa.String(255)),
+    sa.Column('request_id', sa.String(255)),
+    sa.Column('input', sa.Text, nullable=False),
+    sa.Column('result', sa.Text),
+    sa.Column('message', sa.Text, nullable=False),
+    sa.Column('created_at', UTCDateTime, nullable=False),
+    sa.Column('updated_at', UTCDateTime, nullable=False),
+    sa.Column('expires_at', UTCDateTime),
+    sa.Index('ix_image_tasks_image_id', 'image_id'),
+    **TABLE_OPTIONS,
+)
+
 # The quota filter's reservation tables live in the same database and come
 # with the same migrations (0002); they are declared by imgmw.quota, which
 # must not depend on the app.

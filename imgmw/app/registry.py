@@ -109,6 +109,12 @@ METADATA_FIELDS = frozenset(('name', 'visibility', 'protected', 'os_hidden',
                              'disk_format', 'container_format', 'owner',
                              'min_ram', 'min_disk', 'tags', 'properties'))
 
+#: Fields of :meth:`Registry.create_task`: ``input`` and ``result`` are
+#: JSON text.
+TASK_FIELDS = frozenset(('image_id', 'type', 'status', 'owner', 'user_id',
+                         'request_id', 'input', 'result', 'message',
+                         'expires_at'))
+
 #: Fields a status change may set (:meth:`Registry.transition`).
 DATA_FIELDS = frozenset(('size', 'virtual_size', 'checksum', 'os_hash_algo',
                          'os_hash_value', 'locations'))
@@ -121,7 +127,15 @@ SORT_KEYS = frozenset(('created_at', 'updated_at', 'id', 'name', 'status',
                        'container_format', 'owner', 'min_ram', 'min_disk'))
 
 LIST_FILTERS = frozenset(('name', 'status', 'visibility', 'os_hidden',
-                          'owner'))
+                          'owner', 'conditions', 'tags', 'properties'))
+
+#: Columns a listing's ``conditions`` may compare, and their operators.
+FILTER_COLUMNS = frozenset(('id', 'name', 'status', 'container_format',
+                            'disk_format', 'checksum', 'os_hash_algo',
+                            'os_hash_value', 'owner', 'protected', 'size',
+                            'virtual_size', 'min_ram', 'min_disk',
+                            'created_at', 'updated_at'))
+FILTER_OPERATORS = frozenset(('eq', 'neq', 'in', 'gt', 'gte', 'lt', 'lte'))
 
 #: The hidden property naming the node whose staging area holds the data
 #: of a staged image (Glance's name).
@@ -403,8 +417,10 @@ class Registry:
 
     def list(self, *, project_id: typing.Optional[str], is_admin: bool,
              filters: typing.Mapping[str, typing.Any], limit: int,
-             marker: typing.Optional[str], sort_key: str = 'created_at',
-             sort_dir: str = 'desc') -> typing.List[Record]:
+             marker: typing.Optional[str],
+             sort_key: typing.Union[str, typing.Sequence[str]] = 'created_at',
+             sort_dir: typing.Union[str, typing.Sequence[str]] = 'desc'
+             ) -> typing.List[Record]:
         """One page of the images the caller may see, as Glance lists them.
 
         A caller sees the images of ``project_id`` and the public and
@@ -414,14 +430,20 @@ class Registry:
         visible image. ``os_hidden`` defaults to False (hidden images are
         left out); None lists both. Deleted images are never listed.
 
+        More filters: ``conditions``, a list of ``(column, operator,
+        value)`` (:data:`FILTER_COLUMNS`, :data:`FILTER_OPERATORS`; ``in``
+        takes a list), ``tags`` (every one of them) and ``properties``, a
+        list of ``(name, value)`` extra properties that must all match.
+
+        :param sort_key: one key or several (:data:`SORT_KEYS`), the first
+            deciding first; the id breaks the remaining ties.
+        :param sort_dir: ``asc`` or ``desc``, one for every key or one for
+            all of them.
         :param marker: id of the last image of the previous page.
         :raises MarkerNotFound: the marker is not a visible image.
         """
         _check_fields(filters, LIST_FILTERS)
-        if sort_key not in SORT_KEYS:
-            raise ValueError('unknown sort key %r' % sort_key)
-        if sort_dir not in ('asc', 'desc'):
-            raise ValueError('unknown sort direction %r' % sort_dir)
+        order = _sorting(sort_key, sort_dir)
         images = models.images
         access = _access(project_id, is_admin)
         query = sa.select(images).where(
@@ -433,8 +455,8 @@ class Registry:
                 ).mappings().first()
                 if after is None:
                     raise MarkerNotFound(marker)
-                query = query.where(_after(after, sort_key, sort_dir))
-            query = query.order_by(*_order(sort_key, sort_dir)).limit(limit)
+                query = query.where(_after(after, order))
+            query = query.order_by(*_order(order)).limit(limit)
             rows = connection.execute(query).mappings().all()
             return _records(connection, rows)
 
@@ -466,6 +488,123 @@ class Registry:
                 _replace_properties(connection, image_id,
                                     values['properties'])
             return _load(connection, image_id)
+
+    @_retried
+    def add_tag(self, image_id: str, tag: str,
+                limit: typing.Optional[int] = None) -> typing.Optional[bool]:
+        """Tag the image (a tag it has already is kept as it is).
+
+        :param limit: the most tags an image may have.
+        :returns: True when tagged, False when ``limit`` forbids the new
+            tag, None when the image is unknown or deleted.
+        """
+        tags = models.image_tags
+        with self._transaction(write=True) as connection:
+            if not _touch(connection, image_id):
+                return None
+            present = connection.execute(
+                sa.select(tags.c.value).where(tags.c.image_id == image_id)
+            ).scalars().all()
+            if tag in present:
+                return True
+            if limit is not None and len(present) >= limit:
+                return False
+            connection.execute(tags.insert().values(image_id=image_id,
+                                                    value=tag))
+            return True
+
+    @_retried
+    def remove_tag(self, image_id: str, tag: str) -> typing.Optional[bool]:
+        """Untag the image.
+
+        :returns: True when removed, False when the image had no such tag,
+            None when the image is unknown or deleted.
+        """
+        tags = models.image_tags
+        with self._transaction(write=True) as connection:
+            if not _touch(connection, image_id):
+                return None
+            result = connection.execute(
+                tags.delete().where(tags.c.image_id == image_id,
+                                    tags.c.value == tag))
+            return result.rowcount == 1
+
+    @_retried
+    def remove_location(self, image_id: str, store_id: str
+                        ) -> typing.Tuple[str, typing.Optional[dict]]:
+        """Forget the image's data in one store (not the last one).
+
+        In one transaction, with the image's row locked: the image must be
+        ``active`` and have data in ``store_id`` and in another store.
+
+        :returns: ``(outcome, location)``: ``('removed', location)``, the
+            caller then deletes the data; ``('missing', None)`` for an
+            unknown or deleted image; ``('status', None)`` when it is not
+            active; ``('absent', None)`` when it has no data in that store;
+            ``('last', None)`` when that store holds its only copy.
+        """
+        with self._transaction(write=True) as connection:
+            record = _load(connection, image_id, for_update=True)
+            if record is None or record['status'] == 'deleted':
+                return 'missing', None
+            if record['status'] != 'active':
+                return 'status', None
+            locations = record['locations']
+            found = [location for location in locations
+                     if location['store'] == store_id]
+            if not found:
+                return 'absent', None
+            if len(locations) == 1:
+                return 'last', None
+            _replace_locations(connection, image_id,
+                               [location for location in locations
+                                if location is not found[0]])
+            connection.execute(
+                models.images.update().where(models.images.c.id == image_id)
+                .values(updated_at=utcnow()))
+            return 'removed', found[0]
+
+    # Import tasks.
+
+    @_retried
+    def create_task(self, values: typing.Mapping[str, typing.Any]) -> dict:
+        """Record a task (:data:`TASK_FIELDS`); returns it with its id."""
+        _check_fields(values, TASK_FIELDS)
+        now = utcnow()
+        row = {'id': str(uuid.uuid4()), 'status': 'pending', 'message': '',
+               'created_at': now, 'updated_at': now}
+        row.update(values)
+        with self._transaction(write=True) as connection:
+            connection.execute(models.image_tasks.insert().values(**row))
+        return row
+
+    @_retried
+    def update_task(self, task_id: str,
+                    values: typing.Mapping[str, typing.Any]) -> bool:
+        """Change a task's ``status``, ``result``, ``message`` or expiry.
+
+        :returns: False when there is no such task.
+        """
+        _check_fields(values, frozenset(('status', 'result', 'message',
+                                         'expires_at')))
+        tasks = models.image_tasks
+        with self._transaction(write=True) as connection:
+            result = connection.execute(
+                tasks.update().where(tasks.c.id == task_id)
+                .values(updated_at=utcnow(), **values))
+            return result.rowcount == 1
+
+    def tasks(self, image_id: str) -> typing.List[dict]:
+        """The image's tasks that have not expired, oldest first."""
+        tasks = models.image_tasks
+        with self._transaction() as connection:
+            rows = connection.execute(
+                sa.select(tasks).where(
+                    tasks.c.image_id == image_id,
+                    sa.or_(tasks.c.expires_at.is_(None),
+                           tasks.c.expires_at >= utcnow()))
+                .order_by(tasks.c.created_at, tasks.c.id)).mappings().all()
+        return [dict(row) for row in rows]
 
     @_retried
     def transition(self, image_id: str, from_status: str, to_status: str,
@@ -743,34 +882,109 @@ def _list_conditions(project_id: typing.Optional[str],
     for key in ('name', 'status', 'owner'):
         if filters.get(key) is not None:
             conditions.append(images.c[key] == filters[key])
+    for column, operator, value in filters.get('conditions', ()):
+        conditions.append(_compare(column, operator, value))
+    tags = models.image_tags
+    for tag in filters.get('tags', ()):
+        conditions.append(sa.exists().where(tags.c.image_id == images.c.id,
+                                            tags.c.value == tag))
+    properties = models.image_properties
+    for name, value in filters.get('properties', ()):
+        conditions.append(sa.exists().where(
+            properties.c.image_id == images.c.id,
+            properties.c.name == name, properties.c.value == value))
     return conditions
 
 
-def _order(sort_key: str, sort_dir: str) -> list:
+def _compare(name: str, operator: str, value):
+    """One condition of a listing's ``conditions``."""
+    if name not in FILTER_COLUMNS:
+        raise ValueError('unknown filter column %r' % name)
+    column = models.images.c[name]
+    if operator == 'in':
+        return column.in_(list(value))
+    comparisons = {'eq': column.__eq__, 'neq': column.__ne__,
+                   'gt': column.__gt__, 'gte': column.__ge__,
+                   'lt': column.__lt__, 'lte': column.__le__}
+    if operator not in comparisons:
+        raise ValueError('unknown filter operator %r' % operator)
+    return comparisons[operator](value)
+
+
+def _sorting(sort_key, sort_dir) -> typing.List[typing.Tuple[str, str]]:
+    """``[(key, direction), ...]`` of :meth:`Registry.list`'s arguments."""
+    keys = [sort_key] if isinstance(sort_key, str) else list(sort_key)
+    dirs = [sort_dir] if isinstance(sort_dir, str) else list(sort_dir)
+    if not keys:
+        keys = ['created_at']
+    if len(dirs) == 1:
+        dirs = dirs * len(keys)
+    if len(dirs) != len(keys):
+        raise ValueError('%d sort directions for %d sort keys'
+                         % (len(dirs), len(keys)))
+    for key, direction in zip(keys, dirs):
+        if key not in SORT_KEYS:
+            raise ValueError('unknown sort key %r' % key)
+        if direction not in ('asc', 'desc'):
+            raise ValueError('unknown sort direction %r' % direction)
+    order = list(zip(keys, dirs))
+    if 'id' in keys:
+        # Unique: the keys after it never decide.
+        return order[:keys.index('id') + 1]
+    # The id breaks ties, in the direction of the last key.
+    return order + [('id', dirs[-1])]
+
+
+def _order(order: typing.Sequence[typing.Tuple[str, str]]) -> list:
     """ORDER BY with NULL as the smallest value on every database."""
-    column = models.images.c[sort_key]
-    direction = sa.asc if sort_dir == 'asc' else sa.desc
-    order = [direction(column), direction(models.images.c.id)]
-    if column.nullable:
-        order.insert(0, direction(sa.case((column.is_(None), 0), else_=1)))
-    return order
+    clauses = []
+    for key, sort_dir in order:
+        column = models.images.c[key]
+        direction = sa.asc if sort_dir == 'asc' else sa.desc
+        if column.nullable:
+            clauses.append(direction(sa.case((column.is_(None), 0),
+                                             else_=1)))
+        clauses.append(direction(column))
+    return clauses
 
 
-def _after(marker, sort_key: str, sort_dir: str):
-    """Rows after ``marker`` in the order of :func:`_order`."""
-    column = models.images.c[sort_key]
-    image_id = models.images.c.id
-    value = marker[sort_key]
+def _beyond(column, value, sort_dir: str):
+    """Rows strictly after ``value`` in one key's order (NULL smallest)."""
     if sort_dir == 'asc':
         if value is None:
-            return sa.or_(column.is_not(None),
-                          sa.and_(column.is_(None), image_id > marker['id']))
-        return sa.or_(column > value,
-                      sa.and_(column == value, image_id > marker['id']))
+            return column.is_not(None)
+        return column > value
     if value is None:
-        return sa.and_(column.is_(None), image_id < marker['id'])
-    return sa.or_(column < value, column.is_(None),
-                  sa.and_(column == value, image_id < marker['id']))
+        return sa.false()
+    return sa.or_(column < value, column.is_(None))
+
+
+def _after(marker, order: typing.Sequence[typing.Tuple[str, str]]):
+    """Rows after ``marker`` in the order of :func:`_order`.
+
+    Lexicographic over the keys: beyond on the first key, or equal on it
+    and after on the rest.
+    """
+    condition = sa.false()
+    for key, sort_dir in reversed(order):
+        column = models.images.c[key]
+        value = marker[key]
+        condition = sa.or_(_beyond(column, value, sort_dir),
+                           sa.and_(_equals(column, value), condition))
+    return condition
+
+
+def _touch(connection, image_id: str) -> bool:
+    """Set ``updated_at`` of an image not deleted; False when none.
+
+    The row stays locked to the end of the transaction.
+    """
+    images = models.images
+    result = connection.execute(
+        images.update()
+        .where(images.c.id == image_id, images.c.status != 'deleted')
+        .values(updated_at=utcnow()))
+    return result.rowcount == 1
 
 
 def _replace_tags(connection, image_id: str,

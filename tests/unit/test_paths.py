@@ -35,6 +35,19 @@ class RouteTest(testtools.TestCase):
                      '/v2/images/x/file/'):
             self.assertEqual(expected, paths.route(path))
 
+    def test_tags_tasks_and_stores(self):
+        self.assertEqual(paths.Route(paths.TAG, 'i', 'x86'),
+                         paths.route('/v2/images/i/tags/x86'))
+        self.assertEqual(paths.Route(paths.IMAGE_TASKS, 'i'),
+                         paths.route('/v2.12/images/i/tasks/'))
+        self.assertEqual(paths.Route(paths.STORE_IMAGE, 'i', 'fast'),
+                         paths.route('/v2/stores/fast/i'))
+
+    def test_empty_image_id_names_nothing(self):
+        for path in ('/v2/images/', '/v2.13/images/', '/v2/images/i/tags/',
+                     '/v2/stores/fast/', '/v2/stores//i'):
+            self.assertIsNone(paths.route(path), path)
+
     def test_unknown_paths(self):
         for path in ('/v1/images', '/v2', '/v2/images/a/file/b',
                      '/v2.x/images', '/v2/imagesx', '/healthcheck'):

@@ -493,6 +493,103 @@ class RegistryTests:
         self.assertEqual('queued',
                          self.registry.requeue_stale(stale)['status'])
 
+    # Listing conditions, tags, tasks and locations.
+
+    def test_list_conditions_tags_and_properties(self):
+        for name, size, tags, disk in (('a', 10, ['x'], 'raw'),
+                                       ('b', 20, ['x', 'y'], 'qcow2'),
+                                       ('c', None, [], 'iso')):
+            image = self.create(name=name, tags=tags, disk_format=disk,
+                                properties={'colour': name})
+            if size is not None:
+                self.registry.transition(image['id'], 'queued', 'active',
+                                         {'size': size})
+        self.assertEqual(['b'], self.list(conditions=[('size', 'gte', 15)]))
+        self.assertEqual(['a', 'b'], self.list(
+            conditions=[('disk_format', 'in', ['raw', 'qcow2'])]))
+        self.assertEqual(['b'], self.list(tags=['x', 'y']))
+        self.assertEqual(['c'], self.list(properties=[('colour', 'c')]))
+        self.assertRaises(ValueError, self.list,
+                          conditions=[('holder', 'eq', 'x')])
+        self.assertRaises(ValueError, self.list,
+                          conditions=[('size', 'like', 1)])
+
+    def test_list_pages_on_several_keys(self):
+        for number in range(7):
+            image = self.create(name='n%d' % (number % 3),
+                                disk_format=('raw', 'iso')[number % 2])
+            self.registry.transition(image['id'], 'queued', 'active',
+                                     {'size': number % 2 or None})
+        for keys, dirs in ((['disk_format', 'name'], ['asc', 'desc']),
+                           (['size', 'name'], ['desc']),
+                           (['name', 'id', 'size'], ['asc'])):
+            everything = self.registry.list(
+                project_id='p1', is_admin=False, filters={}, limit=100,
+                marker=None, sort_key=keys, sort_dir=dirs)
+            pages, marker = [], None
+            while True:
+                page = self.registry.list(
+                    project_id='p1', is_admin=False, filters={}, limit=3,
+                    marker=marker, sort_key=keys, sort_dir=dirs)
+                if not page:
+                    break
+                pages.extend(page)
+                marker = page[-1]['id']
+            self.assertEqual([image['id'] for image in everything],
+                             [image['id'] for image in pages], keys)
+        self.assertRaises(ValueError, self.registry.list, project_id='p1',
+                          is_admin=False, filters={}, limit=1, marker=None,
+                          sort_key=['name', 'size', 'id'],
+                          sort_dir=['asc', 'desc'])
+
+    def test_tags(self):
+        image = self.create(tags=['a'])
+        self.assertTrue(self.registry.add_tag(image['id'], 'b', limit=2))
+        self.assertTrue(self.registry.add_tag(image['id'], 'b', limit=2))
+        self.assertFalse(self.registry.add_tag(image['id'], 'c', limit=2))
+        self.assertEqual(['a', 'b'], self.registry.get(image['id'])['tags'])
+        self.assertTrue(self.registry.remove_tag(image['id'], 'a'))
+        self.assertFalse(self.registry.remove_tag(image['id'], 'a'))
+        self.assertEqual(['b'], self.registry.get(image['id'])['tags'])
+        self.registry.delete(image['id'])
+        self.assertIsNone(self.registry.add_tag(image['id'], 'c'))
+        self.assertIsNone(self.registry.remove_tag(image['id'], 'b'))
+
+    def test_tasks(self):
+        image = self.create()
+        task = self.registry.create_task({
+            'image_id': image['id'], 'type': 'api_image_import',
+            'status': 'processing', 'input': '{}'})
+        self.assertTrue(self.registry.update_task(task['id'], {
+            'status': 'success', 'result': '{}',
+            'expires_at': registry.utcnow() + HOUR}))
+        listed, = self.registry.tasks(image['id'])
+        self.assertEqual(('success', '{}'), (listed['status'],
+                                             listed['result']))
+        self.registry.update_task(task['id'], {
+            'expires_at': registry.utcnow() - HOUR})
+        self.assertEqual([], self.registry.tasks(image['id']))
+        self.assertFalse(self.registry.update_task('missing',
+                                                   {'status': 'failure'}))
+
+    def test_remove_location(self):
+        image = self.create()
+        self.assertEqual(('status', None), self.registry.remove_location(
+            image['id'], 'a'))
+        self.registry.transition(image['id'], 'queued', 'active', {
+            'locations': [{'store': 'a', 'url': 'u1'},
+                          {'store': 'b', 'url': 'u2'}]})
+        self.assertEqual(('absent', None), self.registry.remove_location(
+            image['id'], 'c'))
+        self.assertEqual(('removed', {'store': 'a', 'url': 'u1'}),
+                         self.registry.remove_location(image['id'], 'a'))
+        self.assertEqual([{'store': 'b', 'url': 'u2'}],
+                         self.registry.get(image['id'])['locations'])
+        self.assertEqual(('last', None), self.registry.remove_location(
+            image['id'], 'b'))
+        self.assertEqual(('missing', None), self.registry.remove_location(
+            'unknown', 'b'))
+
 
 class TestRegistry(RegistryTests, testtools.TestCase):
     """On the database of IMGMW_TEST_DATABASE (SQLite by default)."""
