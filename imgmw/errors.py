@@ -107,6 +107,14 @@ def storage_quota_exceeded(size: int, remaining: int):
                   % (size, remaining))
 
 
+def storage_quota_used_up(usage: int, limit: int):
+    """3.17 before any byte: an upload of unknown size, no quota left."""
+    return _error(webob.exc.HTTPRequestEntityTooLarge,
+                  'Image exceeds the storage quota: The project stores %d '
+                  'bytes of its limit of %d bytes; no data can be added.'
+                  % (usage, limit))
+
+
 def over_limit(project_id: str, resource: str, limit: int, usage: int,
                delta: int):
     """Section 8: another quota (``image_count_uploading``) is breached.
@@ -153,6 +161,13 @@ def incomplete_body(expected: typing.Optional[int], got: int):
     return _error(webob.exc.HTTPBadRequest,
                   'Size mismatch: the request body ended after %d bytes '
                   'before its end' % got)
+
+
+def malformed_chunks(got: int, detail: str):
+    """A chunked body the server could not decode (bad chunk size, ...)."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Malformed chunked request body after %d bytes: %s'
+                  % (got, detail[:200]))
 
 
 def checksum_mismatch(algorithm: str):

@@ -329,3 +329,51 @@ def not_in_store(image_id: str, store_id: str):
 def owner_change_not_permitted():
     return _error(webob.exc.HTTPForbidden,
                   "You are not permitted to modify 'owner' on this image.")
+
+
+def lone_surrogate():
+    """A JSON string escaping half a surrogate pair: no Unicode text."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Invalid JSON in request body: a string holds a lone '
+                  'surrogate (\\ud800 to \\udfff), which is not Unicode '
+                  'text.')
+
+
+def nul_character(name: str):
+    """A NUL in an image attribute: no database column stores it alike."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Invalid value for %s: it contains a NUL character.'
+                  % name)
+
+
+def negative_value(name: str, value: int):
+    """Glance's refusal of a negative ``min_ram`` or ``min_disk``."""
+    return _error(webob.exc.HTTPBadRequest,
+                  "Invalid value '%d' for parameter '%s': Cannot be a "
+                  "negative value" % (value, name))
+
+
+def out_of_range(name: str, maximum: int):
+    """Glance's refusal of an integer its column cannot hold."""
+    return _error(webob.exc.HTTPBadRequest,
+                  "'%s' value out of range, must not exceed %d."
+                  % (name, maximum))
+
+
+def property_name_too_long(name: str, maximum: int):
+    return _error(webob.exc.HTTPBadRequest,
+                  'Property name %s... is too long: at most %d characters.'
+                  % (name[:32], maximum))
+
+
+def property_value_too_long(name: str, maximum: int):
+    return _error(webob.exc.HTTPBadRequest,
+                  'Property %s is too long: at most %d bytes of UTF-8.'
+                  % (name, maximum))
+
+
+def names_collide(what: str, first: str, second: str):
+    """Two tags or property names that differ only in trailing spaces."""
+    return _error(webob.exc.HTTPBadRequest,
+                  '%s %r and %r differ only in trailing spaces, which the '
+                  'registry does not tell apart.' % (what, first, second))

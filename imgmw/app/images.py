@@ -5,6 +5,30 @@
 schema and Glance's rules (read-only and reserved attributes) and returns
 the registry's values; :func:`list_query` reads the query of
 ``GET /v2/images``.
+
+Every body the schema accepts is also one the registry stores, the same on
+SQLite, PostgreSQL and MySQL/MariaDB (:func:`check_storable`): what a
+column cannot hold is refused with 400 and a message before anything is
+written.
+
+========================  ====================================================
+refused                   why
+========================  ====================================================
+a lone surrogate          ``"\\ud800"`` is valid JSON syntax but no Unicode
+                          text (RFC 8259 section 8.2, RFC 7493): no database
+                          stores it, no response could show it. Any JSON body.
+a NUL character           PostgreSQL refuses it in text; no name, tag or
+                          property holds one
+``min_ram``, ``min_disk``  Glance's limits: not negative, at most 2^31 - 1
+                          (a 4-byte ``INTEGER`` column)
+an ``id`` with anything   the schema's pattern ends in ``$``, which matches
+around its UUID           before a final newline: the id is matched whole
+property name             at most 255 characters (its ``VARCHAR(255)``)
+property value            at most 65535 bytes of UTF-8 (MySQL's ``TEXT``)
+two tags or property      MySQL/MariaDB compare with trailing spaces ignored
+names equal but for       (``PAD SPACE``): ``a`` and ``a `` would collide
+trailing spaces
+========================  ====================================================
 """
 
 import csv
@@ -12,6 +36,7 @@ import datetime
 import functools
 import json
 import os
+import re
 import typing
 import urllib.parse
 
@@ -111,9 +136,86 @@ def read_json(req: webob.Request) -> typing.Any:
 
 def parse_json(body: bytes) -> typing.Any:
     try:
-        return json.loads(body)
+        parsed = json.loads(body)
     except ValueError:
         raise errors.malformed_json()
+    if _holds_surrogate(parsed):
+        raise errors.lone_surrogate()
+    return parsed
+
+
+def _holds_surrogate(value: typing.Any) -> bool:
+    """Whether a string anywhere in a parsed JSON value is not Unicode."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_surrogate(key) or _holds_surrogate(item)
+                   for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_surrogate(item) for item in value)
+    return False
+
+
+_SURROGATE = re.compile('[\ud800-\udfff]')
+
+#: ``min_ram`` and ``min_disk``: Glance's range, a 4-byte INTEGER column.
+INTEGER_FIELDS = ('min_ram', 'min_disk')
+MAX_INTEGER = 2 ** 31 - 1
+
+#: Longest extra property name, in characters (``VARCHAR(255)``).
+MAX_PROPERTY_NAME = 255
+
+#: Longest extra property value, in bytes of UTF-8 (MySQL's ``TEXT``).
+MAX_PROPERTY_VALUE = 65535
+
+
+def check_storable(image: typing.Mapping[str, typing.Any]) -> None:
+    """400 unless the registry stores ``image`` as it is, on every database.
+
+    ``image`` has passed the schema; see the module's table.
+    """
+    for key, value in image.items():
+        if '\x00' in key:
+            raise errors.nul_character('a property name')
+        if isinstance(value, str) and '\x00' in value:
+            raise errors.nul_character(key)
+        if isinstance(value, list) and any('\x00' in item for item in value
+                                           if isinstance(item, str)):
+            raise errors.nul_character(key)
+    if 'id' in image and _ID.fullmatch(image['id']) is None:
+        raise errors.schema_mismatch('image', '%r does not match %r' % (
+            image['id'], schema('image')['properties']['id']['pattern']))
+    for key in INTEGER_FIELDS:
+        value = image.get(key)
+        if value is not None and value < 0:
+            raise errors.negative_value(key, value)
+        if value is not None and value > MAX_INTEGER:
+            raise errors.out_of_range(key, MAX_INTEGER)
+    extra = [key for key in image
+             if key not in BASE_FIELDS and key not in READ_ONLY]
+    for key in extra:
+        if len(key) > MAX_PROPERTY_NAME:
+            raise errors.property_name_too_long(key, MAX_PROPERTY_NAME)
+        if len(image[key].encode('utf-8', 'surrogatepass')) > \
+                MAX_PROPERTY_VALUE:
+            raise errors.property_value_too_long(key, MAX_PROPERTY_VALUE)
+    _check_distinct('Property names', extra)
+    _check_distinct('Tags', image.get('tags') or ())
+
+
+#: The id, matched whole (``re.fullmatch``; ``\Z``, not ``$``).
+_ID = re.compile('[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
+                 '[0-9a-fA-F]{4}-[0-9a-fA-F]{12}')
+
+
+def _check_distinct(what: str, names: typing.Iterable[str]) -> None:
+    """400 for two names the same to a ``PAD SPACE`` collation."""
+    seen = {}
+    for name in sorted(set(names)):
+        padded = name.rstrip(' ')
+        if padded in seen:
+            raise errors.names_collide(what, seen[padded], name)
+        seen[padded] = name
 
 
 def creation_values(body: typing.Any, context) -> dict:
@@ -131,6 +233,7 @@ def creation_values(body: typing.Any, context) -> dict:
         if key in RESERVED or key.startswith(RESERVED_PREFIX):
             raise errors.reserved_attribute(key)
     validate(body)
+    check_storable(body)
     values = {key: body[key] for key in SETTABLE if key in body}
     values['properties'] = {key: value for key, value in body.items()
                             if key not in SETTABLE}
@@ -453,6 +556,7 @@ def update_values(record: typing.Mapping, changes: typing.Any,
             context is not None and context.is_admin):
         # As Glance: only an admin gives an image to another project.
         raise errors.owner_change_not_permitted()
+    check_storable(image)
     values = {key: image[key] for key in SETTABLE
               if key in image and key != 'id'
               and image[key] != record[key]}

@@ -45,6 +45,8 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_PIPELINE = 'noauth'
 DEFAULT_BIND = '127.0.0.1:9292'
+#: gunicorn's gthread with the framing fixes of :mod:`imgmw.cmd.worker`.
+DEFAULT_WORKER_CLASS = 'imgmw.cmd.worker.ThreadWorker'
 LOG_FORMAT = '%(asctime)s %(process)d %(levelname)s %(name)s %(message)s'
 
 
@@ -81,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         '--threads', type=_positive, default=8,
         help='threads of each gthread worker (default: %(default)s)')
     parser.add_argument(
-        '--worker-class', default='gthread',
-        help='gunicorn worker class (default: %(default)s)')
+        '--worker-class', default=DEFAULT_WORKER_CLASS,
+        help='gunicorn worker class (default: %(default)s, gthread with '
+             'Expect: 100-continue sent at the first read of the body)')
     parser.add_argument(
         '--timeout', type=_positive, default=300,
         help='seconds before a silent worker is restarted; with gthread '

@@ -509,8 +509,10 @@ class QuotaMiddleware:
             # Glance counts the request's own upload in the usage.
             return errors.over_limit(over.project_id, over.resource,
                                      over.limit, over.usage + 1, 0)
-        return errors.storage_quota_exceeded(
-            over.requested if reported is None else reported, over.remaining)
+        if reported is None:
+            # Size unknown and no byte received: the quota is used up.
+            return errors.storage_quota_used_up(over.usage, over.limit)
+        return errors.storage_quota_exceeded(reported, over.remaining)
 
     # GET /v2/info/usage.
 

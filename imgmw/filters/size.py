@@ -274,7 +274,18 @@ class SizeCheckedInput(streams.InputProxy):
         return chunk
 
     def disconnected(self, cause: Exception) -> streams.ClientDisconnected:
+        """The error of a server input that failed mid-body.
+
+        An ``OSError`` (gunicorn's ``NoMoreData`` included) is a body that
+        ended early: row 15. Any other exception is the server's refusal of
+        the framing itself (gunicorn's ``InvalidChunkSize``,
+        ``ChunkMissingTerminator``, ...): the client is there and is told
+        what was wrong, not that its body was short.
+        """
         err = super().disconnected(cause)
+        if not isinstance(cause, OSError):
+            return streams.ClientDisconnected(errors.malformed_chunks(
+                self.bytes_received, str(cause)))
         if self.declared is None:
             return err
         return streams.ClientDisconnected(

@@ -13,6 +13,14 @@ the server sees the end of whatever was sent. The properties:
 - the server stays up: afterwards ``/healthcheck`` answers 200;
 - no image is left ``saving`` (contract 3 invariants).
 
+:class:`TestSchemaValidBodies` sends ``POST /v2/images`` and ``PATCH``
+bodies that the image schema accepts but that are odd for a database
+(integers past every column, NUL characters, lone surrogates, ids with a
+final newline, over-long property names and values, names equal but for
+trailing spaces) to three servers at once, on SQLite, PostgreSQL and
+MariaDB/MySQL: each body gets the same status from the three, never a 5xx,
+and a refused body changes nothing.
+
 ``IMGMW_FUZZ_REQUESTS`` sets the number of requests of each test (default
 100); ``IMGMW_FUZZ_SEED`` the seed (default ``imgmw``).
 """
@@ -26,10 +34,14 @@ import socket
 import time
 import typing
 
+import jsonschema
 import requests
 import sqlalchemy as sa
+import testtools
 from testtools import content
 
+from imgmw.app import images
+from tests import dbfixture
 from tests.functional import base
 
 
@@ -275,3 +287,233 @@ class TestRawHttpFuzz(base.FunctionalTest):
             raw = fuzzer.request()
             return raw[:fuzzer.rng.randrange(1, len(raw) + 1)]
         self.run_cases('truncated', build)
+
+
+# Schema-valid bodies that are odd for a database.
+
+INTEGERS = [0, 1, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 63 - 1, 2 ** 63,
+            2 ** 64, 10 ** 30, -1, -2 ** 31, -2 ** 31 - 1, -2 ** 63 - 1]
+TEXTS = ['', ' ', 'a', 'a ', 'a\x00b', '\x00', '\ud800', 'x\udfff',
+         '\udbff\udc00', '\u00e9', '\U0001f600', '\t', 'line\n', 'x' * 255,
+         '\U0001f600' * 255, 'NUL\x00' * 40]
+PROPERTY_NAMES = ['p', 'p ', 'P', 'k' * 255, 'k' * 256, '\u00e9' * 256,
+                  'a\x00', '\ud83d', 'tab\t', 'x.y', '\U0001f600' * 64]
+PROPERTY_VALUES = TEXTS + ['v' * 65535, 'v' * 65536, '\u00e9' * 32768,
+                           '\U0001f600' * 16384, '\U0001f600' * 16383]
+UUID = '6e0f2a4c-5b7d-4e8f-9a1b-2c3d4e5f6a7b'
+IDS = [UUID, UUID + '\n', UUID.upper(), UUID.upper() + '\n']
+
+
+def encode(body: typing.Any) -> bytes:
+    """UTF-8 JSON; a lone surrogate as its escape (no UTF-8 holds one)."""
+    return _LONE_SURROGATE.sub(
+        lambda match: '\\u%04x' % ord(match.group()),
+        json.dumps(body, ensure_ascii=False)).encode('utf-8')
+
+
+_LONE_SURROGATE = re.compile('[\ud800-\udfff]')
+
+
+class BodyFuzzer:
+    """Image bodies the image schema accepts, built from a seed."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.validator = jsonschema.Draft4Validator(images.schema('image'))
+
+    def text(self) -> str:
+        return self.rng.choice(TEXTS)
+
+    def attributes(self) -> dict:
+        rng = self.rng
+        body = {}
+        for _ in range(rng.randrange(1, 5)):
+            kind = rng.choice(['min_ram', 'min_disk', 'name', 'tags',
+                               'property', 'property', 'properties'])
+            if kind in ('min_ram', 'min_disk'):
+                body[kind] = rng.choice(INTEGERS)
+            elif kind == 'name':
+                body['name'] = self.text()
+            elif kind == 'tags':
+                body['tags'] = [self.text()
+                                for _ in range(rng.randrange(1, 4))]
+            elif kind == 'property':
+                body[rng.choice(PROPERTY_NAMES)] = rng.choice(
+                    PROPERTY_VALUES)
+            else:
+                body.update({'p': 'one', 'p ': 'two'})
+        return body
+
+    def creation(self) -> dict:
+        body = self.attributes()
+        if self.rng.random() < 0.3:
+            body['id'] = self.rng.choice(IDS).replace(
+                UUID[:8], '%08x' % self.rng.getrandbits(32))
+        if len(encode(body)) > images.MAX_JSON_BODY:
+            return self.creation()
+        return self.schema_valid(body)
+
+    def patch(self) -> typing.List[dict]:
+        changes = [{'op': 'add', 'path': '/' + key.replace(
+            '~', '~0').replace('/', '~1'), 'value': value}
+            for key, value in self.attributes().items()]
+        if len(encode(changes)) > images.MAX_JSON_BODY:
+            return self.patch()
+        return changes
+
+    def schema_valid(self, body: dict) -> dict:
+        """``body``, which the schema accepts (the tests' premise)."""
+        errors = list(self.validator.iter_errors(body))
+        assert not errors, errors
+        return body
+
+
+class TestSchemaValidBodies(testtools.TestCase):
+    """The same odd bodies to three servers, one per database."""
+
+    KINDS = dbfixture.KINDS
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        cls.fixtures = []
+        cls.servers = {}
+        try:
+            for kind in cls.KINDS:
+                database = cls._start(dbfixture.Database(kind))
+                base.sync_database(database.url)
+                cls.servers[kind] = (cls._start(base.ApiServer(
+                    database.url)), sa.create_engine(
+                        database.url, poolclass=sa.pool.NullPool))
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def _start(cls, fixture):
+        fixture.setUp()
+        cls.fixtures.append(fixture)
+        return fixture
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        for _, engine in cls.servers.values():
+            engine.dispose()
+        while cls.fixtures:
+            cls.fixtures.pop().cleanUp()
+        super().tearDownClass()
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.http = requests.Session()
+        self.addCleanup(self.http.close)
+        self.addOnException(self._attach_logs)
+
+    def _attach_logs(self, exc_info) -> None:
+        for kind, (server, _) in self.servers.items():
+            self.addDetail('%s.log' % kind,
+                           content.text_content(server.log()[-20000:]))
+
+    def send(self, kind: str, method: str, path: str, body: typing.Any,
+             media_type: str = 'application/json') -> requests.Response:
+        return self.http.request(
+            method, self.servers[kind][0].url + path, data=encode(body),
+            headers={'Content-Type': media_type,
+                     'Accept': 'application/json'}, timeout=60)
+
+    def images_of(self, kind: str) -> typing.List[tuple]:
+        with self.servers[kind][1].connect() as connection:
+            return connection.execute(sa.text(
+                'SELECT id, name, min_ram, min_disk, updated_at FROM images '
+                'ORDER BY id')).all()
+
+    def counts(self, kind: str) -> typing.Tuple[int, int]:
+        """Images not deleted, and rows of the images table."""
+        with self.servers[kind][1].connect() as connection:
+            return tuple(connection.execute(sa.text(
+                "SELECT coalesce(sum(CASE WHEN status = 'deleted' THEN 0 "
+                'ELSE 1 END), 0), count(*) FROM images')).one())
+
+    def properties_of(self, kind: str) -> typing.List[tuple]:
+        with self.servers[kind][1].connect() as connection:
+            return connection.execute(sa.text(
+                'SELECT image_id, name, value FROM image_properties '
+                'UNION ALL SELECT image_id, value, NULL FROM image_tags '
+                'ORDER BY 1, 2')).all()
+
+    def answers(self, method: str, path: typing.Callable[[str], str],
+                body: typing.Any, media_type: str = 'application/json'
+                ) -> typing.Dict[str, requests.Response]:
+        return {kind: self.send(kind, method, path(kind), body, media_type)
+                for kind in self.KINDS}
+
+    def assert_alike(self, index: int, body: typing.Any,
+                     answers: typing.Mapping[str, requests.Response]
+                     ) -> int:
+        statuses = {kind: resp.status_code for kind, resp in answers.items()}
+        shown = json.dumps(body)[:300]
+        self.assertEqual(1, len(set(statuses.values())),
+                         '%d %s: %s' % (index, shown, statuses))
+        status = statuses[self.KINDS[0]]
+        self.assertLess(status, 500, '%d %s: %s' % (
+            index, shown, answers[self.KINDS[0]].text[:300]))
+        messages = {resp.json()['message'] if resp.status_code >= 400
+                    else None for resp in answers.values()}
+        self.assertEqual(1, len(messages), '%d %s' % (index, shown))
+        return status
+
+    def test_creation_bodies(self):
+        fuzzer = BodyFuzzer(random.Random('%s:create' % SEED))
+        created = collections.Counter()
+        before = {kind: self.counts(kind) for kind in self.KINDS}
+        for index in range(REQUESTS):
+            body = fuzzer.creation()
+            answers = self.answers('POST', lambda kind: '/v2/images', body)
+            status = self.assert_alike(index, body, answers)
+            created[status] += 1
+            if status == 201:
+                self.assertEqual(1, len({json.dumps(
+                    {key: value for key, value in resp.json().items()
+                     if key not in ('id', 'created_at', 'updated_at', 'self',
+                                    'file', 'owner')}, sort_keys=True)
+                    for resp in answers.values()}), index)
+                for kind, resp in answers.items():
+                    self.http.delete(self.servers[kind][0].url
+                                     + '/v2/images/' + resp.json()['id'],
+                                     timeout=60)
+        self.addDetail('statuses', content.text_content(json.dumps(
+            {str(key): n for key, n in sorted(created.items())})))
+        # Refused bodies created nothing; each created image was deleted.
+        for kind in self.KINDS:
+            kept, rows = self.counts(kind)
+            self.assertEqual(before[kind][0], kept, kind)
+            self.assertEqual(before[kind][1] + created[201], rows, kind)
+        self.assertGreater(created[400], REQUESTS // 4, created)
+        self.assertGreater(created[201], 0, created)
+
+    def test_patch_bodies(self):
+        fuzzer = BodyFuzzer(random.Random('%s:patch' % SEED))
+        ids = {kind: self.send(kind, 'POST', '/v2/images',
+                               {'name': 'patched'}).json()['id']
+               for kind in self.KINDS}
+        statuses = collections.Counter()
+        for index in range(REQUESTS):
+            body = fuzzer.patch()
+            before = {kind: (self.images_of(kind), self.properties_of(kind))
+                      for kind in self.KINDS}
+            answers = self.answers(
+                'PATCH', lambda kind: '/v2/images/' + ids[kind], body,
+                'application/openstack-images-v2.1-json-patch')
+            status = self.assert_alike(index, body, answers)
+            statuses[status] += 1
+            for kind, resp in answers.items():
+                if status == 200:
+                    fuzzer.schema_valid(resp.json())
+                else:
+                    self.assertEqual(before[kind], (
+                        self.images_of(kind), self.properties_of(kind)),
+                        '%s %d' % (kind, index))
+        self.addDetail('statuses', content.text_content(json.dumps(
+            {str(key): n for key, n in sorted(statuses.items())})))
+        self.assertGreater(statuses[400], REQUESTS // 4, statuses)
+        self.assertGreater(statuses[200], 0, statuses)

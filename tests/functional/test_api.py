@@ -3,7 +3,13 @@
 Contract sections 1, 2, 6 and 7 as a client sees them over HTTP.
 """
 
+import json
+import typing
+
 from tests.functional import base
+from tests.unit.app import test_images
+
+PATCH = 'application/openstack-images-v2.1-json-patch'
 
 
 class TestService(base.FunctionalTest):
@@ -151,3 +157,74 @@ class TestSingleStore(base.FunctionalTest):
         resp = self.request('GET', '/v2/info/stores')
         self.assert_error(resp, 404, 'Multi backend is not supported at '
                           'this site.')
+
+
+class TestBodiesTheRegistryCannotStore(base.FunctionalTest):
+    """Schema-valid bodies that no column holds.
+
+    400, nothing created or changed, on the database of
+    ``IMGMW_TEST_DATABASE``.
+    """
+
+    def image_count(self) -> int:
+        with self.registry.connect() as connection:
+            return connection.execute(base.sa.text(
+                'SELECT count(*) FROM images')).scalar()
+
+    def send(self, method: str, path: str, body: typing.Any,
+             media_type: str = 'application/json'):
+        if not isinstance(body, bytes):
+            body = json.dumps(body, ensure_ascii=False).encode('utf-8')
+        return self.request(method, path, data=body, headers={
+            'Content-Type': media_type, 'Accept': 'application/json'})
+
+    def assert_refused(self, resp, message: str) -> None:
+        self.assertEqual(400, resp.status_code, resp.text[:300])
+        self.assertIn(message, resp.json()['message'])
+        self.assertIn('x-openstack-request-id', resp.headers)
+
+    def test_create_refuses_with_a_message_and_creates_nothing(self):
+        before = self.image_count()
+        for body, message in test_images.REFUSED:
+            resp = self.send('POST', '/v2/images', body)
+            self.assert_refused(resp, message)
+        for raw in (b'{"name": "\\ud800"}', b'{"\\udc00": "v"}'):
+            resp = self.send('POST', '/v2/images', raw)
+            self.assert_refused(resp, 'a string holds a lone surrogate')
+        self.assertEqual(before, self.image_count())
+
+    def test_an_id_with_a_final_newline_is_400_everywhere(self):
+        image_id = '0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9'
+        resp = self.send('POST', '/v2/images',
+                         {'id': image_id + '\n'})
+        self.assert_refused(resp, "does not match")
+        self.assertIsNone(self.registry_row(image_id))
+        self.assertIsNone(self.registry_row(image_id + '\n'))
+        self.assertEqual([], self.server.files())
+
+    def test_bodies_at_the_limits_are_stored_as_sent(self):
+        for body in test_images.ACCEPTED:
+            resp = self.send('POST', '/v2/images', body)
+            self.assertEqual(201, resp.status_code, resp.text)
+            image = self.get_image(resp.json()['id'])
+            for key, value in body.items():
+                if key == 'tags':
+                    self.assertEqual(sorted(value), sorted(image[key]))
+                else:
+                    self.assertEqual(value, image[key], key[:40])
+
+    def test_patch_refuses_and_changes_nothing(self):
+        image = self.create_image(name='kept', tags=['t'], p='v')
+        for body, message in test_images.REFUSED:
+            if 'id' in body:
+                continue
+            changes = [{'op': 'add', 'path': '/' + key, 'value': value}
+                       for key, value in body.items()]
+            resp = self.send('PATCH', '/v2/images/%s' % image['id'],
+                             changes, PATCH)
+            self.assert_refused(resp, message)
+        resp = self.send('PATCH', '/v2/images/%s' % image['id'],
+                         b'[{"op": "add", "path": "/\\ud800", "value": "v"}]',
+                         PATCH)
+        self.assert_refused(resp, 'a string holds a lone surrogate')
+        self.assertEqual(image, self.get_image(image['id']))

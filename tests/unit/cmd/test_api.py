@@ -7,10 +7,12 @@ from unittest import mock
 
 import fixtures
 from gunicorn import arbiter
+from gunicorn.workers import gthread
 import testtools
 import webob
 
 from imgmw.cmd import api
+from imgmw.cmd import worker
 from imgmw import wsgi
 
 
@@ -90,7 +92,7 @@ class TestArguments(testtools.TestCase):
         args = self.parse()
         self.assertEqual('noauth', args.pipeline)
         self.assertEqual(['127.0.0.1:9292'], args.bind)
-        self.assertEqual('gthread', args.worker_class)
+        self.assertEqual('imgmw.cmd.worker.ThreadWorker', args.worker_class)
         self.assertEqual({}, args.options)
         self.assertFalse(args.allow_insecure_noauth)
 
@@ -174,7 +176,10 @@ class TestServer(testtools.TestCase):
         self.assertFalse(server.cfg.preload_app)
         self.assertEqual(300, server.cfg.timeout)
         self.assertIsNone(server.cfg.accesslog)
-        self.assertTrue(server.cfg.worker_class_str.endswith('gthread'))
+        # gthread, with imgmw's framing fixes.
+        self.assertTrue(issubclass(server.cfg.worker_class,
+                                   gthread.ThreadWorker))
+        self.assertIs(worker.ThreadWorker, server.cfg.worker_class)
         if 'control_socket_disable' in server.cfg.settings:
             self.assertTrue(server.cfg.control_socket_disable)
 

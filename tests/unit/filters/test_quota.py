@@ -197,6 +197,16 @@ class TestStorageQuota(FilterTest):
         self.assertEqual(b'y' * 40, self.app.received)
         self.assertEqual([], self.reservation_rows())
 
+    def test_contract_3_17_unknown_size_over_a_used_up_quota_says_so(self):
+        """Not "the size of the data 0": the usage is the cause."""
+        self.add_image(size=60)
+        self.build(user_storage_quota='50', reservation_increment='7')
+        resp = self.send(b'y' * 40, chunked=True)
+        self.assertRefused(resp, 'Image exceeds the storage quota: The '
+                           'project stores 60 bytes of its limit of 50 '
+                           'bytes; no data can be added.')
+        self.assertEqual(b'', self.app.received)
+
     def test_contract_3_17_with_a_large_increment_still_fills_the_quota(self):
         self.build(user_storage_quota='100', reservation_increment='1GB')
         resp = self.send(b'y' * 100, chunked=True)

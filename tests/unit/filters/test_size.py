@@ -569,6 +569,50 @@ class TestClientGone(FilterTestCase):
                               streams.ClientDisconnected)
 
 
+class MalformedChunksInput(io.BytesIO):
+    """A server input that finds a malformed chunk after some bytes.
+
+    As gunicorn's ``InvalidChunkSize``: an exception, not an ``OSError``.
+    """
+
+    def __init__(self, data: bytes, fail_after: int):
+        super().__init__(data)
+        self.fail_after = fail_after
+
+    def read(self, size=-1):
+        if self.tell() >= self.fail_after:
+            raise ValueError("Invalid chunk size: b'zz'")
+        if size is None or size < 0:
+            size = self.fail_after - self.tell()
+        return super().read(min(size, self.fail_after - self.tell()))
+
+
+class TestMalformedChunks(FilterTestCase):
+    """A chunked body the server cannot decode names that cause."""
+
+    def malformed(self, declared, fail_after):
+        req = upload(b'x' * 10, chunked=True, declared=declared)
+        req.environ['wsgi.input'] = MalformedChunksInput(b'x' * 10,
+                                                         fail_after)
+        return self.send(req, fakes.RecordingApp(chunk_size=3, catch=True))
+
+    def test_bad_chunk_size_is_named(self):
+        for declared in (None, 10):
+            for fail_after in (0, 4):
+                resp = self.malformed(declared, fail_after)
+                self.assertRefused(
+                    resp, 400, "Malformed chunked request body after %d "
+                    "bytes: Invalid chunk size: b'zz'" % fail_after)
+                self.assertIsInstance(self.app.failed, streams.StreamError)
+
+    def test_a_disconnect_is_still_a_size_mismatch(self):
+        req = upload(b'x' * 10, chunked=True)
+        req.environ['wsgi.input'] = fakes.FailingInput(b'x' * 10, 0)
+        resp = self.send(req, fakes.RecordingApp(chunk_size=3, catch=True))
+        self.assertRefused(resp, 400, 'Size mismatch: the request body '
+                           'ended after 0 bytes before its end')
+
+
 class TestConfiguration(testtools.TestCase):
 
     def test_entry_point(self):
