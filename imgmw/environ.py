@@ -35,14 +35,23 @@ key                        set by          holds; read by
                                            ``os_hash_value`` (hex) once the
                                            body has been read to its end
                                            (earlier they raise
-                                           ``DigestsNotReady``); read by the
-                                           data app, which records them
+                                           ``DigestsNotReady``), and
+                                           ``blocks``, the block digests;
+                                           read by the data app, which
+                                           records them
 ``imgmw.image``            data app        the image record the app is about
                                            to fill, as a dict (``id``,
                                            ``owner``, ``disk_format``,
                                            ``container_format``), set before
                                            the app reads the first byte; read
                                            by quota and inspect
+``imgmw.blocks_verified``  data app        ``True`` when the app verifies the
+                                           body of this download block by
+                                           block as it streams, cutting it
+                                           at a bad block (set before the
+                                           app returns its response); read
+                                           by checksum, which then does not
+                                           hash the body again
 ``imgmw.inspection``       inspect         an ``Inspection`` of
                                            :mod:`imgmw.filters.inspect`:
                                            ``format`` and
@@ -65,6 +74,7 @@ SIZE = 'imgmw.size'
 DIGESTS = 'imgmw.digests'
 IMAGE = 'imgmw.image'
 INSPECTION = 'imgmw.inspection'
+BLOCKS_VERIFIED = 'imgmw.blocks_verified'
 
 #: Which filter publishes each key, for the messages of MissingFilter.
 PUBLISHER = {
@@ -75,6 +85,7 @@ PUBLISHER = {
     DIGESTS: 'checksum',
     IMAGE: 'the data app',
     INSPECTION: 'inspect',
+    BLOCKS_VERIFIED: 'the data app',
 }
 
 

@@ -57,6 +57,11 @@ option                          meaning (default)
 ``hashing_algorithm``           the multihash computed on import, as the
                                 checksum filter's option, best set in
                                 ``[DEFAULT]`` (``sha512``)
+``verify_downloads``            verify every download, full or ranged,
+                                block by block as it streams
+                                (:mod:`imgmw.app.blocks`); set in
+                                ``[DEFAULT]`` it is also the checksum
+                                filter's option (``true``)
 ==============================  =============================================
 
 Stores (``enabled_backends``, ``default_backend``, ``[store:<id>]``) are
@@ -103,6 +108,9 @@ OPTS = (
     config.Opt('staging_dir', config.string, None,
                'Staging area of glance-direct imports on this node.'),
     hashing.HASHING_ALGORITHM_OPT,
+    config.Opt('verify_downloads', config.boolean, True,
+               'Verify downloads block by block against the block digests '
+               'recorded with each location.'),
 )
 
 

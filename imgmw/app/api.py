@@ -19,6 +19,7 @@ import typing
 import webob
 import webob.exc
 
+from imgmw.app import blocks
 from imgmw.app import download
 from imgmw.app import images
 from imgmw.app import importer
@@ -127,6 +128,7 @@ class DataApp:
         self.default_limit = options['limit_param_default']
         self.max_limit = options['api_limit_max']
         self.hashing_algorithm = options.get('hashing_algorithm', 'sha512')
+        self.verify_downloads = options.get('verify_downloads', True)
         #: ``spawn(target, name)`` runs an import job (a thread).
         self.spawn = importer.spawn_thread
         self.listed = {version for version, _ in
@@ -354,8 +356,11 @@ class DataApp:
                 req).is_admin:
             raise errors.image_deactivated()
         self.authorize(req, 'download_image', images.policy_target(record))
-        return download.serve(req, record, self.stores.locate,
-                              self.chunk_size)
+        locate = self.stores.locate
+        if self.verify_downloads:
+            locate = blocks.verifying_locator(locate, self.registry, record,
+                                              req.environ)
+        return download.serve(req, record, locate, self.chunk_size)
 
     def upload_store(self, store_id: typing.Optional[str]) -> stores.Store:
         return self.stores.for_upload(store_id)
