@@ -42,6 +42,40 @@ The data app reads request bodies in 1 MiB chunks, where the worker almost
 doubles the rate. A dedicated thread per hasher was measured too and was
 no faster than the shared pool.
 
+Block digests
+-------------
+Besides the hashes a client may check, every image gets a fast digest of
+each :data:`BLOCK_SIZE` block of its bytes (the last block may be
+shorter), computed in the same pass by :class:`BlockHasher` and recorded
+with each location of the image (:class:`BlockDigests`). The data app
+verifies downloads with them block by block as the bytes leave the store
+(:mod:`imgmw.app.blocks`), so a full download or any range is checked at
+wire speed and a corrupt one is cut at its first bad block.
+
+The digest is XXH3-64 (the ``xxhash`` package, maintained, with wheels
+for every platform OpenStack runs on): it detects accidental corruption
+(flipped bits, torn or stale sectors, truncation) with a 64-bit digest, so
+an undetected random corruption has odds of 2^-64 against CRC32's 2^-32,
+and it needs no special instruction to be fast. Measured in-process on
+the 2-core development machine over 1 MiB blocks, GiB/s (shared machine,
+best of three)::
+
+    xxhash xxh3_64              22.2
+    crc32c (SSE4.2)              6.5 .. 11.6
+    google-crc32c                4.5 .. 7.5
+    xxhash xxh3_128              8.3
+    MD5                          0.34 (for scale)
+
+So the block digests add about 1/60th to the time of the MD5 and SHA-512
+of an upload, and verifying a download costs about 45 ms of CPU per GiB.
+CRC32C's guarantee of catching every burst of up to 32 bits is worth
+little against storage faults, which corrupt whole sectors.
+
+Blocks are fixed-size and aligned from the first byte, so a range is
+verified by reading its first and last blocks whole; a :data:`BLOCK_SIZE`
+of 1 MiB keeps that overhead small for short ranges and the digests at
+8 KiB per GiB of image.
+
 Names
 -----
 Hashes are named as :mod:`hashlib` names them (``md5``, ``sha512``), which
@@ -52,18 +86,29 @@ differently in ``Content-Digest`` and ``Repr-Digest`` (``sha-512``);
 
 import base64
 import concurrent.futures
+import dataclasses
 import hashlib
 import os
 import threading
 import typing
 
 import http_sf
+import xxhash
 
 from imgmw import config
 
 
 #: Chunks of at least this many bytes are hashed in parallel.
 PARALLEL_THRESHOLD = 64 * 1024
+
+#: The digest of each block of an image (module docstring).
+BLOCK_ALGORITHM = 'xxh3_64'
+
+#: Bytes per block of the block digests of new images.
+BLOCK_SIZE = 1 << 20
+
+#: Bytes of one block digest.
+BLOCK_DIGEST_SIZE = 8
 
 #: RFC 9530 algorithm keys imgmw computes, strongest first, with their
 #: hashlib names. ``md5`` is "deprecated" in the IANA registry but still
@@ -135,6 +180,79 @@ def md5_base64(hexdigest: str) -> str:
     return base64.b64encode(bytes.fromhex(hexdigest)).decode('ascii')
 
 
+def block_digest(data) -> bytes:
+    """The digest of one block (any bytes-like object)."""
+    return xxhash.xxh3_64_digest(data)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockDigests:
+    """The digest of every block of an image, as recorded with a location.
+
+    ``digests`` is the concatenation of one :data:`BLOCK_DIGEST_SIZE`
+    digest per block of ``block_size`` bytes (the last one may be
+    shorter), in order; an empty image has none.
+    """
+
+    algorithm: str
+    block_size: int
+    digests: bytes
+
+    def __len__(self) -> int:
+        return len(self.digests) // BLOCK_DIGEST_SIZE
+
+    def digest(self, index: int) -> bytes:
+        """The digest of block ``index`` (counted from 0)."""
+        start = index * BLOCK_DIGEST_SIZE
+        return self.digests[start:start + BLOCK_DIGEST_SIZE]
+
+    def usable_for(self, size: int) -> bool:
+        """Whether these digests can verify an image of ``size`` bytes.
+
+        False for an algorithm or a block size this code does not know,
+        or a count of digests that does not match the size.
+        """
+        if (self.algorithm != BLOCK_ALGORITHM or self.block_size <= 0
+                or len(self.digests) % BLOCK_DIGEST_SIZE):
+            return False
+        return len(self) == -(-size // self.block_size)
+
+
+class BlockHasher:
+    """The block digests of a stream, fed in chunks of any size."""
+
+    def __init__(self, block_size: int = BLOCK_SIZE):
+        self.block_size = block_size
+        self._digests = bytearray()
+        self._state = xxhash.xxh3_64()
+        self._filled = 0
+
+    def update(self, chunk) -> None:
+        view = memoryview(chunk).cast('B')
+        while view:
+            room = self.block_size - self._filled
+            part, view = view[:room], view[room:]
+            if self._filled == 0 and len(part) == self.block_size:
+                self._digests += block_digest(part)
+                continue
+            self._state.update(part)
+            self._filled += len(part)
+            if self._filled == self.block_size:
+                self._close_block()
+
+    def _close_block(self) -> None:
+        self._digests += self._state.digest()
+        self._state.reset()
+        self._filled = 0
+
+    def result(self) -> BlockDigests:
+        """The digests of everything fed (a last short block included)."""
+        digests = bytes(self._digests)
+        if self._filled:
+            digests += self._state.digest()
+        return BlockDigests(BLOCK_ALGORITHM, self.block_size, digests)
+
+
 class DigestsNotReady(RuntimeError):
     """The digests of a body were read before the body was read to its end.
 
@@ -148,14 +266,17 @@ class Digests:
 
     Published in ``environ['imgmw.digests']`` by the checksum filter.
     ``os_hash_algo`` is known from the start; ``md5`` and ``os_hash_value``
-    (hex strings) once the body has been read to its end and passed every
-    check. Reading them earlier raises :class:`DigestsNotReady`.
+    (hex strings), and ``blocks`` (the :class:`BlockDigests`, or None when
+    whoever hashed computed none), once the body has been read to its end
+    and passed every check. Reading them earlier raises
+    :class:`DigestsNotReady`.
     """
 
     def __init__(self, os_hash_algo: str):
         self.os_hash_algo = os_hash_algo
         self._md5: typing.Optional[str] = None
         self._os_hash_value: typing.Optional[str] = None
+        self._blocks: typing.Optional[BlockDigests] = None
 
     @property
     def ready(self) -> bool:
@@ -171,10 +292,17 @@ class Digests:
         self._check_ready('os_hash_value')
         return self._os_hash_value
 
-    def finish(self, md5: str, os_hash_value: str) -> None:
-        """Record the final hex digests (called by whoever hashed)."""
+    @property
+    def blocks(self) -> typing.Optional[BlockDigests]:
+        self._check_ready('blocks')
+        return self._blocks
+
+    def finish(self, md5: str, os_hash_value: str,
+               blocks: typing.Optional[BlockDigests] = None) -> None:
+        """Record the final digests (called by whoever hashed)."""
         self._md5 = md5
         self._os_hash_value = os_hash_value
+        self._blocks = blocks
 
     def _check_ready(self, what: str) -> None:
         if self._md5 is None:
@@ -195,12 +323,16 @@ class MultiHasher:
     :param algorithms: hashlib names; duplicates are hashed once.
     :param parallel_threshold: chunks of at least this many bytes are
         hashed on two threads (module docstring); ``None`` never does.
+    :param block_size: when given, block digests of blocks of that many
+        bytes are computed too (:meth:`block_digests`), in the calling
+        thread.
     :raises ValueError: on an algorithm hashlib does not offer.
     """
 
     def __init__(self, algorithms: typing.Iterable[str],
                  parallel_threshold: typing.Optional[int] = (
-                     PARALLEL_THRESHOLD)):
+                     PARALLEL_THRESHOLD),
+                 block_size: typing.Optional[int] = None):
         names = list(dict.fromkeys(validate_algorithm(name)
                                    for name in algorithms))
         self._hashers = {name: new(name) for name in names}
@@ -215,6 +347,8 @@ class MultiHasher:
             self._threshold = None
         self.bytes_hashed = 0
         self._pending: typing.Optional[concurrent.futures.Future] = None
+        self._blocks = (BlockHasher(block_size) if block_size is not None
+                        else None)
 
     @property
     def algorithms(self) -> typing.Tuple[str, ...]:
@@ -228,15 +362,26 @@ class MultiHasher:
                 _update_all, self._worker_share, chunk)
             if isinstance(chunk, bytes):
                 self._pending = future
-                _update_all(self._caller_share, chunk)
+                self._update_caller_share(chunk)
             else:
                 try:
-                    _update_all(self._caller_share, chunk)
+                    self._update_caller_share(chunk)
                 finally:
                     future.result()
         else:
             _update_all(self._hashers.values(), chunk)
+            if self._blocks is not None:
+                self._blocks.update(chunk)
         self.bytes_hashed += len(chunk)
+
+    def _update_caller_share(self, chunk) -> None:
+        _update_all(self._caller_share, chunk)
+        if self._blocks is not None:
+            self._blocks.update(chunk)
+
+    def block_digests(self) -> typing.Optional[BlockDigests]:
+        """The block digests of everything fed, or None if not computed."""
+        return self._blocks.result() if self._blocks is not None else None
 
     def _join(self) -> None:
         """Wait for the worker's share of the last chunk, if any."""

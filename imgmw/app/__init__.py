@@ -63,6 +63,11 @@ option                          meaning (default)
                                 the other nodes forward the image's import
                                 to it (:mod:`imgmw.app.forward`; none:
                                 imports must reach the staging node)
+``verify_downloads``            verify every download, full or ranged,
+                                block by block as it streams
+                                (:mod:`imgmw.app.blocks`); set in
+                                ``[DEFAULT]`` it is also the checksum
+                                filter's option (``true``)
 ==============================  =============================================
 
 Stores (``enabled_backends``, ``default_backend``, ``[store:<id>]``) are
@@ -114,6 +119,9 @@ OPTS = (
         forward.node_url), None,
         'URL of this node for the other API nodes; imports of the images '
         'it staged are forwarded to it.'),
+    config.Opt('verify_downloads', config.boolean, True,
+               'Verify downloads block by block against the block digests '
+               'recorded with each location.'),
 )
 
 

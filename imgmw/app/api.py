@@ -19,6 +19,7 @@ import typing
 import webob
 import webob.exc
 
+from imgmw.app import blocks
 from imgmw.app import download
 from imgmw.app import errors
 from imgmw.app import forward
@@ -136,6 +137,7 @@ class DataApp:
         #: Sends an import on to the node that staged the image.
         self.forward = forward.Forwarder(
             options.get('worker_self_reference_url'))
+        self.verify_downloads = options.get('verify_downloads', True)
         #: ``spawn(target, name)`` runs an import job (a thread).
         self.spawn = importer.spawn_thread
         self.listed = {version for version, _ in
@@ -418,8 +420,11 @@ class DataApp:
                 req).is_admin:
             raise errors.image_deactivated()
         self.authorize(req, 'download_image', images.policy_target(record))
-        return download.serve(req, record, self.stores.locate,
-                              self.chunk_size)
+        locate = self.stores.locate
+        if self.verify_downloads:
+            locate = blocks.verifying_locator(locate, self.registry, record,
+                                              req.environ)
+        return download.serve(req, record, locate, self.chunk_size)
 
     def upload_store(self, store_id: typing.Optional[str]) -> stores.Store:
         return self.stores.for_upload(store_id)

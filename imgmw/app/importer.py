@@ -303,7 +303,8 @@ class ImportJob:
         """Copy, hash and commit; on any failure clean up. Never raises."""
         written: typing.List[typing.Tuple[stores.Store, stores.Stored]] = []
         try:
-            hasher = hashing.MultiHasher(['md5', self.app.hashing_algorithm])
+            hasher = hashing.MultiHasher(['md5', self.app.hashing_algorithm],
+                                         block_size=hashing.BLOCK_SIZE)
             for index, store in enumerate(self.targets):
                 stored = self.copy(store, hasher if index == 0 else None)
                 written.append((store, stored))
@@ -336,7 +337,8 @@ class ImportJob:
             'os_hash_value': hasher.hexdigest(self.app.hashing_algorithm),
             'virtual_size': (self.size if self.disk_format == 'raw'
                              and self.size else None),
-            'locations': [{'store': store.store_id, 'url': stored.url}
+            'locations': [{'store': store.store_id, 'url': stored.url,
+                           'blocks': hasher.block_digests()}
                           for store, stored in written]}
         if not self.beat():
             raise ImportLost()

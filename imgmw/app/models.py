@@ -108,6 +108,11 @@ image_locations = sa.Table(
               autoincrement=False),
     sa.Column('store', sa.String(255), nullable=False),
     sa.Column('url', sa.Text, nullable=False),
+    # The block digests of the data (imgmw.hashing.BlockDigests), or none.
+    sa.Column('block_algorithm', sa.String(16)),
+    sa.Column('block_size', sa.Integer),
+    sa.Column('block_digests',
+              sa.LargeBinary().with_variant(mysql.LONGBLOB(), 'mysql')),
     **TABLE_OPTIONS,
 )
 

@@ -73,6 +73,7 @@ import sqlalchemy as sa
 from imgmw.app import migrations
 from imgmw.app import models
 from imgmw import db
+from imgmw import hashing
 
 LOG = logging.getLogger(__name__)
 
@@ -614,11 +615,13 @@ class Registry:
         """Compare-and-set the status from ``from_status`` to ``to_status``.
 
         ``values`` (:data:`DATA_FIELDS`) are set in the same statement;
-        ``locations`` (a list of ``{'store', 'url'}``) replaces the old
-        ones. Going to ``queued`` clears the size, checksums, locations and
-        holder. Entering ``saving``, ``uploading`` or ``importing`` records
-        ``holder`` (default: :func:`holder_id`) and starts its heartbeat;
-        leaving them clears it.
+        ``locations`` (a list of ``{'store', 'url'}``, each with its
+        optional ``blocks``, a :class:`imgmw.hashing.BlockDigests`)
+        replaces the old ones. Going to ``queued`` clears the size,
+        checksums, locations and holder. Entering ``saving``,
+        ``uploading`` or ``importing`` records ``holder`` (default:
+        :func:`holder_id`) and starts its heartbeat; leaving them clears
+        it.
 
         :returns: the new record, or None when the image was not in
             ``from_status`` (changed meanwhile, deleted or unknown).
@@ -781,6 +784,79 @@ class Registry:
                             record['holder'], record['heartbeat_at'])
                 recovered.append(record)
         return recovered
+
+    # Block digests.
+
+    def block_digests(self, image_id: str
+                      ) -> typing.Dict[str, hashing.BlockDigests]:
+        """The block digests of the image's locations, by location URL.
+
+        Locations recorded without any are left out.
+        """
+        table = models.image_locations
+        with self._transaction() as connection:
+            rows = connection.execute(
+                sa.select(table.c.url, table.c.block_algorithm,
+                          table.c.block_size, table.c.block_digests)
+                .where(table.c.image_id == image_id,
+                       table.c.block_digests.is_not(None)))
+            return {row.url: hashing.BlockDigests(
+                row.block_algorithm, row.block_size,
+                bytes(row.block_digests)) for row in rows}
+
+    def locations_without_blocks(self, limit: int,
+                                 after: typing.Optional[
+                                     typing.Tuple[str, int]] = None
+                                 ) -> typing.List[Record]:
+        """Locations without block digests, at most ``limit``.
+
+        Those of ``active`` and ``deactivated`` images, in (image id,
+        position) order.
+
+        Each is a dict of ``image_id``, ``position``, ``store``, ``url``,
+        ``size``, ``checksum``, ``os_hash_algo`` and ``os_hash_value``.
+
+        :param after: the ``(image_id, position)`` to continue after.
+        """
+        images = models.images
+        table = models.image_locations
+        query = (
+            sa.select(table.c.image_id, table.c.position, table.c.store,
+                      table.c.url, images.c.size, images.c.checksum,
+                      images.c.os_hash_algo, images.c.os_hash_value)
+            .join(images, images.c.id == table.c.image_id)
+            .where(images.c.status.in_(('active', 'deactivated')),
+                   table.c.block_digests.is_(None))
+            .order_by(table.c.image_id, table.c.position).limit(limit))
+        if after is not None:
+            query = query.where(sa.tuple_(table.c.image_id, table.c.position)
+                                > sa.tuple_(*after))
+        with self._transaction() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    @_retried
+    def set_block_digests(self, image_id: str, url: str, checksum: str,
+                          blocks: hashing.BlockDigests) -> bool:
+        """Record ``blocks`` for the location ``url`` of an image.
+
+        Only while the image is still ``active`` or ``deactivated`` with
+        the ``checksum`` its data was checked against, and the location
+        has none: False otherwise (the image changed meanwhile).
+        """
+        images = models.images
+        table = models.image_locations
+        current = (sa.select(images.c.id)
+                   .where(images.c.id == image_id,
+                          images.c.checksum == checksum,
+                          images.c.status.in_(('active', 'deactivated')))
+                   .scalar_subquery())
+        with self._transaction(write=True) as connection:
+            result = connection.execute(
+                table.update()
+                .where(table.c.image_id == current, table.c.url == url,
+                       table.c.block_digests.is_(None))
+                .values(_block_columns(blocks)))
+            return result.rowcount > 0
 
     def all_locations(self) -> typing.Set[typing.Tuple[str, str]]:
         """``(store, url)`` of every image not deleted."""
@@ -1023,10 +1099,21 @@ def _replace_locations(connection, image_id: str,
     table = models.image_locations
     connection.execute(table.delete().where(table.c.image_id == image_id))
     rows = [{'image_id': image_id, 'position': position,
-             'store': location['store'], 'url': location['url']}
+             'store': location['store'], 'url': location['url'],
+             **_block_columns(location.get('blocks'))}
             for position, location in enumerate(locations)]
     if rows:
         connection.execute(table.insert(), rows)
+
+
+def _block_columns(blocks: typing.Optional[hashing.BlockDigests]
+                   ) -> typing.Dict[str, typing.Any]:
+    if blocks is None:
+        return {'block_algorithm': None, 'block_size': None,
+                'block_digests': None}
+    return {'block_algorithm': blocks.algorithm,
+            'block_size': blocks.block_size,
+            'block_digests': blocks.digests}
 
 
 def _load(connection, image_id: str,
@@ -1058,7 +1145,9 @@ def _records(connection, rows) -> typing.List[Record]:
         records[row.image_id]['properties'][row.name] = row.value
     locations = models.image_locations
     for row in connection.execute(
-            sa.select(locations).where(locations.c.image_id.in_(ids))
+            sa.select(locations.c.image_id, locations.c.store,
+                      locations.c.url)
+            .where(locations.c.image_id.in_(ids))
             .order_by(locations.c.image_id, locations.c.position)):
         records[row.image_id]['locations'].append(
             {'store': row.store, 'url': row.url})

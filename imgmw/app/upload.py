@@ -295,7 +295,8 @@ class Upload:
                 'os_hash_algo': digests.os_hash_algo,
                 'os_hash_value': digests.os_hash_value,
                 'virtual_size': self.virtual_size(stored.size),
-                'locations': [{'store': store.store_id, 'url': stored.url}]}
+                'locations': [{'store': store.store_id, 'url': stored.url,
+                               'blocks': getattr(digests, 'blocks', None)}]}
 
     def virtual_size(self, size: int) -> typing.Optional[int]:
         inspection = self.environ.get(keys.INSPECTION)

@@ -1,4 +1,4 @@
-"""imgmw-manage: the registry's schema and the recovery of stale uploads.
+"""imgmw-manage: the registry's schema, recovery, sweeps and backfills.
 
 ::
 
@@ -8,6 +8,8 @@
         [--older-than SECONDS]
     imgmw-manage [--config-file FILE] [-o KEY=VALUE ...] sweep \\
         [--older-than SECONDS] [--apply]
+    imgmw-manage [--config-file FILE] [-o KEY=VALUE ...] backfill-blocks \\
+        [--apply] [--limit N]
 
 ``db sync`` upgrades the registry schema to the newest migration; run it
 after every upgrade of imgmw, before starting the API (the API does it by
@@ -37,6 +39,18 @@ prints what it would remove (one line each); with it, it removes them. Run
 image is back to ``queued``. Each store's directory or bucket must be
 dedicated to it. Run it on each API node (each has its own staging area).
 
+``backfill-blocks`` computes the block digests (:mod:`imgmw.app.blocks`)
+of the locations of ``active`` and ``deactivated`` images recorded
+without them, so that their downloads are verified block by block. It
+reads each location's data once, checks it against the image's size,
+``checksum`` and ``os_hash_value`` in the same pass, and records the
+digests only when all match (a location whose data does not is reported,
+never blessed). Without ``--apply`` it only lists the locations and the
+bytes it would read; with it, each location is recorded as soon as it is
+read, so an interrupted backfill resumes where it stopped when run again.
+``--limit`` stops after that many locations. Run it from any node that
+reaches every store; downloads keep being served meanwhile.
+
 The registry URL is ``database_connection`` of the paste file's
 ``[DEFAULT]``; without one, SQLite in ``state_dir`` (default ``./state``).
 The paste file is ``--config-file``, else the first of
@@ -46,8 +60,9 @@ overrides a ``[DEFAULT]`` value.
 
 Exit status: 0 on success, 1 when ``db version`` finds the schema behind,
 2 on a usage or configuration error, 3 when the database is unreachable,
-4 when ``sweep`` could not list a store or remove an orphan (it goes on
-with the others and says which).
+4 when ``sweep`` could not list a store or remove an orphan, or
+``backfill-blocks`` could not read a location or found its data not
+matching the image (each goes on with the others and says which).
 """
 
 import argparse
@@ -64,6 +79,7 @@ from imgmw.app import api
 from imgmw.app import registry
 from imgmw.app import stores
 from imgmw import config
+from imgmw import hashing
 from imgmw import wsgi
 
 #: The data app's section of the paste file (``[app:imgmw]``).
@@ -95,6 +111,13 @@ def _seconds(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(
             'expected a number of seconds, got %r' % text)
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(
+            'expected a positive number, got %r' % text)
     return int(text)
 
 
@@ -132,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_parser.add_argument(
         '--apply', action='store_true',
         help='remove the orphans (default: only list them)')
+    backfill_parser = commands.add_parser(
+        'backfill-blocks',
+        help='compute the block digests of images recorded without them')
+    backfill_parser.add_argument(
+        '--apply', action='store_true',
+        help='read the data and record the digests (default: only list '
+             'what would be read)')
+    backfill_parser.add_argument(
+        '--limit', type=_count, default=None, metavar='N',
+        help='stop after N locations (default: all)')
     return parser
 
 
@@ -319,6 +352,105 @@ def sweep(image_registry: registry.Registry, store_set: api.StoreSet,
     return SweepResult(orphans, removed, failures)
 
 
+class BackfillResult(typing.NamedTuple):
+    """What :func:`backfill_blocks` did: locations seen, recorded, failed."""
+
+    found: int
+    recorded: int
+    failures: int
+
+
+#: Locations asked of the registry at a time by the backfill.
+BACKFILL_PAGE = 100
+
+
+def backfill_blocks(image_registry: registry.Registry,
+                    store_set: api.StoreSet, apply: bool = False,
+                    limit: typing.Optional[int] = None,
+                    say: Printer = print,
+                    chunk_size: int = hashing.BLOCK_SIZE) -> BackfillResult:
+    """Compute and record the block digests of locations without them.
+
+    See the module docstring. Each location is recorded on its own, with
+    a compare-and-set on the image's status and checksum.
+    """
+    found = recorded = failures = 0
+    after = None
+    while limit is None or found < limit:
+        page = image_registry.locations_without_blocks(
+            BACKFILL_PAGE if limit is None
+            else min(BACKFILL_PAGE, limit - found), after)
+        if not page:
+            break
+        for location in page:
+            after = (location['image_id'], location['position'])
+            found += 1
+            what = '%s %s (image %s, %s bytes)' % (
+                location['store'], location['url'], location['image_id'],
+                location['size'])
+            if not apply:
+                say('would compute block digests of %s' % what)
+                continue
+            try:
+                blocks = _block_digests_of(store_set, location, chunk_size)
+            except (stores.StoreError, _Mismatch) as err:
+                say('cannot compute block digests of %s: %s' % (what, err))
+                failures += 1
+                continue
+            if image_registry.set_block_digests(
+                    location['image_id'], location['url'],
+                    location['checksum'], blocks):
+                say('recorded %d block digest(s) of %s'
+                    % (len(blocks), what))
+                recorded += 1
+            else:
+                say('skipped %s: the image changed meanwhile' % what)
+    if apply:
+        say('%d location(s) without block digests, %d recorded, %d failed'
+            % (found, recorded, failures))
+    else:
+        say('%d location(s) without block digests; nothing read (dry run: '
+            '--apply computes and records them)' % found)
+    return BackfillResult(found, recorded, failures)
+
+
+class _Mismatch(Exception):
+    """A location's data does not match its image's record."""
+
+
+def _block_digests_of(store_set: api.StoreSet, location: typing.Mapping,
+                      chunk_size: int) -> hashing.BlockDigests:
+    """Read a location's data once: its block digests, if it matches.
+
+    :raises _Mismatch: size, checksum or multihash differ from the record.
+    :raises stores.StoreError: the data cannot be read.
+    """
+    store = store_set.locate(location)
+    if store is None:
+        raise stores.DataNotFound('no configured store holds it')
+    algorithms = ['md5']
+    if location['os_hash_algo'] and location['os_hash_value']:
+        algorithms.append(location['os_hash_algo'])
+    hasher = hashing.MultiHasher(algorithms, block_size=hashing.BLOCK_SIZE)
+    body = store.open(location['url'])
+    try:
+        for chunk in iter(lambda: body.read(chunk_size), b''):
+            hasher.update(chunk)
+    finally:
+        body.close()
+    if hasher.bytes_hashed != (location['size'] or 0):
+        raise _Mismatch('the store holds %d bytes, the image %s'
+                        % (hasher.bytes_hashed, location['size']))
+    if location['checksum'] and (
+            hasher.hexdigest('md5') != location['checksum']):
+        raise _Mismatch('its MD5 does not match the image\'s checksum')
+    if len(algorithms) > 1 and (hasher.hexdigest(algorithms[1])
+                                != location['os_hash_value']):
+        raise _Mismatch('its %s does not match the image\'s '
+                        'os_hash_value' % algorithms[1])
+    return hasher.block_digests()
+
+
 def run(args: argparse.Namespace, say: Printer) -> int:
     path = config_file(args.config_file)
     conf = defaults(path, dict(args.options))
@@ -331,6 +463,11 @@ def run(args: argparse.Namespace, say: Printer) -> int:
         if image_registry.version() is None:
             raise config.ConfigError('the registry database has no schema: '
                                      'run imgmw-manage db sync')
+        if args.command == 'backfill-blocks':
+            result = backfill_blocks(image_registry,
+                                     load_store_set(path, conf), args.apply,
+                                     args.limit, say)
+            return EXIT_INCOMPLETE if result.failures else 0
         older_than = datetime.timedelta(seconds=args.older_than)
         if args.command == 'sweep':
             result = sweep(image_registry, load_store_set(path, conf),

@@ -139,7 +139,7 @@ class TestDownload(base.FunctionalTest):
                           % image_id)
 
     def test_data_altered_on_disk_is_never_delivered_whole_5(self):
-        """The checksum filter cuts the body before its last byte."""
+        """The body is cut before the first block that does not match."""
         image_id = self.active_image(DATA * 3000)
         paths = self.image_files(image_id)
         self.assertEqual(1, len(paths))
@@ -155,13 +155,23 @@ class TestDownload(base.FunctionalTest):
         self.assertEqual(str(len(DATA) * 3000),
                          resp.getheader('Content-Length'))
         err = self.assertRaises(http.client.IncompleteRead, resp.read)
-        self.assertLess(len(err.partial), len(DATA) * 3000)
-        self.assertIn('Image %s: the data sent does not match' % image_id,
+        # Bytes 1500000.. are in the second block of 1 MiB.
+        self.assertEqual((DATA * 3000)[:base.MiB], err.partial)
+        self.assertIn('Image %s, store default: block 1 (bytes 1048576-'
+                      '2097151) does not match its digest' % image_id,
                       self.server.log())
-        # Ranges are not verified: they still serve what is stored.
+        # Ranges are verified too: one in the intact first block is
+        # served, one reaching into the second block is cut.
         part = self.download(image_id, headers={'Range': 'bytes=0-99'})
         self.assertEqual(206, part.status_code)
         self.assertEqual((DATA * 3000)[:100], part.content)
+        conn.close()
+        conn.request('GET', '/v2/images/%s/file' % image_id,
+                     headers={'Range': 'bytes=1000000-1100000'})
+        resp = conn.getresponse()
+        self.assertEqual(206, resp.status)
+        err = self.assertRaises(http.client.IncompleteRead, resp.read)
+        self.assertEqual((DATA * 3000)[1000000:base.MiB], err.partial)
 
 
 class TestLargeImage(base.FunctionalTest):

@@ -8,6 +8,7 @@ import threading
 import fixtures
 import http_sf
 import testtools
+import xxhash
 
 from imgmw import hashing
 
@@ -235,3 +236,94 @@ class TestPool(testtools.TestCase):
         self.assertIsNot(first, second)
         first.shutdown()
         second.shutdown()
+
+
+def reference_blocks(data, block_size):
+    """One one-shot XXH3-64 per block, as the registry records them."""
+    return b''.join(xxhash.xxh3_64_digest(data[start:start + block_size])
+                    for start in range(0, len(data), block_size))
+
+
+class TestBlockHasher(testtools.TestCase):
+
+    def test_xxh3_64_known_value(self):
+        # The XXH3-64 of no bytes, from the xxHash specification's tests.
+        self.assertEqual(bytes.fromhex('2d06800538d394c2'),
+                         hashing.block_digest(b''))
+
+    def test_any_chunking_gives_the_digests_of_whole_blocks(self):
+        block_size = 4096
+        for chunk_size in (1, 100, 4095, 4096, 4097, 3 * 4096, len(DATA)):
+            hasher = hashing.BlockHasher(block_size)
+            for chunk in chunks(DATA, chunk_size):
+                hasher.update(chunk)
+            blocks = hasher.result()
+            self.assertEqual(reference_blocks(DATA, block_size),
+                             blocks.digests, chunk_size)
+            self.assertEqual(-(-len(DATA) // block_size), len(blocks))
+            self.assertEqual(('xxh3_64', block_size),
+                             (blocks.algorithm, blocks.block_size))
+
+    def test_exact_multiple_has_no_empty_last_block(self):
+        hasher = hashing.BlockHasher(1024)
+        hasher.update(DATA[:4096])
+        self.assertEqual(4, len(hasher.result()))
+        self.assertEqual(0, len(hashing.BlockHasher(1024).result()))
+
+    def test_mutable_buffers(self):
+        hasher = hashing.BlockHasher(1000)
+        hasher.update(bytearray(DATA[:2500]))
+        hasher.update(memoryview(DATA[2500:5000]))
+        self.assertEqual(reference_blocks(DATA[:5000], 1000),
+                         hasher.result().digests)
+
+    def test_digest_of_each_block(self):
+        hasher = hashing.BlockHasher(1000)
+        hasher.update(DATA[:2500])
+        blocks = hasher.result()
+        self.assertEqual(xxhash.xxh3_64_digest(DATA[1000:2000]),
+                         blocks.digest(1))
+        self.assertEqual(xxhash.xxh3_64_digest(DATA[2000:2500]),
+                         blocks.digest(2))
+
+    def test_usable_for(self):
+        hasher = hashing.BlockHasher(1000)
+        hasher.update(DATA[:2500])
+        blocks = hasher.result()
+        self.assertTrue(blocks.usable_for(2500))
+        self.assertTrue(blocks.usable_for(2001))
+        self.assertFalse(blocks.usable_for(2000))
+        self.assertFalse(blocks.usable_for(3001))
+        self.assertTrue(hashing.BlockDigests('xxh3_64', 1000, b'')
+                        .usable_for(0))
+        self.assertFalse(hashing.BlockDigests('crc32c', 1000,
+                                              blocks.digests)
+                         .usable_for(2500))
+        self.assertFalse(hashing.BlockDigests('xxh3_64', 1000,
+                                              blocks.digests[:-1])
+                         .usable_for(2500))
+
+    def test_multihasher_computes_blocks_in_the_same_pass(self):
+        self.useFixture(fixtures.MockPatchObject(hashing._POOL, 'cpus', 2))
+        for threshold in (None, 1):
+            hasher = hashing.MultiHasher(['md5', 'sha512'],
+                                         parallel_threshold=threshold,
+                                         block_size=65536)
+            for chunk in chunks(DATA, 100000):
+                hasher.update(chunk)
+            self.assertEqual(reference_blocks(DATA, 65536),
+                             hasher.block_digests().digests)
+            self.assertEqual(
+                hashlib.md5(DATA).hexdigest(), hasher.hexdigest('md5'))
+
+    def test_multihasher_without_block_size_has_none(self):
+        hasher = hashing.MultiHasher(['md5'])
+        hasher.update(DATA)
+        self.assertIsNone(hasher.block_digests())
+
+    def test_digests_carry_blocks(self):
+        digests = hashing.Digests('sha512')
+        self.assertRaises(hashing.DigestsNotReady, lambda: digests.blocks)
+        blocks = hashing.BlockDigests('xxh3_64', 1, b'12345678')
+        digests.finish('a' * 32, 'b' * 128, blocks)
+        self.assertIs(blocks, digests.blocks)

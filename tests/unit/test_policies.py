@@ -5,6 +5,9 @@ import subprocess
 import sys
 
 import fixtures
+from oslo_config import cfg
+from oslo_context import context
+from oslo_policy import policy
 import testtools
 import yaml
 
@@ -139,6 +142,129 @@ class EnforcerTest(testtools.TestCase):
     def test_get_enforcer_has_every_rule(self):
         enforcer = policies.get_enforcer()
         self.assertIn('stores_info_detail', enforcer.registered_rules)
+
+
+class Clock:
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class RememberingEnforcerTest(testtools.TestCase):
+    """Decisions remembered, the policy file looked at once a second."""
+
+    def setUp(self):
+        super().setUp()
+        self.directory = self.useFixture(fixtures.TempDir()).path
+        self.path = os.path.join(self.directory, 'policy.yaml')
+
+    def plain(self):
+        """oslo.policy's own enforcer on the same rules, nothing kept."""
+        conf = cfg.ConfigOpts()
+        conf([], project='imgmw', default_config_files=[],
+             default_config_dirs=[])
+        enforcer = policy.Enforcer(conf, policy_file=self.path)
+        conf.set_override('policy_dirs', [], group='oslo_policy')
+        enforcer.register_defaults(policies.list_rules())
+        return enforcer
+
+    def test_decisions_are_oslo_policys_every_time(self):
+        with open(self.path, 'w') as f:
+            f.write('"download_image": "role:reader and '
+                    'project_id:%(owner)s"\n')
+        remembering = policies.make_enforcer(self.path)
+        plain = self.plain()
+        callers = [creds(), creds(roles=['reader']), creds(roles=['admin']),
+                   creds(project_id='p2'), creds(roles=[]),
+                   creds(roles=['service']), creds(service_roles=['service']),
+                   creds(roles=['admin'], domain_id='d'),
+                   creds(roles=['admin'], system_scope='all')]
+        targets = [image(), image(owner='p2'),
+                   image(owner='p2', visibility='public'),
+                   image(owner='p2', visibility='community'), {},
+                   {'project_id': 'p1'}]
+        for _ in range(2):
+            for action in ACTIONS + ('context_is_admin',):
+                for caller in callers:
+                    for target in targets:
+                        self.assertEqual(
+                            bool(plain.enforce(action, dict(target),
+                                               dict(caller))),
+                            bool(remembering.enforce(action, dict(target),
+                                                     dict(caller))),
+                            (action, caller, target))
+
+    def test_image_id_is_no_part_of_the_key(self):
+        enforcer = policies.make_enforcer(self.path)
+        enforcer.authorize('get_image', image(), creds())
+        other = dict(image(), image_id='img2')
+        enforcer.authorize('get_image', other, creds())
+        self.assertEqual(1, len(enforcer._decisions))
+        self.assertNotIn('image_id', enforcer._keys[0])
+        self.assertIn('visibility', enforcer._keys[0])
+        self.assertIn('roles', enforcer._keys[1])
+
+    def test_a_request_context_is_its_policy_values(self):
+        enforcer = policies.make_enforcer(self.path)
+        member = context.RequestContext(project_id='p1', roles=['member',
+                                                                'reader'])
+        reader = context.RequestContext(project_id='p1', roles=['reader'])
+        self.assertTrue(enforcer.authorize('download_image', image(),
+                                           member))
+        self.assertFalse(enforcer.enforce('download_image', image(),
+                                          reader))
+        self.assertTrue(enforcer.authorize('download_image', image(),
+                                           member))
+
+    def test_a_changed_policy_file_applies_within_the_interval(self):
+        clock = Clock()
+        enforcer = policies.make_enforcer(self.path, clock)
+        reader = creds(roles=['reader'])
+        self.assertFalse(enforcer.enforce('download_image', image(), reader))
+        with open(self.path, 'w') as f:
+            f.write('"download_image": "role:reader"\n')
+        clock.now += policies.RELOAD_CHECK_INTERVAL / 2
+        self.assertFalse(enforcer.enforce('download_image', image(), reader))
+        clock.now += policies.RELOAD_CHECK_INTERVAL
+        self.assertTrue(enforcer.enforce('download_image', image(), reader))
+
+    def test_the_file_is_not_looked_at_on_every_check(self):
+        clock = Clock()
+        enforcer = policies.make_enforcer(self.path, clock)
+        looks = []
+        real = policy.Enforcer.load_rules
+
+        def counting(this, force_reload=False):
+            looks.append(force_reload)
+            return real(this, force_reload)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_policy.policy.Enforcer.load_rules', counting))
+        for _ in range(5):
+            enforcer.authorize('get_image', image(), creds())
+        self.assertEqual([], looks)
+        clock.now += policies.RELOAD_CHECK_INTERVAL
+        for _ in range(5):
+            enforcer.authorize('get_image', image(), creds())
+        self.assertEqual([False], looks)
+
+    def test_impure_checks_turn_the_memory_off(self):
+        with open(self.path, 'w') as f:
+            f.write('"get_image": "http://127.0.0.1:9/check"\n')
+        enforcer = policies.make_enforcer(self.path)
+        self.assertIsNone(enforcer._keys)
+        self.assertIsNone(enforcer._decision_key('get_image', image(),
+                                                 creds()))
+
+    def test_do_raise_is_oslo_policys(self):
+        enforcer = policies.make_enforcer(self.path)
+        self.assertRaises(policy.PolicyNotAuthorized, enforcer.enforce,
+                          'publicize_image', image(), creds(),
+                          do_raise=True)
+        self.assertEqual({}, enforcer._decisions)
 
 
 class GeneratorTest(testtools.TestCase):

@@ -15,6 +15,7 @@ from imgmw.app import importer
 from imgmw.app import registry
 from imgmw.app import stores
 from imgmw import environ as keys
+from imgmw import hashing
 from tests.unit.app import test_stage
 
 
@@ -46,9 +47,14 @@ class ImportTestCase(test_stage.StagingAppTestCase):
         self.assertIsNone(record['holder'])
         self.assertEqual(list(store_ids),
                          [loc['store'] for loc in record['locations']])
+        blocks = hashing.BlockHasher()
+        blocks.update(DATA)
+        recorded = self.registry.block_digests(image_id)
         for location in record['locations']:
             with open(location['url'][len('file://'):], 'rb') as f:
                 self.assertEqual(DATA, f.read())
+            # Every location gets the block digests of the data.
+            self.assertEqual(blocks.result(), recorded[location['url']])
         self.assertNotIn(registry.STAGE_HOST_PROPERTY, record['properties'])
         self.assertEqual([], self.staging_files())
         return record

@@ -1,6 +1,7 @@
 """Tests of imgmw-manage against a fresh registry database."""
 
 import datetime
+import hashlib
 import io
 import os
 import time
@@ -12,6 +13,7 @@ import testtools
 from imgmw.app import models
 from imgmw.app import registry
 from imgmw.cmd import manage
+from imgmw import hashing
 from tests import dbfixture
 
 PASTE = """[DEFAULT]
@@ -324,3 +326,102 @@ class TestSweep(ManageTestCase):
         database = self.useFixture(dbfixture.Database())
         self.assertEqual(manage.EXIT_CONFIG, self.manage(
             '-o', 'database_connection=%s' % database.url, 'sweep'))
+
+
+class TestBackfillBlocks(ManageTestCase):
+    """``imgmw-manage backfill-blocks``: digests for older images."""
+
+    def setUp(self):
+        super().setUp()
+        self.image_registry = self.registry()
+        self.datadir = os.path.join(self.state, 'images')
+        os.makedirs(self.datadir)
+
+    def old_image(self, data, status='active'):
+        """An image recorded as before block digests existed."""
+        image_id = str(uuid.uuid4())
+        path = os.path.join(self.datadir, image_id)
+        with open(path, 'wb') as out:
+            out.write(data)
+        self.image_registry.create({'id': image_id})
+        self.image_registry.transition(image_id, 'queued', 'saving')
+        self.image_registry.transition(image_id, 'saving', 'active', {
+            'size': len(data),
+            'checksum': hashlib.md5(data).hexdigest(),
+            'os_hash_algo': 'sha512',
+            'os_hash_value': hashlib.sha512(data).hexdigest(),
+            'locations': [{'store': 'default', 'url': 'file://' + path}]})
+        if status == 'deactivated':
+            self.image_registry.transition(image_id, 'active',
+                                           'deactivated')
+        return image_id, path
+
+    def blocks_of(self, image_id):
+        return self.image_registry.block_digests(image_id)
+
+    def test_dry_run_lists_and_records_nothing(self):
+        image_id, path = self.old_image(b'x' * 3000)
+        self.assertEqual(0, self.manage('backfill-blocks'))
+        output = self.stdout.getvalue()
+        self.assertIn('would compute block digests of default file://%s '
+                      '(image %s, 3000 bytes)' % (path, image_id), output)
+        self.assertIn('1 location(s) without block digests; nothing read',
+                      output)
+        self.assertEqual({}, self.blocks_of(image_id))
+
+    def test_apply_records_digests_that_verify_the_data(self):
+        data = os.urandom(hashing.BLOCK_SIZE * 2 + 99)
+        image_id, path = self.old_image(data)
+        other_id, _ = self.old_image(b'small', status='deactivated')
+        self.assertEqual(0, self.manage('backfill-blocks', '--apply'))
+        blocks = self.blocks_of(image_id)['file://' + path]
+        expected = hashing.BlockHasher()
+        expected.update(data)
+        self.assertEqual(expected.result(), blocks)
+        self.assertTrue(blocks.usable_for(len(data)))
+        self.assertEqual(1, len(self.blocks_of(other_id)))
+        self.assertIn('2 location(s) without block digests, 2 recorded, '
+                      '0 failed', self.stdout.getvalue())
+        # Resumable: a second run finds nothing left to do.
+        self.assertEqual(0, self.manage('backfill-blocks', '--apply'))
+        self.assertIn('0 location(s) without block digests',
+                      self.stdout.getvalue())
+
+    def test_data_not_matching_the_record_is_never_blessed(self):
+        image_id, path = self.old_image(b'abcdef' * 1000)
+        with open(path, 'r+b') as stored:
+            stored.seek(10)
+            stored.write(b'X')
+        gone_id, gone = self.old_image(b'gone')
+        os.remove(gone)
+        good_id, _ = self.old_image(b'good')
+        self.assertEqual(manage.EXIT_INCOMPLETE,
+                         self.manage('backfill-blocks', '--apply'))
+        output = self.stdout.getvalue()
+        self.assertIn("its MD5 does not match the image's checksum", output)
+        self.assertIn('cannot compute block digests of default file://%s'
+                      % gone, output)
+        self.assertEqual({}, self.blocks_of(image_id))
+        self.assertEqual({}, self.blocks_of(gone_id))
+        self.assertEqual(1, len(self.blocks_of(good_id)))
+
+    def test_limit_stops_early_and_the_next_run_resumes(self):
+        ids = [self.old_image(b'%d' % index)[0] for index in range(3)]
+        self.assertEqual(0, self.manage('backfill-blocks', '--apply',
+                                        '--limit', '2'))
+        done = [image_id for image_id in ids if self.blocks_of(image_id)]
+        self.assertEqual(2, len(done))
+        self.assertEqual(0, self.manage('backfill-blocks', '--apply'))
+        self.assertTrue(all(self.blocks_of(image_id) for image_id in ids))
+
+    def test_an_image_changed_meanwhile_is_skipped(self):
+        image_id, path = self.old_image(b'data')
+        self.image_registry.delete(image_id)
+        blocks = hashing.BlockDigests('xxh3_64', 1, b'12345678')
+        self.assertFalse(self.image_registry.set_block_digests(
+            image_id, 'file://' + path, hashlib.md5(b'data').hexdigest(),
+            blocks))
+
+    def test_limit_must_be_positive(self):
+        self.assertRaises(SystemExit, self.manage, 'backfill-blocks',
+                          '--limit', '0')

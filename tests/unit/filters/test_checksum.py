@@ -60,6 +60,9 @@ class UploadTestCase(testtools.TestCase):
         self.assertEqual(algorithm, digests.os_hash_algo)
         self.assertEqual(hashlib.new(algorithm, body).hexdigest(),
                          digests.os_hash_value)
+        blocks = hashing.BlockHasher()
+        blocks.update(body)
+        self.assertEqual(blocks.result(), digests.blocks)
 
     def assertMismatch(self, resp, algorithm):
         """Contract 3.19, and the app never saw a complete body."""
@@ -506,6 +509,19 @@ class TestDownload(testtools.TestCase):
         self.assertEqual(self.IMAGE, received)
         self.assertEqual(self.md5_hex(), headers['Content-MD5'])
         self.assertTrue(app.closed)
+
+    def test_body_the_app_verifies_by_blocks_is_left_alone(self):
+        """The app published imgmw.verified: no second hash."""
+        app = DownloadApp(self.corrupt(), {'Content-MD5': self.md5_hex()})
+
+        def verifying_app(environ, start_response):
+            environ[env_keys.BLOCKS_VERIFIED] = True
+            return app(environ, start_response)
+
+        result, status, headers, received, error = self.get(verifying_app)
+        self.assertIsNone(error)
+        self.assertIs(app.app_iter, result)
+        self.assertEqual(self.corrupt(), received)
 
     def test_intact_image_with_base64_content_md5(self):
         app = DownloadApp(self.IMAGE, {
