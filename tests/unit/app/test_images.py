@@ -48,6 +48,12 @@ class ListQueryTest(testtools.TestCase):
             2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc))],
             conditions)
 
+    def test_a_colon_in_a_name_needs_eq(self):
+        self.assertEqual([('name', 'eq', 'ubuntu:22.04')], query(
+            'name=eq:ubuntu:22.04')['filters']['conditions'])
+        self.assertRaises(webob.exc.HTTPBadRequest, query,
+                          'name=ubuntu:22.04')
+
     def test_sorting_syntaxes(self):
         found = query('sort=size:asc,name')
         self.assertEqual((['size', 'name'], ['asc', 'desc']),
