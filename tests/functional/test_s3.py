@@ -1,7 +1,8 @@
 """The ``s3`` store through the real imgmw-api (contract 3, 5 and 6).
 
-A multi-store server (``fast:file``, ``cheap:s3``) in front of moto in
-server mode on a loopback port (tests/s3fixture.py), started by the tests.
+A multi-store server (``fast:file``, ``cheap:s3``) in front of an S3
+service on a loopback port, started by the tests: moto in server mode, or
+OpenStack Swift's s3api with ``IMGMW_TEST_S3=swift`` (tests/s3fixture.py).
 """
 
 import base64
@@ -19,7 +20,9 @@ MULTI_STORE = {'enabled_backends': 'fast:file, cheap:s3',
                'default_backend': 'fast'}
 
 
-def store_sections(endpoint: str, bucket: str) -> str:
+def store_sections(endpoint: str, bucket: str,
+                   access_key: str = s3fixture.ACCESS_KEY,
+                   secret_key: str = s3fixture.SECRET_KEY) -> str:
     return '\n'.join((
         '[store:fast]',
         'filesystem_store_datadir = %(here)s/state/fast',
@@ -27,8 +30,8 @@ def store_sections(endpoint: str, bucket: str) -> str:
         '',
         '[store:cheap]',
         's3_store_host = %s' % endpoint,
-        's3_store_access_key = %s' % s3fixture.ACCESS_KEY,
-        's3_store_secret_key = %s' % s3fixture.SECRET_KEY,
+        's3_store_access_key = %s' % access_key,
+        's3_store_secret_key = %s' % secret_key,
         's3_store_bucket = %s' % bucket,
         's3_store_large_object_size = %d' % PART_MIB,
         's3_store_large_object_chunk_size = %d' % PART_MIB,
@@ -42,12 +45,13 @@ class S3StoreTest(base.FunctionalTest):
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.moto = s3fixture.MotoServer()
+        cls.moto = s3fixture.server()
         cls.moto.setUp()
         try:
             cls.bucket = cls.moto.make_bucket()
-            cls.server_config = store_sections(cls.moto.endpoint,
-                                               cls.bucket)
+            cls.server_config = store_sections(
+                cls.moto.endpoint, cls.bucket, cls.moto.access_key,
+                cls.moto.secret_key)
             super().setUpClass()
         except BaseException:
             cls.moto.cleanUp()
@@ -186,8 +190,8 @@ class S3StoreTest(base.FunctionalTest):
         if resp.status_code == 403:
             self.skipTest('stores_info_detail is admin only here')
         self.assertEqual(200, resp.status_code, resp.text)
-        self.assertNotIn(s3fixture.SECRET_KEY, resp.text)
-        self.assertNotIn(s3fixture.SECRET_KEY, self.server.log())
+        self.assertNotIn(self.moto.secret_key, resp.text)
+        self.assertNotIn(self.moto.secret_key, self.server.log())
         cheap = [store for store in resp.json()['stores']
                  if store['id'] == 'cheap']
         self.assertEqual('s3', cheap[0]['type'])

@@ -1,7 +1,9 @@
 """Tests of the ``s3`` store driver (imgmw.app.stores.s3).
 
-Against a real S3 service on a loopback socket: moto in server mode
-(tests/s3fixture.py), one server for the module's test classes.
+Against an S3 service on a loopback socket, one server for the module's
+test classes (tests/s3fixture.py): moto in server mode, or a real Swift
+with its s3api middleware with ``IMGMW_TEST_S3=swift`` (``tox -e
+s3-swift``).
 """
 
 import gc
@@ -93,7 +95,7 @@ class S3TestCase(testtools.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.moto = s3fixture.MotoServer()
+        cls.moto = s3fixture.server()
         cls.moto.setUp()
 
     @classmethod
@@ -633,7 +635,7 @@ class ConfigurationTest(S3TestCase):
 
     def test_secret_never_logged(self):
         self.make_store()
-        self.assertNotIn(s3fixture.SECRET_KEY, self.log.output)
+        self.assertNotIn(self.moto.secret_key, self.log.output)
 
 
 class UnreachableTest(testtools.TestCase):
