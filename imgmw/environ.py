@@ -43,6 +43,13 @@ key                        set by          holds; read by
                                            ``container_format``), set before
                                            the app reads the first byte; read
                                            by quota and inspect
+``imgmw.range``            download        the byte range of a download the
+                                           filter validated: ``(first,
+                                           last)``, inclusive, within the
+                                           image; absent for the whole
+                                           image (the app ignores the
+                                           ``Range`` header); read by the
+                                           data app
 ``imgmw.inspection``       inspect         an ``Inspection`` of
                                            :mod:`imgmw.filters.inspect`:
                                            ``format`` and
@@ -65,6 +72,7 @@ SIZE = 'imgmw.size'
 DIGESTS = 'imgmw.digests'
 IMAGE = 'imgmw.image'
 INSPECTION = 'imgmw.inspection'
+RANGE = 'imgmw.range'
 
 #: Which filter publishes each key, for the messages of MissingFilter.
 PUBLISHER = {
@@ -75,6 +83,7 @@ PUBLISHER = {
     DIGESTS: 'checksum',
     IMAGE: 'the data app',
     INSPECTION: 'inspect',
+    RANGE: 'download',
 }
 
 

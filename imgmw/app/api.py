@@ -347,8 +347,6 @@ class DataApp:
                       image_id: str) -> webob.Response:
         if req.method == 'PUT':
             return upload.Upload(self, req, self.visible(req, image_id))()
-        if _has_body(req):
-            raise errors.body_not_expected()
         record = self.visible(req, image_id)
         if record['status'] == 'deactivated' and not self.context(
                 req).is_admin:
@@ -384,13 +382,3 @@ def _nameable(environ: dict) -> bool:
     except UnicodeError:
         return False
     return '\x00' not in path
-
-
-def _has_body(req: webob.Request) -> bool:
-    """Contract 5.2: ``Content-Length`` above 0, or a Transfer-Encoding."""
-    if 'HTTP_TRANSFER_ENCODING' in req.environ:
-        return True
-    length = (req.environ.get('CONTENT_LENGTH') or '0').strip()
-    if not (length.isascii() and length.isdigit()):
-        return True
-    return length.strip('0') != ''
