@@ -244,6 +244,59 @@ def multi_store_off():
                   'Multi backend is not supported at this site.')
 
 
+# Section 5, download: answered by the download filter and the data app.
+
+def body_not_expected():
+    """5.2."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'A body is not expected with this request.')
+
+
+def data_unavailable(image_id: str):
+    """5.7."""
+    return _error(webob.exc.HTTPServiceUnavailable,
+                  'Image data for %s is unavailable.' % image_id)
+
+
+def multiple_ranges():
+    """5.9."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Requests with multiple ranges are not supported in '
+                  'Glance. You may make multiple single-range requests '
+                  'instead.')
+
+
+def invalid_range(size: int):
+    """5.10."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid Range header.',
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
+def invalid_content_range(size: int):
+    """5 (legacy ``Content-Range`` request header): malformed."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid Content-Range header.',
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
+def invalid_content_range_stop(size: int):
+    """5 (legacy ``Content-Range``): the stop is beyond the image."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid stop position in Content-Range header. The stop '
+                  'position MUST be in the inclusive range [0, %d].'
+                  % (size - 1),
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
+def invalid_range_start(size: int, header: str = 'Range'):
+    """5.11."""
+    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
+                  'Invalid start position in %s header. Start position MUST '
+                  'be in the inclusive range [0, %d].' % (header, size - 1),
+                  headers={'Content-Range': 'bytes */%d' % size})
+
+
 # Section 1.
 
 def method_not_allowed(allowed: typing.Sequence[str]):

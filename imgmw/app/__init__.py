@@ -159,7 +159,7 @@ def load_stores(global_conf: typing.Mapping,
         built[store_id] = stores.load(store_id, store_conf.type,
                                       store_options)
     return api.StoreSet(built, conf.default, conf.multi,
-                        stage.staging_area(options))
+                        stage.staging_area(options), conf)
 
 
 def recover(registry, store_set: api.StoreSet) -> None:

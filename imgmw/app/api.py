@@ -2,10 +2,11 @@
 
 :class:`DataApp` answers every endpoint of the contract that is not a
 filter's: versions, schemas, image records, deactivate/reactivate,
-``/v2/info/import``, upload (:mod:`imgmw.app.upload`), download
-(:mod:`imgmw.app.download`), stage (:mod:`imgmw.app.stage`) and import
-(:mod:`imgmw.app.importer`). Paths are recognised by :mod:`imgmw.paths`;
-another method on a known path is 405 with ``Allow``, an unknown path 404.
+``/v2/info/import``, ``/v2/info/stores`` (and ``/detail``), upload
+(:mod:`imgmw.app.upload`), download (:mod:`imgmw.app.download`), stage
+(:mod:`imgmw.app.stage`) and import (:mod:`imgmw.app.importer`). Paths
+are recognised by :mod:`imgmw.paths`; another method on a known path is
+405 with ``Allow``, an unknown path 404.
 Errors are ``webob.exc`` responses from :mod:`imgmw.errors`; an
 unreachable registry is 503 (contract 3.22); anything unexpected is
 logged and answered 500.
@@ -30,7 +31,7 @@ from imgmw.app import stage
 from imgmw.app import stores
 from imgmw.app import tasks
 from imgmw.app import upload
-from imgmw import chunked
+from imgmw import backends
 from imgmw import environ as keys
 from imgmw import paths
 from imgmw import streams
@@ -74,11 +75,39 @@ class StoreSet:
 
     def __init__(self, by_id: typing.Mapping[str, stores.Store],
                  default_id: str, multi_store: bool,
-                 staging: typing.Optional[stage.StagingArea] = None):
+                 staging: typing.Optional[stage.StagingArea] = None,
+                 conf: typing.Optional[backends.Backends] = None):
         self.by_id = dict(by_id)
         self.default_id = default_id
         self.multi_store = multi_store
         self.staging = staging
+        #: The configuration the stores were built from (descriptions,
+        #: weights, properties), for ``/v2/info/stores``.
+        self.conf = conf
+
+    def listing(self, detail: bool) -> typing.List[dict]:
+        """The ``stores`` of ``/v2/info/stores`` (contract section 6).
+
+        ``description`` only when set; ``"default": "true"`` a string, as
+        Glance sends it; reserved ids never listed. ``detail`` adds
+        ``type``, ``properties`` (never credentials) and ``weight``.
+        """
+        listed = []
+        for store_id in self.by_id:
+            if backends.Backends.is_reserved(store_id):
+                continue
+            store_conf = self.conf.stores.get(store_id) if self.conf else None
+            entry = {'id': store_id}
+            if store_conf is not None and store_conf.description:
+                entry['description'] = store_conf.description
+            if store_id == self.default_id:
+                entry['default'] = 'true'
+            if detail and store_conf is not None:
+                entry['type'] = store_conf.type
+                entry['properties'] = store_conf.properties()
+                entry['weight'] = store_conf.weight
+            listed.append(entry)
+        return listed
 
     def remove_partial(self, image_id: str) -> None:
         """Remove unfinished data of ``image_id`` everywhere (recovery).
@@ -223,9 +252,13 @@ class DataApp:
     def on_stores_info(self, req: webob.Request, _) -> webob.Response:
         if not self.stores.multi_store:
             raise errors.multi_store_off()
-        raise errors.MissingFilter(keys.STORE, 'stores', READER)
+        return json_response({'stores': self.stores.listing(detail=False)})
 
-    on_stores_detail = on_stores_info
+    def on_stores_detail(self, req: webob.Request, _) -> webob.Response:
+        if not self.stores.multi_store:
+            raise errors.multi_store_off()
+        self.authorize(req, 'stores_info_detail', {})
+        return json_response({'stores': self.stores.listing(detail=True)})
 
     def on_usage_info(self, req: webob.Request, _) -> webob.Response:
         # No quota filter in the pipeline: no limits, as Glance says it.
@@ -257,7 +290,7 @@ class DataApp:
             IMPORT_METHODS)
         if self.stores.multi_store:
             resp.headers['OpenStack-image-store-ids'] = ','.join(
-                self.stores.by_id)
+                store['id'] for store in self.stores.listing(detail=False))
         return resp
 
     def list(self, req: webob.Request) -> webob.Response:
@@ -413,8 +446,6 @@ class DataApp:
                       image_id: str) -> webob.Response:
         if req.method == 'PUT':
             return upload.Upload(self, req, self.visible(req, image_id))()
-        if _has_body(req):
-            raise errors.body_not_expected()
         record = self.visible(req, image_id)
         if record['status'] == 'deactivated' and not self.context(
                 req).is_admin:
@@ -453,13 +484,3 @@ def _nameable(environ: dict) -> bool:
     except UnicodeError:
         return False
     return '\x00' not in path
-
-
-def _has_body(req: webob.Request) -> bool:
-    """Contract 5.2: ``Content-Length`` above 0, or a Transfer-Encoding."""
-    if chunked.transfer_encoding(req.environ):
-        return True
-    length = (req.environ.get('CONTENT_LENGTH') or '0').strip()
-    if not (length.isascii() and length.isdigit()):
-        return True
-    return length.strip('0') != ''

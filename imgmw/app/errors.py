@@ -13,6 +13,7 @@ import typing
 import webob.exc
 
 from imgmw.errors import _error
+from imgmw.errors import data_unavailable  # noqa: F401
 from imgmw.errors import incomplete_body  # noqa: F401
 from imgmw.errors import method_not_allowed  # noqa: F401
 from imgmw.errors import MissingFilter  # noqa: F401
@@ -69,62 +70,12 @@ def deleted_during_upload(image_id: str):
 
 # Section 5, download.
 
-def body_not_expected():
-    """5.2."""
-    return _error(webob.exc.HTTPBadRequest,
-                  'A body is not expected with this request.')
-
 
 def image_deactivated():
     """5.4."""
     return _error(webob.exc.HTTPForbidden,
                   'The requested image has been deactivated. Image data '
                   'download is forbidden.')
-
-
-def data_unavailable(image_id: str):
-    """5.7."""
-    return _error(webob.exc.HTTPServiceUnavailable,
-                  'Image data for %s is unavailable.' % image_id)
-
-
-def multiple_ranges():
-    """5.9."""
-    return _error(webob.exc.HTTPBadRequest,
-                  'Requests with multiple ranges are not supported in '
-                  'Glance. You may make multiple single-range requests '
-                  'instead.')
-
-
-def invalid_range(size: int):
-    """5.10."""
-    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
-                  'Invalid Range header.',
-                  headers={'Content-Range': 'bytes */%d' % size})
-
-
-def invalid_content_range(size: int):
-    """5 (legacy ``Content-Range`` request header): malformed."""
-    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
-                  'Invalid Content-Range header.',
-                  headers={'Content-Range': 'bytes */%d' % size})
-
-
-def invalid_content_range_stop(size: int):
-    """5 (legacy ``Content-Range``): the stop is beyond the image."""
-    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
-                  'Invalid stop position in Content-Range header. The stop '
-                  'position MUST be in the inclusive range [0, %d].'
-                  % (size - 1),
-                  headers={'Content-Range': 'bytes */%d' % size})
-
-
-def invalid_range_start(size: int, header: str = 'Range'):
-    """5.11."""
-    return _error(webob.exc.HTTPRequestRangeNotSatisfiable,
-                  'Invalid start position in %s header. Start position MUST '
-                  'be in the inclusive range [0, %d].' % (header, size - 1),
-                  headers={'Content-Range': 'bytes */%d' % size})
 
 
 # Section 4, import.

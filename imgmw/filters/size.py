@@ -15,7 +15,10 @@ row  code   condition
 ===  =====  ==============================================================
 2    415    ``Content-Type`` is not ``application/octet-stream`` (media
             type compared case-insensitively; parameters, and blanks
-            before ``;``, ignored). Option ``check_content_type``.
+            before ``;``, ignored). Option ``check_content_type``. An
+            accepted one is handed on normalised
+            (``application/octet-stream``, ``; <parameters>``), so that
+            Glance, which compares it exactly, accepts it too.
 3    400    ``x-openstack-image-size`` is not a plain decimal integer:
             ASCII digits, blanks around them allowed; no sign, ``_``,
             ``0x``, fraction, list or other script's digits.
@@ -39,7 +42,11 @@ row  code   condition
             message's "got" counts the bytes read.
 15   400    fewer bytes than declared: fails at end of stream, before the
             app sees the end. A client gone mid-body is answered the same
-            (if it still listens).
+            (if it still listens), and so is a ``Content-Length`` body cut
+            short by a half-close: a read of a ``Content-Length`` body
+            returns what was asked unless the body ends, so that an app
+            that takes a short read for a disconnection (WebOb, Glance:
+            500) sees this answer instead.
 16   413    no size declared, and more than ``image_size_cap`` bytes.
 18   400    chunked, no size declared, and the body is empty. Declare
             ``x-openstack-image-size: 0`` to store an empty image.
@@ -236,6 +243,37 @@ class SizeCheckedInput(streams.InputProxy):
         self.declared = declared
         self.cap = cap
         self.empty_allowed = empty_allowed
+        #: The input of a Content-Length body ended before its length.
+        self.input_ended_early = False
+
+    def read(self, size: typing.Optional[int] = -1) -> bytes:
+        return self._next(self._read_full, size)
+
+    def _read_full(self, size: int) -> bytes:
+        """Read ``size`` bytes of a ``Content-Length`` body, or to its end.
+
+        A server's input may return fewer bytes than asked before the
+        body ends; WebOb (Glance) takes a short read for a disconnection
+        (a 500). Reading on until ``size`` bytes or the end of the input
+        lets a body cut short (a half-close) end here, as row 15.
+        """
+        if self.length is None or size < 0:
+            return self.wsgi_input.read(size)
+        parts = []
+        got = 0
+        while got < size:
+            try:
+                chunk = self.wsgi_input.read(size - got)
+            except Exception:
+                if parts:
+                    break  # Count what came; the next read fails again.
+                raise
+            if not chunk:
+                self.input_ended_early = True
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b''.join(parts)
 
     def read_limit(self, size: typing.Optional[int]) -> int:
         size = super().read_limit(size)
@@ -247,7 +285,7 @@ class SizeCheckedInput(streams.InputProxy):
         return room if size < 0 else min(size, room)
 
     def end_of_stream(self, chunk: bytes) -> bool:
-        if super().end_of_stream(chunk):
+        if super().end_of_stream(chunk) or self.input_ended_early:
             return True
         if self.declared is None or self.bytes_received != self.declared:
             return False
@@ -328,7 +366,8 @@ class SizeMiddleware:
             self.image_size_cap,
             empty_allowed=not declared.framing.chunked,
             stream_errors=self.stream_errors))
-        return streams.call_app(self.app, environ, start_response, proxy)
+        return streams.call_app(self.app, environ,
+                                _bare_no_content(start_response), proxy)
 
     def check_request(self, environ: dict) -> Declared:
         """Rows 2 to 6 of the contract, in order.
@@ -371,11 +410,34 @@ class SizeMiddleware:
 
 
 def check_content_type(environ: dict) -> None:
-    """Row 2: raise the 415 unless the body is application/octet-stream."""
-    media_type = (environ.get('CONTENT_TYPE') or '').split(';', 1)[0]
+    """Row 2: raise the 415 unless the body is application/octet-stream.
+
+    An accepted ``Content-Type`` is handed on normalised (the media type
+    in lower case, no blanks before ``;``), as an app that compares it
+    exactly (Glance) accepts it.
+    """
+    media_type, semicolon, parameters = (
+        environ.get('CONTENT_TYPE') or '').partition(';')
     media_type = media_type.strip()
     if media_type.lower() != MEDIA_TYPE:
         raise errors.invalid_content_type(media_type or None)
+    environ['CONTENT_TYPE'] = MEDIA_TYPE + (
+        '; ' + parameters.strip() if parameters.strip() else '')
+
+
+def _bare_no_content(start_response):
+    """Row 3.24: a 204 goes out without ``Content-Type`` or a length.
+
+    WebOb (Glance) gives its 204 ``Content-Type: text/html`` and
+    ``Content-Length: 0``; a 204 has no content to describe.
+    """
+    def no_content_start_response(status, headers, exc_info=None):
+        if status.startswith('204'):
+            headers = [(name, value) for name, value in headers
+                       if name.lower() not in ('content-type',
+                                               'content-length')]
+        return start_response(status, headers, exc_info)
+    return no_content_start_response
 
 
 def declared_header(environ: dict) -> typing.Optional[int]:

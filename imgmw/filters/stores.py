@@ -1,36 +1,29 @@
-"""Which store an upload goes to, and store discovery (contract section 6).
+"""Which store an upload goes to (contract sections 3.7, 4 and 6).
 
 With multi-store on (``enabled_backends`` in ``[DEFAULT]``, see
-:mod:`imgmw.backends`), the ``stores`` filter:
+:mod:`imgmw.backends`), the ``stores`` filter, on ``PUT
+/v2/images/{id}/file`` and ``POST /v2/images/{id}/import``, checks the
+store named by ``X-Image-Meta-Store``, or ``default_backend`` when the
+header is absent, and publishes its id in ``environ['imgmw.store']``. An
+unknown id, or a reserved one (``os_glance_*``), is refused with ``Store
+for identifier <x> not found``: 400 on upload (contract 3.7), 409 on
+import (section 4, as Glance). On import the data app still sees the
+header, to refuse it together with a ``stores`` list in the body.
 
-* on ``PUT /v2/images/{id}/file`` and ``POST /v2/images/{id}/import``,
-  checks the store named by ``X-Image-Meta-Store``, or ``default_backend``
-  when the header is absent, and publishes its id in
-  ``environ['imgmw.store']``. An unknown id, or a reserved one
-  (``os_glance_*``), is refused with ``Store for identifier <x> not found``:
-  400 on upload (contract 3.7), 409 on import (section 4, as Glance).
-  On import the data app still sees the header, to refuse it together with
-  a ``stores`` list in the body;
-* answers ``GET /v2/info/stores``:
-  ``{"stores": [{"id": "fast", "description": "...", "default": "true"},
-  {"id": "cheap"}]}`` (``description`` only when set; ``"true"`` is a
-  string, as Glance sends it; reserved stores never appear);
-* answers ``GET /v2/info/stores/detail``, which adds ``type``,
-  ``properties`` (``data_dir`` of a file store; ``bucket`` and the part
-  sizes of an s3 store; never credentials) and ``weight``, to callers that
-  the policy rule ``stores_info_detail`` allows (admin or service by
-  default; otherwise 403).
-
-With multi-store off, ``X-Image-Meta-Store`` is ignored,
-``environ['imgmw.store']`` is ``None``, and both discovery paths answer 404
-``Multi backend is not supported at this site.``. Other methods on the
-discovery paths get 405 with ``Allow: GET``. ``PUT .../stage`` ignores the
+With multi-store off, ``X-Image-Meta-Store`` is ignored and
+``environ['imgmw.store']`` is ``None``. ``PUT .../stage`` ignores the
 header (the store is chosen at import).
 
-Place it after ``context`` (the detail listing needs
-``environ['imgmw.authorize']``; a missing context filter gives a 500 naming
-it) and after ``size``, so the checks of contract 3.2 to 3.6 answer before
-3.7:
+On every answer to ``POST /v2/images`` (image creation), reserved ids are
+taken out of ``OpenStack-image-store-ids``: Glance lists its staging and
+tasks stores there once a worker has looked a store up.
+
+``GET /v2/info/stores`` and ``/detail`` are the app's (imgmw's data app
+lists the same configuration; Glance its own): the filter does not answer
+them.
+
+Place it after ``context`` and after ``size``, so the checks of contract
+3.2 to 3.6 answer before 3.7:
 
 .. code-block:: ini
 
@@ -51,9 +44,33 @@ it) and after ``size``, so the checks of contract 3.2 to 3.6 answer before
     [filter:stores]
     use = egg:imgmw#stores
 
-The filter has no options of its own: it reads ``enabled_backends``,
-``default_backend`` and ``default_store`` from ``[DEFAULT]`` and the
-``[store:<id>]`` sections of the same file, exactly as the data app does.
+The filter reads ``enabled_backends``, ``default_backend`` and
+``default_store`` from ``[DEFAULT]`` and the ``[store:<id>]`` sections of
+the same file, exactly as the data app does.
+
+In front of Glance, whose stores are configured in ``glance-api.conf``,
+set ``known_stores = glance``: the filter then refuses only the reserved
+ids (Glance accepts ``X-Image-Meta-Store: os_glance_staging_store`` and
+stores the image there), on upload and import, and leaves every
+other id, and the choice of the default, to Glance. It publishes no
+``imgmw.store`` then:
+
+.. code-block:: ini
+
+    [filter:imgmw_stores]
+    paste.filter_factory = imgmw.filters.stores:filter_factory
+    known_stores = glance
+
+What no filter can refuse: a reserved id in the ``stores`` list of an
+import's JSON body (no filter reads a body).
+
+================  ==========  ===============================================
+option            default     meaning
+================  ==========  ===============================================
+``known_stores``  configured  ``configured``: the stores of this paste file;
+                              ``glance``: the app knows its stores, refuse
+                              only reserved ids
+================  ==========  ===============================================
 
 ============================  ===============================================
 header read                   meaning
@@ -78,13 +95,24 @@ from imgmw import paths
 LOG = logging.getLogger(__name__)
 
 OWNER = 'stores filter'
-DETAIL_ACTION = 'stores_info_detail'
+
+
+CONFIGURED = 'configured'
+GLANCE = 'glance'
+
+OPTS = (
+    config.Opt('known_stores', config.choice(CONFIGURED, GLANCE),
+               CONFIGURED, 'Who knows the stores: this file, or Glance.'),
+)
+
+STORE_IDS_HEADER = 'OpenStack-image-store-ids'
 
 
 class StoresMiddleware:
-    """Store selection and discovery (see the module).
+    """Store selection (see the module).
 
-    :param conf: ``[DEFAULT]`` of the paste file (``global_conf``).
+    :param conf: ``[DEFAULT]`` of the paste file (``global_conf``), with
+        the filter's options.
     :param sections: the ``[store:<id>]`` sections; read from
         ``conf['__file__']`` when omitted.
     """
@@ -93,22 +121,32 @@ class StoresMiddleware:
                  sections: typing.Optional[typing.Mapping] = None):
         self.app = app
         self.logger = logger or LOG
-        self.backends: backends.Backends = backends.load(conf, sections)
+        local = {key: conf[key] for key in ('known_stores',) if key in conf}
+        self.known_stores: str = config.parse(OPTS, {}, local,
+                                              OWNER)['known_stores']
+        self.backends: typing.Optional[backends.Backends] = (
+            backends.load(conf, sections)
+            if self.known_stores == CONFIGURED else None)
 
     def __call__(self, environ: dict, start_response):
         route = paths.route_of(environ)
         if route is None:
             return self.app(environ, start_response)
-        if route.kind in (paths.STORES_INFO, paths.STORES_DETAIL):
-            return self._discovery(route.kind, environ)(environ,
-                                                        start_response)
         method = environ.get('REQUEST_METHOD')
-        if ((route.kind == paths.IMAGE_DATA and method == 'PUT')
-                or (route.kind == paths.IMPORT and method == 'POST')):
-            status = 409 if route.kind == paths.IMPORT else 400
+        if route.kind == paths.IMAGES and method == 'POST':
+            return self.app(environ, _without_reserved_ids(start_response))
+        chooses = ((route.kind == paths.IMAGE_DATA and method == 'PUT')
+                   or (route.kind == paths.IMPORT and method == 'POST'))
+        status = 409 if route.kind == paths.IMPORT else 400
+        if chooses and self.backends is not None:
             refusal = self._choose_store(environ, status)
             if refusal is not None:
                 return refusal(environ, start_response)
+        elif chooses:
+            store_id = (environ.get('HTTP_X_IMAGE_META_STORE') or '').strip()
+            if backends.Backends.is_reserved(store_id):
+                return errors.store_not_found(store_id, status)(
+                    environ, start_response)
         return self.app(environ, start_response)
 
     def _choose_store(self, environ: dict, status: int
@@ -124,41 +162,21 @@ class StoresMiddleware:
         environ[env_keys.STORE] = store_id
         return None
 
-    def _discovery(self, kind: str, environ: dict):
-        allowed = paths.ALLOWED[kind]
-        if environ.get('REQUEST_METHOD') not in allowed:
-            return errors.method_not_allowed(allowed)
-        if not self.backends.multi:
-            return errors.multi_store_off()
-        if kind == paths.STORES_INFO:
-            return self._listing(detail=False)
-        try:
-            authorize = env_keys.require(environ, env_keys.AUTHORIZE, OWNER)
-            authorize(DETAIL_ACTION, {})
-        except errors.MissingFilter as err:
-            self.logger.error('Pipeline misconfigured: %s', err)
-            return webob.exc.HTTPInternalServerError(explanation=str(err))
-        except webob.exc.HTTPForbidden as denial:
-            return denial
-        return self._listing(detail=True)
 
-    def _listing(self, detail: bool) -> webob.Response:
-        stores = [self._describe(store, detail)
-                  for store in self.backends.stores.values()
-                  if not self.backends.is_reserved(store.id)]
-        return webob.Response(json_body={'stores': stores})
-
-    def _describe(self, store: backends.StoreConf, detail: bool) -> dict:
-        entry = {'id': store.id}
-        if store.description:
-            entry['description'] = store.description
-        if store.id == self.backends.default:
-            entry['default'] = 'true'
-        if detail:
-            entry['type'] = store.type
-            entry['properties'] = store.properties()
-            entry['weight'] = store.weight
-        return entry
+def _without_reserved_ids(start_response):
+    """Take reserved ids out of ``OpenStack-image-store-ids``."""
+    def filtered_start_response(status, headers, exc_info=None):
+        kept = []
+        for name, value in headers:
+            if name.lower() == STORE_IDS_HEADER.lower():
+                value = ','.join(
+                    store_id for store_id in
+                    (item.strip() for item in value.split(','))
+                    if store_id and not backends.Backends.is_reserved(
+                        store_id))
+            kept.append((name, value))
+        return start_response(status, kept, exc_info)
+    return filtered_start_response
 
 
 def filter_factory(global_conf: typing.Mapping, **local_conf):
@@ -166,9 +184,11 @@ def filter_factory(global_conf: typing.Mapping, **local_conf):
 
     The configuration is checked here, at start-up.
     """
-    config.parse((), global_conf, local_conf, OWNER)
-    backends.load(global_conf)
+    options = config.parse(OPTS, {}, local_conf, OWNER)
+    if options['known_stores'] == CONFIGURED:
+        backends.load(global_conf)
+    conf = dict(global_conf, **options)
 
     def stores_filter(app):
-        return StoresMiddleware(app, global_conf)
+        return StoresMiddleware(app, conf)
     return stores_filter

@@ -369,7 +369,7 @@ class HeartbeatReaderTest(test_api.AppTestCase):
 
 
 class PipelineTest(test_api.AppTestCase):
-    """The app behind the real context, size, stores and checksum filters.
+    """The app behind the context, size, stores, download, checksum filters.
 
     Built by their filter factories, as etc/api-paste.ini orders them.
     """
@@ -378,11 +378,13 @@ class PipelineTest(test_api.AppTestCase):
         super().setUp()
         from imgmw.filters import checksum
         from imgmw.filters import context
+        from imgmw.filters import download
         from imgmw.filters import size
         from imgmw.filters import stores as stores_filter
         app = self.app
         for factory, conf in (
                 (checksum.filter_factory, {}),
+                (download.filter_factory, {}),
                 (stores_filter.filter_factory, {}),
                 (size.filter_factory, {}),
                 (context.filter_factory, {'auth_strategy': 'noauth',

@@ -4,8 +4,6 @@ Contract 3.7 (unknown or reserved store on upload), section 4 (import) and
 section 6 (``/v2/info/stores`` and ``/detail``).
 """
 
-import json
-import logging
 import os
 
 import fixtures
@@ -15,7 +13,6 @@ import webob
 
 from imgmw import config
 from imgmw import environ as env_keys
-from imgmw.filters import context
 from imgmw.filters import stores
 from tests.unit import fakes
 
@@ -121,101 +118,86 @@ class StoreChoiceTest(testtools.TestCase):
 
 
 class DiscoveryTest(testtools.TestCase):
-    """Section 6: /v2/info/stores and /v2/info/stores/detail."""
+    """Section 6: /v2/info/stores has one owner, the app behind.
 
-    def setUp(self):
-        super().setUp()
-        self.logs = self.useFixture(fixtures.FakeLogger(
-            name='imgmw', level=logging.INFO))
+    The listing itself is tested in tests/unit/app/test_stores_info.py.
+    """
 
-    def pipeline(self, global_conf=GLOBAL, sections=SECTIONS, roles='admin',
-                 with_context=True):
+    def test_discovery_paths_pass_through(self):
         self.app = fakes.RecordingApp()
-        middleware = stores.StoresMiddleware(self.app, global_conf,
-                                             sections=sections)
-        if not with_context:
-            return middleware
-        return context.filter_factory(
-            {}, auth_strategy='noauth', trust_identity_headers='true',
-            default_roles=roles)(middleware)
+        middleware = stores.StoresMiddleware(self.app, GLOBAL,
+                                             sections=SECTIONS)
+        for path in ('/v2/info/stores', '/v2/info/stores/detail',
+                     '/v2/info/import'):
+            resp = webob.Request.blank(path).get_response(middleware)
+            self.assertEqual(204, resp.status_int)
+            self.assertEqual(path, self.app.environ['PATH_INFO'])
 
-    def get(self, pipeline, path='/v2/info/stores', method='GET', **headers):
-        req = webob.Request.blank(path, method=method, headers=headers)
-        return req.get_response(pipeline)
 
-    def test_listing(self):
-        resp = self.get(self.pipeline(roles='reader'))
-        self.assertEqual(200, resp.status_int)
-        self.assertEqual('application/json', resp.content_type)
-        self.assertEqual(
-            {'stores': [{'id': 'fast', 'description': 'Local disks',
-                         'default': 'true'},
-                        {'id': 'cheap'}]},
-            json.loads(resp.body))
+class CreationTest(testtools.TestCase):
+    """Section 6: reserved ids never appear in image creation's answer."""
+
+    def test_reserved_ids_leave_openstack_image_store_ids(self):
+        for known in ('configured', 'glance'):
+            app = fakes.RecordingApp(status=201, headers={
+                'OpenStack-image-store-ids':
+                    'fast,cheap,os_glance_staging_store,'
+                    'os_glance_tasks_store'})
+            if known == 'glance':
+                middleware = stores.filter_factory(
+                    {}, known_stores=known)(app)
+            else:
+                middleware = stores.StoresMiddleware(app, GLOBAL,
+                                                     sections=SECTIONS)
+            req = webob.Request.blank('/v2/images', method='POST',
+                                      body=b'{}')
+            resp = req.get_response(middleware)
+            self.assertEqual('fast,cheap',
+                             resp.headers['OpenStack-image-store-ids'])
+            resp = webob.Request.blank('/v2/images').get_response(middleware)
+            self.assertIn('os_glance_tasks_store',
+                          resp.headers['OpenStack-image-store-ids'])
+
+
+class GlanceModeTest(testtools.TestCase):
+    """known_stores = glance: only reserved ids are the filter's."""
+
+    def make(self):
+        self.app = fakes.RecordingApp()
+        return stores.filter_factory({}, known_stores='glance')(self.app)
+
+    def test_reserved_ids_refused_before_glance(self):
+        """Contract 3.7 and section 9; 409 on import (section 4)."""
+        middleware = self.make()
+        for store_id in ('os_glance_staging_store', 'os_glance_tasks_store'):
+            resp = fakes.upload_request(
+                headers={'X-Image-Meta-Store': store_id}
+            ).get_response(middleware)
+            self.assertEqual(400, resp.status_int)
+            self.assertIn('Store for identifier %s not found' % store_id,
+                          resp.text)
+            resp = fakes.upload_request(
+                path='/v2/images/img1/import', method='POST',
+                headers={'X-Image-Meta-Store': store_id}
+            ).get_response(middleware)
+            self.assertEqual(409, resp.status_int)
         self.assertFalse(self.app.called)
 
-    def test_detail_for_admin(self):
-        resp = self.get(self.pipeline(), '/v2/info/stores/detail')
-        self.assertEqual(200, resp.status_int)
-        self.assertEqual(
-            {'stores': [{'id': 'fast', 'description': 'Local disks',
-                         'default': 'true', 'type': 'file',
-                         'properties': {'data_dir': '/srv/fast'},
-                         'weight': 100},
-                        {'id': 'cheap', 'type': 'file',
-                         'properties': {'data_dir': '/srv/cheap'},
-                         'weight': 0}]},
-            resp.json)
+    def test_other_ids_and_stage_are_glance_s(self):
+        middleware = self.make()
+        for headers, path in (({'X-Image-Meta-Store': 'slow'}, 'file'),
+                              ({}, 'file'),
+                              ({'X-Image-Meta-Store':
+                                'os_glance_staging_store'}, 'stage')):
+            resp = fakes.upload_request(
+                path='/v2/images/img1/%s' % path, headers=headers
+            ).get_response(middleware)
+            self.assertEqual(204, resp.status_int)
+            self.assertNotIn(env_keys.STORE, self.app.environ)
 
-    def test_detail_for_service_role(self):
-        resp = self.get(self.pipeline(), '/v2.13/info/stores/detail/',
-                        X_Roles='service')
-        self.assertEqual(200, resp.status_int)
-
-    def test_detail_denied_to_member(self):
-        resp = self.get(self.pipeline(), '/v2/info/stores/detail',
-                        X_Roles='member,reader')
-        self.assertEqual(403, resp.status_int)
-        self.assertIn('You are not authorized to complete '
-                      'stores_info_detail action.', resp.text)
-
-    def test_s3_detail_hides_credentials(self):
-        sections = {'store:cold': {
-            's3_store_host': 'https://rgw.example', 's3_store_bucket': 'img',
-            's3_store_access_key': 'AKIA', 's3_store_secret_key': 'hush'}}
-        resp = self.get(self.pipeline(
-            {'enabled_backends': 'cold:s3', 'default_backend': 'cold'},
-            sections), '/v2/info/stores/detail')
-        store = resp.json['stores'][0]
-        self.assertEqual('s3', store['type'])
-        self.assertEqual('img', store['properties']['bucket'])
-        self.assertNotIn('hush', resp.text)
-        self.assertNotIn('AKIA', resp.text)
-
-    def test_multi_store_off_is_404(self):
-        for path in ('/v2/info/stores', '/v2/info/stores/detail'):
-            resp = self.get(self.pipeline({}, {}), path)
-            self.assertEqual(404, resp.status_int, path)
-            self.assertIn('Multi backend is not supported at this site.',
-                          resp.text)
-
-    def test_other_methods_are_405(self):
-        for path in ('/v2/info/stores', '/v2/info/stores/detail'):
-            resp = self.get(self.pipeline(), path, method='POST')
-            self.assertEqual(405, resp.status_int, path)
-            self.assertEqual('GET', resp.headers['Allow'])
-
-    def test_detail_without_context_filter_is_500(self):
-        resp = self.get(self.pipeline(with_context=False),
-                        '/v2/info/stores/detail')
-        self.assertEqual(500, resp.status_int)
-        self.assertIn('context filter', resp.text)
-        self.assertIn('imgmw.authorize', self.logs.output)
-
-    def test_other_paths_pass_through(self):
-        resp = self.get(self.pipeline(), '/v2/info/import')
-        self.assertEqual(204, resp.status_int)
-        self.assertTrue(self.app.called)
+    def test_needs_no_store_configuration(self):
+        middleware = self.make()
+        self.assertIsNone(middleware.backends)
 
 
 class FactoryTest(testtools.TestCase):
