@@ -93,9 +93,12 @@ DECLARING_MODULES = (
     'imgmw.config',
     'imgmw.filters.checksum',
     'imgmw.filters.context',
+    'imgmw.filters.download',
     'imgmw.filters.inspect',
     'imgmw.filters.quota',
+    'imgmw.filters.request_id',
     'imgmw.filters.size',
+    'imgmw.filters.stores',
     'imgmw.hashing',
     'imgmw.streams',
 )

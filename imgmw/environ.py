@@ -9,7 +9,83 @@ it, so a mis-assembled pipeline fails loudly at the first request instead of
 guessing. No key is ever filled from a client header that carries the same
 meaning.
 
-====================  ========  ================  ======================
+====================  ========  ================  =============================
+key                   set by    read by           holds
+====================  ========  ================  =============================
+``imgmw.context``     context   quota, the data   the caller's
+                                app               ``RequestContext``
+                                                  (oslo.context)
+``imgmw.authorize``   context   the data app      ``authorize(action,
+                                                  target)``: returns, or raises
+                                                  ``HTTPForbidden``
+``imgmw.store``       stores    the data app      the store id chosen for this
+                                                  upload or import, or ``None``
+                                                  when multi-store is off
+``imgmw.size``        size      quota, checksum,  the declared body size in
+                                inspect           bytes
+                                                  (``x-openstack-image-size``,
+                                                  else ``Content-Length``), or
+                                                  ``None`` when unknown;
+                                                  checksum and inspect bound
+                                                  their proxies by it
+                                                  (``streams.body_length``)
+``imgmw.digests``     checksum  the data app      a ``hashing.Digests``:
+                                                  ``os_hash_algo``, and ``md5``
+                                                  and ``os_hash_value`` (hex)
+                                                  once the body has been read
+                                                  to its end (earlier they
+                                                  raise ``DigestsNotReady``),
+                                                  and ``blocks``, the block
+                                                  digests; the app records
+                                                  them
+``imgmw.image``       the data  quota, inspect    the image record the app is
+                      app                         about to fill, as a dict
+                                                  (``id``, ``owner``,
+                                                  ``disk_format``,
+                                                  ``container_format``,
+                                                  ``status``), handed over by
+                                                  ``streams.announce_image``
+                                                  before the app's first read
+                                                  of the body
+``imgmw.verified``    the data  checksum          ``True`` when the app
+                      app                         verifies the body of this
+                                                  download block by block as
+                                                  it streams, cutting it at a
+                                                  bad block (set before the
+                                                  app returns its response):
+                                                  checksum then does not hash
+                                                  the body again
+``imgmw.range``       download  download, the     the byte range of a download
+                                data app          the filter validated (it
+                                                  drops one a client set):
+                                                  ``(first, last)``,
+                                                  inclusive, within the image;
+                                                  absent for the whole image
+                                                  (the app ignores the
+                                                  ``Range`` header)
+``imgmw.inspection``  inspect   the data app      an ``Inspection`` of the
+                                                  inspect filter: ``format``
+                                                  and ``virtual_size`` (bytes,
+                                                  or ``None``), final once
+                                                  ``done`` (at end of stream,
+                                                  before the app sees it)
+``imgmw.framing``     chunked   chunked           the client's
+                                                  ``Transfer-Encoding``, moved
+                                                  out of
+                                                  ``HTTP_TRANSFER_ENCODING``
+                                                  by ``chunked.server_input``
+                                                  when it put a body read
+                                                  through uWSGI's API into
+                                                  ``wsgi.input``; size, quota,
+                                                  checksum, inspect and the
+                                                  app read it through
+                                                  ``chunked.
+                                                  transfer_encoding``
+====================  ========  ================  =============================
+
+:data:`PUBLISHER` and :data:`READERS` hold the same table for code, and a
+unit test checks it against the uses of the constants in every module.
+
 The body of an upload is only ever read by the data app (or the app behind
 the filters). Filters that check it wrap ``environ['wsgi.input']`` with a
 :class:`imgmw.streams.InputProxy` (see that module), after
@@ -48,7 +124,7 @@ PUBLISHER = {
 #: Who reads each key (the table above); "the data app" is :mod:`imgmw.app`.
 READERS = {
     CONTEXT: ('quota', 'the data app'),
-    AUTHORIZE: ('stores', 'the data app'),
+    AUTHORIZE: ('the data app',),
     STORE: ('the data app',),
     SIZE: ('quota', 'checksum', 'inspect'),
     DIGESTS: ('the data app',),
@@ -56,7 +132,7 @@ READERS = {
     INSPECTION: ('the data app',),
     TRANSFER_ENCODING: ('chunked',),
     BLOCKS_VERIFIED: ('checksum',),
-    RANGE: ('the data app',),
+    RANGE: ('download', 'the data app'),
 }
 
 

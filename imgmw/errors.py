@@ -239,11 +239,6 @@ def invalid_identity_header(header: str):
 
 # Section 6.
 
-def multi_store_off():
-    return _error(webob.exc.HTTPNotFound,
-                  'Multi backend is not supported at this site.')
-
-
 # Section 5, download: answered by the download filter and the data app.
 
 def body_not_expected():

@@ -17,7 +17,6 @@ from imgmw.errors import data_unavailable  # noqa: F401
 from imgmw.errors import incomplete_body  # noqa: F401
 from imgmw.errors import method_not_allowed  # noqa: F401
 from imgmw.errors import MissingFilter  # noqa: F401
-from imgmw.errors import multi_store_off  # noqa: F401
 from imgmw.errors import registry_unavailable  # noqa: F401
 from imgmw.errors import store_not_found  # noqa: F401
 
@@ -328,3 +327,8 @@ def names_collide(what: str, first: str, second: str):
     return _error(webob.exc.HTTPBadRequest,
                   '%s %r and %r differ only in trailing spaces, which the '
                   'registry does not tell apart.' % (what, first, second))
+
+
+def multi_store_off():
+    return _error(webob.exc.HTTPNotFound,
+                  'Multi backend is not supported at this site.')

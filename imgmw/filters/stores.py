@@ -58,7 +58,7 @@ other id, and the choice of the default, to Glance. It publishes no
 .. code-block:: ini
 
     [filter:imgmw_stores]
-    paste.filter_factory = imgmw.filters.stores:filter_factory
+    use = egg:imgmw#stores
     known_stores = glance
 
 What no filter can refuse: a reserved id in the ``stores`` list of an

@@ -86,14 +86,14 @@ class MessagesTest(testtools.TestCase):
 
     def test_range_errors_carry_content_range(self):
         """Contract 5.10 and 5.11, and section 9: bytes */size."""
-        for error in (app_errors.invalid_range(10),
-                      app_errors.invalid_range_start(10)):
+        for error in (errors.invalid_range(10),
+                      errors.invalid_range_start(10)):
             self.assertEqual(416, error.status_int)
             self.assertEqual('bytes */10', error.headers['Content-Range'])
         self.assertEqual(
             'Invalid start position in Range header. Start position MUST be '
             'in the inclusive range [0, 9].',
-            app_errors.invalid_range_start(10).explanation)
+            errors.invalid_range_start(10).explanation)
 
     def test_method_not_allowed_lists_allow(self):
         error = errors.method_not_allowed(['GET', 'PUT'])

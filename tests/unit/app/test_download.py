@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 
+from imgmw.app import download as app_download
 from imgmw import environ as keys
 from imgmw.filters import download
 from tests.unit.app import test_api
@@ -166,17 +167,17 @@ class BodyIterTest(test_api.testtools.TestCase):
     def test_a_wrapper_that_returns_the_file_itself_is_iterated(self):
         # uWSGI's wsgi.file_wrapper hands back the object it was given.
         body = self.Body(b'abcdefg')
-        chunks = download.body_iter(
+        chunks = app_download.body_iter(
             {'wsgi.file_wrapper': lambda fileobj, size: fileobj}, body, 3)
         self.assertEqual([b'abc', b'def', b'g'], list(chunks))
 
     def test_an_iterable_wrapper_is_returned_as_it_is(self):
         wrapped = []
         body = self.Body(b'abc')
-        got = download.body_iter(
+        got = app_download.body_iter(
             {'wsgi.file_wrapper': lambda fileobj, size: wrapped}, body, 3)
         self.assertIs(wrapped, got)
 
     def test_without_a_wrapper(self):
-        self.assertEqual([b'ab', b'c'], list(download.body_iter(
+        self.assertEqual([b'ab', b'c'], list(app_download.body_iter(
             {}, self.Body(b'abc'), 2)))
