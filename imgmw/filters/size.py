@@ -16,6 +16,9 @@ row  code   condition
 2    415    ``Content-Type`` is not ``application/octet-stream`` (media
             type compared case-insensitively; parameters, and blanks
             before ``;``, ignored). Option ``check_content_type``.
+2    415    ``Content-Encoding`` names a coding other than ``identity``:
+            ``Content-Encoding <c> is not accepted: image data is stored
+            as it is sent.``, with ``Accept-Encoding: identity``.
 3    400    ``x-openstack-image-size`` is not a plain decimal integer:
             ASCII digits, blanks around them allowed; no sign, ``_``,
             ``0x``, fraction, list or other script's digits.
@@ -23,6 +26,9 @@ row  code   condition
             ``chunked``. Option ``require_length``. (A ``Content-Length``
             that is not a decimal integer: 400 ``Invalid Content-Length
             header.``)
+4    400    ``Transfer-Encoding`` applies a coding before ``chunked``
+            (``gzip, chunked``): ``Transfer-Encoding <c> is not accepted:
+            send image data as it is, chunked or with Content-Length.``
 5    400    ``x-openstack-image-size`` and ``Content-Length`` both present
             and unequal.
 6    413    the declared size (the header, else ``Content-Length``) is
@@ -50,6 +56,25 @@ read of the server's input) before the app is handed its last chunk, so the
 app never sees a complete body that is wrong. A ``Content-Length`` body is
 never read past its length. ``x-openstack-image-size: 0`` means zero bytes
 (Glance takes it as "unknown").
+
+**Codings.** The image is the bytes the client sends: its size, checksums,
+the declared size, the cap and the quota are of those bytes, and a client
+downloads them as they were uploaded (as Glance stores them). A coding
+that changes them is refused before the app, never stored still encoded
+(the server removes only ``chunked``) nor decoded behind the client's
+declarations:
+
+- a content coding (``Content-Encoding: gzip``) is a property of the
+  representation the client chose; RFC 9110 section 15.5.16 answers an
+  unsupported content coding with 415 and ``Accept-Encoding`` naming what
+  is accepted: ``identity``;
+- a transfer coding before ``chunked`` (``Transfer-Encoding: gzip,
+  chunked``) frames the body correctly but in a form the service does not
+  take. RFC 9112 section 6.1 has 501 for codings a server does not
+  understand; this one is understood and refused, a client error the
+  client fixes by not applying it: 400. (A ``Transfer-Encoding`` that does
+  not end in ``chunked`` has no framing at all: row 4's 411.) ``identity``
+  and empty list elements (RFC 9110 section 5.6.1) are ignored.
 
 ``Transfer-Encoding`` and ``Content-Length`` together: as RFC 9112 section
 6.3 says, the transfer coding wins. The body is taken as chunked, its
@@ -129,9 +154,10 @@ option                  default            meaning
                                            above)
 ======================  =================  ==================================
 
-Headers read: ``Content-Type``, ``x-openstack-image-size``,
-``Content-Length``, ``Transfer-Encoding``. Logged: a 413 at INFO, naming
-``image_size_cap`` and the sizes; other refusals at DEBUG.
+Headers read: ``Content-Type``, ``Content-Encoding``,
+``x-openstack-image-size``, ``Content-Length``, ``Transfer-Encoding``.
+Logged: a 413 at INFO, naming ``image_size_cap`` and the sizes; other
+refusals at DEBUG.
 """
 
 import dataclasses
@@ -339,6 +365,7 @@ class SizeMiddleware:
         """
         if self.check_content_type:
             check_content_type(environ)
+        check_content_coding(environ)
         header = declared_header(environ)
         framing = self.framing(environ)
         length = framing.content_length
@@ -357,6 +384,10 @@ class SizeMiddleware:
         if codings:
             if codings[-1] != 'chunked':
                 raise errors.length_required()
+            applied = [coding for coding in codings[:-1]
+                       if coding != 'identity']
+            if applied:
+                raise errors.transfer_coding_refused(', '.join(applied))
             # The transfer coding overrides Content-Length; drop it so
             # that nothing below bounds the body by it.
             environ.pop('CONTENT_LENGTH', None)
@@ -380,6 +411,14 @@ def check_content_type(environ: dict) -> None:
         raise errors.invalid_content_type(media_type or None)
 
 
+def check_content_coding(environ: dict) -> None:
+    """415 unless the body has no content coding but ``identity``."""
+    codings = _codings(environ.get('HTTP_CONTENT_ENCODING') or '')
+    applied = [coding for coding in codings if coding != 'identity']
+    if applied:
+        raise errors.content_coding_refused(applied[-1])
+
+
 def declared_header(environ: dict) -> typing.Optional[int]:
     """Row 3: ``x-openstack-image-size``, or ``None`` when absent."""
     raw = environ.get('HTTP_X_OPENSTACK_IMAGE_SIZE')
@@ -393,7 +432,11 @@ def declared_header(environ: dict) -> typing.Optional[int]:
 
 def transfer_codings(environ: dict) -> typing.List[str]:
     """The request's transfer codings, lower-cased, parameters dropped."""
-    raw = environ.get('HTTP_TRANSFER_ENCODING') or ''
+    return _codings(environ.get('HTTP_TRANSFER_ENCODING') or '')
+
+
+def _codings(raw: str) -> typing.List[str]:
+    """A coding list, lower-cased; parameters and empty elements dropped."""
     codings = (item.split(';', 1)[0].strip().lower()
                for item in raw.split(','))
     return [coding for coding in codings if coding]
