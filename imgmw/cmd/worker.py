@@ -17,8 +17,9 @@ worker with two changes at the server layer, where framing belongs:
     discards it).
 
 Empty elements of ``Transfer-Encoding`` (RFC 9110 section 5.6.1)
-    ``Transfer-Encoding: chunked, `` lists an empty element, which a
-    recipient must accept and ignore; gunicorn answered it 501. The worker
+    ``Transfer-Encoding: chunked,`` (nothing after the comma) lists an
+    empty element, which a recipient must accept and ignore; gunicorn
+    answered it 501. The worker
     drops empty elements before gunicorn reads the header; a header with
     no coding at all is left as it is.
 
