@@ -90,11 +90,19 @@ def transfer_encoding(environ: dict) -> str:
             or environ.get(keys.TRANSFER_ENCODING) or '')
 
 
+def codings(raw: str) -> typing.List[str]:
+    """A coding list (RFC 9110 5.6.1), lower-cased.
+
+    Parameters and empty elements are dropped. For ``Transfer-Encoding``
+    and ``Content-Encoding`` alike.
+    """
+    found = (item.split(';', 1)[0].strip().lower() for item in raw.split(','))
+    return [coding for coding in found if coding]
+
+
 def transfer_codings(environ: dict) -> typing.List[str]:
     """The request's transfer codings, lower-cased, parameters dropped."""
-    codings = (item.split(';', 1)[0].strip().lower()
-               for item in transfer_encoding(environ).split(','))
-    return [coding for coding in codings if coding]
+    return codings(transfer_encoding(environ))
 
 
 def is_chunked(environ: dict) -> bool:

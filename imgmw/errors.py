@@ -58,6 +58,22 @@ def invalid_image_size():
                   'Invalid or missing image size in request headers.')
 
 
+def content_coding_refused(coding: str):
+    """3.2's companion: a content coding would be stored still encoded."""
+    err = _error(webob.exc.HTTPUnsupportedMediaType,
+                 'Content-Encoding %s is not accepted: image data is stored '
+                 'as it is sent.' % coding)
+    err.headers['Accept-Encoding'] = 'identity'
+    return err
+
+
+def transfer_coding_refused(codings: str):
+    """3.4's companion: a transfer coding applied before chunked."""
+    return _error(webob.exc.HTTPBadRequest,
+                  'Transfer-Encoding %s is not accepted: send image data as '
+                  'it is, chunked or with Content-Length.' % codings)
+
+
 def length_required():
     """3.4: neither Content-Length nor chunked framing."""
     return _error(webob.exc.HTTPLengthRequired,

@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
         help='seconds before a silent worker is restarted; with gthread '
              'a long upload keeps its worker alive (default: %(default)s)')
     parser.add_argument(
+        '--header-timeout', type=_positive, default=10,
+        help='seconds a client has to send a whole request head before '
+             'it is cut with 408 (default: %(default)s)')
+    parser.add_argument(
         '--state-dir', default=None,
         help='local state directory, when [DEFAULT] sets no state_dir '
              '(default: ./%s)' % wsgi.DEFAULT_STATE_DIR)

@@ -17,16 +17,37 @@ worker with two changes at the server layer, where framing belongs:
     discards it).
 
 Empty elements of ``Transfer-Encoding`` (RFC 9110 section 5.6.1)
-    ``Transfer-Encoding: chunked, `` lists an empty element, which a
-    recipient must accept and ignore; gunicorn answered it 501. The worker
+    ``Transfer-Encoding: chunked,`` (nothing after the comma) lists an
+    empty element, which a recipient must accept and ignore; gunicorn
+    answered it 501. The worker
     drops empty elements before gunicorn reads the header; a header with
     no coding at all is left as it is.
 
-Everything else, options included, is gunicorn's ``gthread``. Another
+Request heads read by the event loop
+    gthread gives a connection a thread as soon as its first byte arrives,
+    and the thread then waits for the rest of the head: clients trickling
+    their heads (before any authentication) held every thread, and normal
+    requests waited. This worker reads heads in its event loop, without a
+    thread, and hands a connection to a thread only with its whole head. A
+    connection that has not sent its whole head within ``--header-timeout``
+    seconds (default 10; a kept-alive connection from the start of its
+    next request) is cut, with ``408 Request Timeout`` when it had begun
+    one. Measured with ``tools/slow_clients.py``: with 200 connections
+    trickling their heads at one byte a second, normal requests are
+    answered in milliseconds. A body that trickles still holds its thread:
+    see :doc:`front-proxy`.
+
+Everything else, options included, is gunicorn's ``gthread`` (with TLS
+served by gunicorn itself, heads are read by threads as in gthread). Another
 worker class can be chosen with ``--worker-class`` (then without these
 fixes).
 """
 
+import collections
+import errno
+import functools
+import selectors
+import time
 import typing
 
 from gunicorn.http import message
@@ -119,12 +140,119 @@ def expect_continue(app):
     return continue_on_read
 
 
+#: Seconds a client has to send a whole request head.
+HEADER_TIMEOUT = 10.0
+
+#: The answer to a client too slow with its head (RFC 9110 15.5.9).
+REQUEST_TIMEOUT = (b'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n'
+                   b'Content-Type: text/plain\r\nContent-Length: 36\r\n'
+                   b'\r\nThe request head took too long.\r\n\r\n')
+
+_END_OF_HEAD = b'\r\n\r\n'
+
+
 class ThreadWorker(gthread.ThreadWorker):
     """gunicorn's gthread worker with the fixes of the module."""
+
+    #: Seconds a client has to send its request head.
+    header_timeout = HEADER_TIMEOUT
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        #: Connections whose head is read by the event loop, oldest first.
+        self.heads = collections.deque()
+        # imgmw-api's --header-timeout, when it is the application.
+        self.header_timeout = getattr(getattr(self.app, 'args', None),
+                                      'header_timeout', HEADER_TIMEOUT)
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.wsgi = expect_continue(self.wsgi)
+
+    # Request heads are read by the event loop, not by a thread.
+
+    def accept(self, listener) -> None:
+        if self.cfg.is_ssl:
+            return super().accept(listener)
+        try:
+            client, address = listener.accept()
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.ECONNABORTED,
+                                 errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = gthread.TConn(self.cfg, client, address,
+                             listener.getsockname())
+        conn.parser = RequestParser(self.cfg, conn.sock, conn.client)
+        self.await_head(conn)
+
+    def on_client_socket_readable(self, conn, client) -> None:
+        if self.cfg.is_ssl:
+            return super().on_client_socket_readable(conn, client)
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self.await_head(conn)
+
+    def await_head(self, conn) -> None:
+        """Buffer ``conn``'s request head; a thread gets it when whole."""
+        conn.head = b''
+        conn.head_deadline = time.monotonic() + self.header_timeout
+        self.heads.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ,
+                             functools.partial(self.on_head_readable, conn))
+
+    def on_head_readable(self, conn, client) -> None:
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b''
+        if not data:
+            self.drop_head(conn)
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.head += data
+        limit = self.cfg.limit_request_line + self.cfg.limit_request_fields * (
+            self.cfg.limit_request_field_size + 2) + 4
+        if _END_OF_HEAD not in conn.head and len(conn.head) < max(limit,
+                                                                  8192):
+            return
+        self.drop_head(conn)
+        conn.parser.unreader.unread(conn.head)
+        conn.head = b''
+        conn.data_ready = True
+        self.enqueue_req(conn)
+
+    def drop_head(self, conn) -> None:
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        try:
+            self.heads.remove(conn)
+        except ValueError:
+            pass
+
+    def murder_pending(self) -> None:
+        super().murder_pending()
+        now = time.monotonic()
+        while self.heads and self.heads[0].head_deadline <= now:
+            conn = self.heads.popleft()
+            try:
+                self.poller.unregister(conn.sock)
+            except (KeyError, ValueError, OSError):
+                pass
+            if conn.head:
+                # A head begun and not finished: say why it is cut.
+                try:
+                    conn.sock.send(REQUEST_TIMEOUT)
+                except OSError:
+                    pass
+            self.nr_conns -= 1
+            conn.close()
 
     def handle(self, conn):
         if conn.parser is None and not self.cfg.is_ssl:

@@ -19,6 +19,9 @@ row  code   condition
             accepted one is handed on normalised
             (``application/octet-stream``, ``; <parameters>``), so that
             Glance, which compares it exactly, accepts it too.
+2    415    ``Content-Encoding`` names a coding other than ``identity``:
+            ``Content-Encoding <c> is not accepted: image data is stored
+            as it is sent.``, with ``Accept-Encoding: identity``.
 3    400    ``x-openstack-image-size`` is not a plain decimal integer:
             ASCII digits, blanks around them allowed; no sign, ``_``,
             ``0x``, fraction, list or other script's digits.
@@ -26,6 +29,9 @@ row  code   condition
             ``chunked``. Option ``require_length``. (A ``Content-Length``
             that is not a decimal integer: 400 ``Invalid Content-Length
             header.``)
+4    400    ``Transfer-Encoding`` applies a coding before ``chunked``
+            (``gzip, chunked``): ``Transfer-Encoding <c> is not accepted:
+            send image data as it is, chunked or with Content-Length.``
 5    400    ``x-openstack-image-size`` and ``Content-Length`` both present
             and unequal.
 6    413    the declared size (the header, else ``Content-Length``) is
@@ -57,6 +63,25 @@ read of the server's input) before the app is handed its last chunk, so the
 app never sees a complete body that is wrong. A ``Content-Length`` body is
 never read past its length. ``x-openstack-image-size: 0`` means zero bytes
 (Glance takes it as "unknown").
+
+**Codings.** The image is the bytes the client sends: its size, checksums,
+the declared size, the cap and the quota are of those bytes, and a client
+downloads them as they were uploaded (as Glance stores them). A coding
+that changes them is refused before the app, never stored still encoded
+(the server removes only ``chunked``) nor decoded behind the client's
+declarations:
+
+- a content coding (``Content-Encoding: gzip``) is a property of the
+  representation the client chose; RFC 9110 section 15.5.16 answers an
+  unsupported content coding with 415 and ``Accept-Encoding`` naming what
+  is accepted: ``identity``;
+- a transfer coding before ``chunked`` (``Transfer-Encoding: gzip,
+  chunked``) frames the body correctly but in a form the service does not
+  take. RFC 9112 section 6.1 has 501 for codings a server does not
+  understand; this one is understood and refused, a client error the
+  client fixes by not applying it: 400. (A ``Transfer-Encoding`` that does
+  not end in ``chunked`` has no framing at all: row 4's 411.) ``identity``
+  and empty list elements (RFC 9110 section 5.6.1) are ignored.
 
 ``Transfer-Encoding`` and ``Content-Length`` together: as RFC 9112 section
 6.3 says, the transfer coding wins. The body is taken as chunked, its
@@ -132,9 +157,10 @@ option                  default            meaning
                                            (:ref:`stream-errors`)
 ======================  =================  ==================================
 
-Headers read: ``Content-Type``, ``x-openstack-image-size``,
-``Content-Length``, ``Transfer-Encoding``. Logged: a 413 at INFO, naming
-``image_size_cap`` and the sizes; other refusals at DEBUG.
+Headers read: ``Content-Type``, ``Content-Encoding``,
+``x-openstack-image-size``, ``Content-Length``, ``Transfer-Encoding``.
+Logged: a 413 at INFO, naming ``image_size_cap`` and the sizes; other
+refusals at DEBUG.
 """
 
 import dataclasses
@@ -376,6 +402,7 @@ class SizeMiddleware:
         """
         if self.check_content_type:
             check_content_type(environ)
+        check_content_coding(environ)
         header = declared_header(environ)
         framing = self.framing(environ)
         length = framing.content_length
@@ -394,6 +421,10 @@ class SizeMiddleware:
         if codings:
             if codings[-1] != 'chunked':
                 raise errors.length_required()
+            applied = [coding for coding in codings[:-1]
+                       if coding != 'identity']
+            if applied:
+                raise errors.transfer_coding_refused(', '.join(applied))
             # The transfer coding overrides Content-Length; drop it so
             # that nothing below bounds the body by it.
             environ.pop('CONTENT_LENGTH', None)
@@ -438,6 +469,14 @@ def _bare_no_content(start_response):
                                                'content-length')]
         return start_response(status, headers, exc_info)
     return no_content_start_response
+
+
+def check_content_coding(environ: dict) -> None:
+    """415 unless the body has no content coding but ``identity``."""
+    applied = [coding for coding in chunked.codings(
+        environ.get('HTTP_CONTENT_ENCODING') or '') if coding != 'identity']
+    if applied:
+        raise errors.content_coding_refused(applied[-1])
 
 
 def declared_header(environ: dict) -> typing.Optional[int]:

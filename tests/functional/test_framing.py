@@ -7,6 +7,7 @@ each framing, and that a refused upload leaves the image as every failed
 upload does.
 """
 
+import gzip
 import json
 
 from tests.functional import base
@@ -51,6 +52,25 @@ class TestChunks(base.FunctionalTest):
             self.assertEqual(204, self.request(
                 'DELETE', '/v2/images/%s' % image['id']).status_code)
             image = self.create_image()
+
+    def test_encoded_uploads_are_refused_not_stored_encoded(self):
+        image = self.create_image()
+        data = gzip.compress(b'image data')
+        resp = self.put(image['id'], [('Transfer-Encoding', 'gzip, chunked')],
+                        b'%x\r\n%s\r\n0\r\n\r\n' % (len(data), data))
+        self.assertEqual(400, resp.status, resp.body)
+        self.assertEqual('Transfer-Encoding gzip is not accepted: send '
+                         'image data as it is, chunked or with '
+                         'Content-Length.', message(resp))
+        self.assert_failed_upload_left_nothing(image['id'])
+        resp = self.put(image['id'], [('Content-Encoding', 'gzip'),
+                                      ('Content-Length', str(len(data)))],
+                        data)
+        self.assertEqual(415, resp.status, resp.body)
+        self.assertEqual('Content-Encoding gzip is not accepted: image data '
+                         'is stored as it is sent.', message(resp))
+        self.assertEqual('identity', resp.headers['Accept-Encoding'])
+        self.assert_failed_upload_left_nothing(image['id'])
 
 
 GiB = 1 << 30

@@ -93,6 +93,7 @@ class TestArguments(testtools.TestCase):
         self.assertEqual('noauth', args.pipeline)
         self.assertEqual(['127.0.0.1:9292'], args.bind)
         self.assertEqual('imgmw.cmd.worker.ThreadWorker', args.worker_class)
+        self.assertEqual(10, args.header_timeout)
         self.assertEqual({}, args.options)
         self.assertFalse(args.allow_insecure_noauth)
 

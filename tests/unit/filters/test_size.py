@@ -242,11 +242,40 @@ class TestFraming(FilterTestCase):
             self.assertRefusedBeforeApp(self.send(req), 411, ROW4)
 
     def test_chunked_as_last_coding_any_case(self):
-        for coding in ('Chunked', 'gzip, chunked', ' CHUNKED '):
+        for coding in ('Chunked', ' CHUNKED ', 'identity, chunked',
+                       'chunked, ', ', chunked'):
             req = upload(b'abc', chunked=True, declared=3)
             req.environ['HTTP_TRANSFER_ENCODING'] = coding
             resp = self.send(req)
             self.assertEqual(204, resp.status_int, coding)
+            self.assertEqual(b'abc', self.app.received)
+
+    def test_a_coding_before_chunked_is_400_before_the_app(self):
+        """The server removes only chunked: no encoded bytes are stored."""
+        for coding, named in (('gzip, chunked', 'gzip'),
+                              ('deflate, chunked', 'deflate'),
+                              ('gzip, identity, chunked', 'gzip')):
+            req = upload(b'abc', chunked=True, declared=3)
+            req.environ['HTTP_TRANSFER_ENCODING'] = coding
+            self.assertRefusedBeforeApp(
+                self.send(req), 400, 'Transfer-Encoding %s is not '
+                'accepted: send image data as it is, chunked or with '
+                'Content-Length.' % named)
+
+    def test_a_content_coding_is_415_before_the_app(self):
+        """RFC 9110 15.5.16: 415, with the codings accepted."""
+        for coding in ('gzip', 'br', 'identity, gzip', 'x-gzip'):
+            req = upload(b'abc', headers={'Content-Encoding': coding})
+            resp = self.send(req)
+            self.assertRefusedBeforeApp(
+                resp, 415, 'Content-Encoding %s is not accepted: image '
+                'data is stored as it is sent.' % coding.split(', ')[-1])
+            self.assertEqual('identity', resp.headers['Accept-Encoding'])
+
+    def test_identity_content_coding_passes(self):
+        for coding in ('identity', 'Identity', '', 'identity, '):
+            req = upload(b'abc', headers={'Content-Encoding': coding})
+            self.assertEqual(204, self.send(req).status_int, coding)
             self.assertEqual(b'abc', self.app.received)
 
     def test_transfer_encoding_overrides_content_length(self):
