@@ -51,6 +51,14 @@ key                        set by          holds; read by
                                            (at end of stream, before the
                                            app sees it); read by the data
                                            app
+``imgmw.quota_usage``      quota           ``usage(project_id)``: the
+                                           project's figures of ``GET
+                                           /v2/info/usage``, ``{resource:
+                                           {"usage": U, "limit": L}}`` in
+                                           Glance's units, or raises
+                                           ``webob.exc.HTTPServiceUnavailable``;
+                                           set on that path only; read by the
+                                           data app, which answers it
 =========================  ==============  ===================================
 
 The body of an upload is only ever read by the data app (or the app behind
@@ -65,6 +73,7 @@ SIZE = 'imgmw.size'
 DIGESTS = 'imgmw.digests'
 IMAGE = 'imgmw.image'
 INSPECTION = 'imgmw.inspection'
+QUOTA_USAGE = 'imgmw.quota_usage'
 
 #: Which filter publishes each key, for the messages of MissingFilter.
 PUBLISHER = {
@@ -75,6 +84,7 @@ PUBLISHER = {
     DIGESTS: 'checksum',
     IMAGE: 'the data app',
     INSPECTION: 'inspect',
+    QUOTA_USAGE: 'quota',
 }
 
 

@@ -27,6 +27,7 @@ A Glance that does not start fails the test with its logs; nothing is
 skipped.
 """
 
+import configparser
 import os
 import shutil
 import subprocess
@@ -53,7 +54,7 @@ log_file = %(tempdir)s/glance-api.log
 image_size_cap = 1099511627776
 
 [database]
-connection = sqlite:///%(tempdir)s/glance.sqlite
+connection = %(database_url)s
 
 [glance_store]
 default_backend = fast
@@ -107,16 +108,39 @@ def glance_venv() -> str:
     return venv
 
 
+def set_defaults(path: str, values: typing.Mapping[str, str]) -> None:
+    """Set ``values`` in the ``[DEFAULT]`` section of the paste file."""
+    parser = configparser.RawConfigParser(strict=True)
+    parser.optionxform = str
+    parser.read(path)
+    for key, value in values.items():
+        parser.set(configparser.DEFAULTSECT, key, value)
+    with open(path, 'w') as out:
+        parser.write(out)
+
+
 class Glance(fixtures.Fixture):
     """Glance's API, migrated and serving; see the module documentation.
 
     :param venv: the virtualenv with glance; default
         ``$IMGMW_TEST_GLANCE_VENV``.
+    :param database_url: Glance's ``[database] connection``; default
+        SQLite in the temporary directory.
+    :param flavor: the ``[paste_deploy] flavor``.
+    :param paste_defaults: values set in the ``[DEFAULT]`` section of the
+        copy of the paste file (which override a filter section's own).
     """
 
-    def __init__(self, venv: typing.Optional[str] = None):
+    def __init__(self, venv: typing.Optional[str] = None,
+                 database_url: typing.Optional[str] = None,
+                 flavor: str = FLAVOR,
+                 paste_defaults: typing.Optional[
+                     typing.Mapping[str, str]] = None):
         super().__init__()
         self.venv = venv
+        self.database_url = database_url
+        self.flavor = flavor
+        self.paste_defaults = dict(paste_defaults or {})
         self.port = None
         self.process = None
 
@@ -140,15 +164,19 @@ class Glance(fixtures.Fixture):
 
     def _write_config(self) -> None:
         values = {'tempdir': self.tempdir, 'port': self.port,
-                  'flavor': FLAVOR}
+                  'flavor': self.flavor,
+                  'database_url': self.database_url or 'sqlite:///%s' % (
+                      os.path.join(self.tempdir, 'glance.sqlite'))}
         for name in ('images', 'staging', 'tasks'):
             os.mkdir(os.path.join(self.tempdir, name))
         with open(self.config_file, 'w') as conf:
             conf.write(GLANCE_API_CONF % values)
         with open(os.path.join(self.tempdir, 'gunicorn.conf.py'), 'w') as conf:
             conf.write(GUNICORN_CONF % values)
-        shutil.copy(PASTE_FILE, os.path.join(self.tempdir,
-                                             'glance-api-paste.ini'))
+        paste_copy = os.path.join(self.tempdir, 'glance-api-paste.ini')
+        shutil.copy(PASTE_FILE, paste_copy)
+        if self.paste_defaults:
+            set_defaults(paste_copy, self.paste_defaults)
 
     def _manage(self, *args: str) -> None:
         command = [os.path.join(self.venv, 'bin', 'glance-manage'),

@@ -52,16 +52,34 @@ only after the image lookup, the policy and the status checks passed
 (contract 3.8 to 3.12), so no 413 ever tells a caller that may not upload
 to an image anything of its owner's quota.
 
-``GET /v2/info/usage`` answers the caller's project, in Glance's units
-(MiB for sizes, rounded down; a count of uploads), with the limits in force
-from either source (``-1`` is unlimited)::
+The filter stands alone. It needs a context filter before it, imgmw's or
+Glance's, and nothing else:
+
+* the project charged is the image's owner when imgmw's app publishes it
+  (``imgmw.image``), else the caller's project (as Glance charges it):
+  from imgmw's context (``imgmw.context``), else from Glance's
+  RequestContext, else from the identity headers keystonemiddleware sets
+  (``X-Project-Id``, else ``X-Tenant-Id``, when ``X-Identity-Status`` is
+  ``Confirmed``); a caller without a project is not limited;
+* the declared size is the size filter's (``imgmw.size``) when it stands
+  before, else ``x-openstack-image-size`` (a plain decimal integer), else
+  ``Content-Length``; bytes beyond it are reserved as they arrive.
+
+``GET /v2/info/usage`` belongs to the app. The filter lends imgmw's app its
+figures (``environ['imgmw.quota_usage']``); the app answers the caller's
+project, in Glance's units (MiB for sizes, rounded down; a count of
+uploads), with the limits in force from either source (``-1`` is
+unlimited)::
 
     {"usage": {"image_size_total": {"usage": 1024, "limit": 10240},
                "image_count_uploading": {"usage": 1, "limit": -1},
                "image_stage_total": {"usage": 0, "limit": 2048}}}
 
-Place it after ``context`` (the caller's project) and ``size`` (the
-declared size), before ``checksum``::
+In front of Glance, Glance answers that path itself, from its own quota
+settings.
+
+In imgmw's pipeline, place it after ``context`` and ``size``, before
+``checksum``::
 
     [DEFAULT]
     database_connection = postgresql+psycopg2://imgmw@db.example/imgmw
@@ -74,6 +92,22 @@ declared size), before ``checksum``::
     limit_source = static
     user_storage_quota = 100GB
     project_storage_quota = 5f3c0e7d8a4e4a8b9a3c3e0f1b2a4c6d:1TB
+
+In Glance's, after Glance's ``context``; Glance's database is read, never
+written, and the reservations live in a database of their own::
+
+    [pipeline:api-keystone]
+    pipeline = cors http_proxy_to_wsgi versionnegotiation osprofiler
+        authtoken context quota rootapp
+
+    [filter:quota]
+    use = egg:imgmw#quota
+    # Glance cleans up a failed upload only on "except Exception".
+    stream_errors = ioerror
+    usage_source = glance
+    glance_connection = mysql+pymysql://glance-ro@db.example/glance
+    quota_connection = mysql+pymysql://imgmw@db.example/imgmw_quota
+    user_storage_quota = 100GB
 
 Limits from Keystone unified limits (registered limits ``image_size_total``
 and ``image_stage_total`` in MiB and ``image_count_uploading`` as a count,
@@ -150,11 +184,11 @@ option                      default          meaning
                                              size filter)
 =========================== ===============  ================================
 
-Headers read: none (the size comes from ``environ['imgmw.size']``, the
-caller from ``environ['imgmw.context']``, the owner from
-``environ['imgmw.image']``). Logged: each refusal at INFO, naming the
-project, the resource, the limit and the usage; database and Keystone
-failures at ERROR.
+Headers read, when no imgmw filter publishes the fact (see above):
+``X-Identity-Status``, ``X-Project-Id``, ``X-Tenant-Id``,
+``x-openstack-image-size``, ``Content-Length``. Logged: each refusal at
+INFO, naming the project, the resource, the limit and the usage; database
+and Keystone failures at ERROR.
 
 What it cannot do: it cannot refuse before the app opens the body (by
 design, see above); staged bytes count in ``image_stage_total`` only, not
@@ -181,6 +215,7 @@ from imgmw import quota
 from imgmw.quota import limits as limits_mod
 from imgmw.quota import reservations
 from imgmw.quota import schema
+from imgmw.quota import usage as usage_mod
 from imgmw import streams
 
 
@@ -228,7 +263,7 @@ OPTS = (
                limits_mod.DEFAULT_CACHE_TIME,
                'keystone: seconds limits are cached.'),
     config.Opt('usage_source',
-               config.choice(*sorted(reservations.USAGE_SOURCES)), 'imgmw',
+               config.choice(*sorted(usage_mod.PROVIDERS)), 'imgmw',
                'Where stored and staged bytes are read.'),
     config.Opt('quota_connection', config.string, None,
                'Database of the registry and the reservations.'),
@@ -301,6 +336,57 @@ def keystone_limits(values: typing.Mapping, paste_file: typing.Optional[str],
     return keystone.KeystoneLimits(cache_time=values['limits_cache_time'])
 
 
+#: Where Glance's context filter leaves its RequestContext: WebOb keeps
+#: ``req.context = ...`` in this environ key, under ``context``.
+WEBOB_ATTRIBUTES = 'webob.adhoc_attrs'
+
+
+def caller_project(environ: dict) -> typing.Optional[str]:
+    """The caller's project, from whichever context filter ran before.
+
+    imgmw's context filter (``imgmw.context``), else Glance's (its
+    RequestContext), else the identity headers keystonemiddleware sets
+    (``X-Project-Id``, else ``X-Tenant-Id``, when ``X-Identity-Status`` is
+    ``Confirmed``). ``None``: an anonymous caller, not limited.
+
+    :raises errors.MissingFilter: no context filter and no identity
+        headers: the pipeline lacks a context filter before this one.
+    """
+    context = environ.get(keys.CONTEXT)
+    if context is None:
+        context = environ.get(WEBOB_ATTRIBUTES, {}).get('context')
+    if context is not None:
+        return getattr(context, 'project_id', None) or None
+    status = environ.get('HTTP_X_IDENTITY_STATUS')
+    if status is None:
+        raise errors.MissingFilter(keys.CONTEXT, 'context (imgmw\'s or '
+                                   'Glance\'s)', OWNER)
+    if status.strip() != 'Confirmed':
+        return None
+    return (environ.get('HTTP_X_PROJECT_ID')
+            or environ.get('HTTP_X_TENANT_ID') or None)
+
+
+def declared_size(environ: dict) -> typing.Optional[int]:
+    """The body's declared size, or ``None`` when unknown.
+
+    The size filter's (``imgmw.size``) when it stands before; else
+    ``x-openstack-image-size`` when it is a plain decimal integer, else
+    ``Content-Length`` of a body that is not chunked. Without the size
+    filter nothing holds the body to that size: bytes beyond it are
+    reserved as they arrive.
+    """
+    if keys.SIZE in environ:
+        return environ[keys.SIZE]
+    header = environ.get('HTTP_X_OPENSTACK_IMAGE_SIZE')
+    if header is not None:
+        header = header.strip(' \t')
+        if header.isascii() and header.isdigit():
+            return int(header)
+        return None
+    return streams.body_length(environ)
+
+
 class QuotaInput(streams.InputProxy):
     """Takes and grows an upload's reservation as its body is read.
 
@@ -311,12 +397,14 @@ class QuotaInput(streams.InputProxy):
 
     def __init__(self, wsgi_input, middleware: 'QuotaMiddleware',
                  environ: dict, route: paths.Route,
-                 declared: typing.Optional[int]):
+                 declared: typing.Optional[int],
+                 caller: typing.Optional[str]):
         super().__init__(wsgi_input, stream_errors=middleware.stream_errors)
         self.middleware = middleware
         self.environ = environ
         self.route = route
         self.declared = declared
+        self.caller = caller
         self.reservation: typing.Optional[reservations.Reservation] = None
         self.limits: typing.Optional[limits_mod.ProjectLimits] = None
         self.started = False
@@ -356,7 +444,7 @@ class QuotaInput(streams.InputProxy):
         image = self.environ.get(keys.IMAGE) or {}
         if image.get('owner'):
             return image['owner']
-        return self.environ[keys.CONTEXT].project_id
+        return self.caller
 
     def reserve(self, minimum: int, wanted: int,
                 reported: typing.Optional[int]) -> None:
@@ -407,9 +495,13 @@ class QuotaInput(streams.InputProxy):
         self.reserve(size, size, self.reported())
 
     def reported(self) -> int:
-        """The size a 413 names: the declared one, else what came."""
+        """The size a 413 names: the declared one, else what came.
+
+        Without a size filter before it a body may outgrow its declared
+        size: then what came.
+        """
         if self.declared is not None:
-            return self.declared
+            return max(self.declared, self.bytes_received)
         return self.bytes_received
 
     def release(self) -> None:
@@ -459,8 +551,7 @@ class QuotaMiddleware:
         self.limits = limits if limits is not None else static_limits(values)
         self.store = store or reservations.ReservationStore(
             database_url(values),
-            reservations.make_usage_source(values['usage_source'],
-                                           values['glance_connection']),
+            usage_mod.load(values['usage_source'], values),
             ttl=ttl, create_schema=values['usage_source'] != 'imgmw')
 
     def __call__(self, environ: dict, start_response):
@@ -468,17 +559,19 @@ class QuotaMiddleware:
         if route is None:
             return self.app(environ, start_response)
         if route.kind == paths.USAGE_INFO:
-            return self.usage_info(environ)(environ, start_response)
+            # The app answers the path; the filter lends it the figures.
+            environ[keys.QUOTA_USAGE] = self.usage_report
+            return self.app(environ, start_response)
         if (route.kind not in _KINDS
                 or environ.get('REQUEST_METHOD') != 'PUT'):
             return self.app(environ, start_response)
         try:
-            keys.require(environ, keys.CONTEXT, OWNER)
-            declared = keys.require(environ, keys.SIZE, OWNER)
+            caller = caller_project(environ)
         except errors.MissingFilter as err:
             return self.misconfigured(err)(environ, start_response)
         proxy = streams.install(environ, QuotaInput(
-            environ['wsgi.input'], self, environ, route, declared))
+            environ['wsgi.input'], self, environ, route,
+            declared_size(environ), caller))
         try:
             app_iter = streams.call_app(self.app, environ, start_response,
                                         proxy)
@@ -510,30 +603,27 @@ class QuotaMiddleware:
         return errors.storage_quota_exceeded(
             over.requested if reported is None else reported, over.remaining)
 
-    # GET /v2/info/usage.
+    # The figures of GET /v2/info/usage, which the app answers.
 
-    def usage_info(self, environ: dict):
-        allowed = paths.ALLOWED[paths.USAGE_INFO]
-        if environ.get('REQUEST_METHOD') not in allowed:
-            return errors.method_not_allowed(allowed)
+    def usage_report(self, project_id: str) -> typing.Dict[str, dict]:
+        """``{resource: {"usage": U, "limit": L}}`` in Glance's units.
+
+        Published in ``environ['imgmw.quota_usage']`` for the app.
+
+        :raises webob.exc.HTTPServiceUnavailable: limits or usage
+            unavailable (the contract's 503).
+        """
         try:
-            context = keys.require(environ, keys.CONTEXT, OWNER)
-        except errors.MissingFilter as err:
-            return self.misconfigured(err)
-        if not context.project_id:
-            return json_response({'usage': {}})
-        try:
-            project_limits = self.limits.for_project(context.project_id)
-            usage = self.store.usage(context.project_id)
+            project_limits = self.limits.for_project(project_id)
+            usage = self.store.usage(project_id)
         except limits_mod.LimitsUnavailable:
-            return errors.limits_unavailable()
+            raise errors.limits_unavailable()
         except reservations.StoreUnavailable:
-            return errors.registry_unavailable()
-        return json_response({'usage': {
-            resource: {'usage': in_units(resource, usage.get(resource)),
-                       'limit': limit_in_units(
-                           resource, project_limits.get(resource))}
-            for resource in quota.RESOURCES}})
+            raise errors.registry_unavailable()
+        return {resource: {'usage': in_units(resource, usage.get(resource)),
+                           'limit': limit_in_units(
+                               resource, project_limits.get(resource))}
+                for resource in quota.RESOURCES}
 
 
 def in_units(resource: str, amount: int) -> int:
@@ -545,10 +635,6 @@ def in_units(resource: str, amount: int) -> int:
 
 def limit_in_units(resource: str, limit: typing.Optional[int]) -> int:
     return -1 if limit is None else in_units(resource, limit)
-
-
-def json_response(body: dict) -> webob.Response:
-    return webob.Response(json_body=body)
 
 
 def filter_factory(global_conf: typing.Mapping, **local_conf):

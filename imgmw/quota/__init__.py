@@ -7,8 +7,10 @@ built from three parts, each replaceable:
   paste file (``limit_source = static``), or :mod:`imgmw.quota.keystone`:
   from Keystone unified limits through oslo.limit
   (``limit_source = keystone``, imported only then);
-* :class:`imgmw.quota.reservations.ImgmwUsage`: what a project already
-  uses, read from imgmw's registry tables (``usage_source = imgmw``);
+* :mod:`imgmw.quota.usage`: what a project already uses, from a usage
+  provider: imgmw's registry (:class:`imgmw.app.usage.RegistryUsage`,
+  ``usage_source = imgmw``) or Glance's tables
+  (:class:`imgmw.quota.glance.GlanceUsage`, ``usage_source = glance``);
 * :class:`imgmw.quota.reservations.ReservationStore`: reservations of
   uploads in progress, in the same SQL database, checked and taken under a
   per-project row lock so that no two API nodes ever grant the same bytes.

@@ -9,7 +9,8 @@ slot to a project is one transaction of :meth:`ReservationStore.reserve`:
    serializes every writer with ``BEGIN IMMEDIATE``;
 2. delete the project's expired reservations;
 3. compute its usage: what the usage source reads from the image records
-   (:class:`ImgmwUsage`), plus its live reservations but this one;
+   (a :class:`imgmw.quota.usage.UsageProvider`, reading on a connection
+   of its own), plus its live reservations but this one;
 4. refuse (:class:`OverLimit`) when ``usage + delta > limit``, else insert
    or grow this reservation and push its expiry ``ttl`` seconds ahead;
 5. commit, which releases the lock.
@@ -40,12 +41,11 @@ from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from imgmw import config
 from imgmw import db
 from imgmw import quota
-from imgmw.quota import glance
 from imgmw.quota import limits as limits_mod
 from imgmw.quota import schema
+from imgmw.quota import usage as usage_mod
 
 
 LOG = logging.getLogger(__name__)
@@ -98,66 +98,6 @@ def utcnow() -> datetime.datetime:
 def holder_id() -> str:
     """``<hostname>:<pid>``: which process holds a reservation (for logs)."""
     return '%s:%d' % (socket.gethostname(), os.getpid())
-
-
-# The usage of the image records.
-
-_images = sa.table('images', sa.column('owner'), sa.column('status'),
-                   sa.column('size'))
-
-
-class ImgmwUsage:
-    """Usage read from imgmw's ``images`` table (``usage_source = imgmw``).
-
-    * stored bytes: ``size`` of the project's images that hold data
-      (``active``, ``deactivated``);
-    * staged bytes: ``size`` of its images staged or importing
-      (``uploading``, ``importing``);
-    * uploads in progress besides reservations: its ``importing`` images.
-
-    Another usage source (Glance's tables) replaces this class whole.
-    """
-
-    name = 'imgmw'
-    WITH_DATA = ('active', 'deactivated')
-    STAGED = ('uploading', 'importing')
-    BUSY = ('importing',)
-
-    def _sum(self, connection, project_id: str,
-             statuses: typing.Sequence[str]) -> int:
-        return int(connection.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(_images.c.size), 0))
-            .where(_images.c.owner == project_id,
-                   _images.c.status.in_(statuses))).scalar_one())
-
-    def stored_bytes(self, connection, project_id: str) -> int:
-        return self._sum(connection, project_id, self.WITH_DATA)
-
-    def staged_bytes(self, connection, project_id: str) -> int:
-        return self._sum(connection, project_id, self.STAGED)
-
-    def busy_images(self, connection, project_id: str) -> int:
-        return int(connection.execute(
-            sa.select(sa.func.count())
-            .where(_images.c.owner == project_id,
-                   _images.c.status.in_(self.BUSY))).scalar_one())
-
-
-USAGE_SOURCES = {'imgmw': ImgmwUsage, 'glance': glance.GlanceUsage}
-
-
-def make_usage_source(name: str, glance_connection: typing.Optional[str]):
-    """The usage source ``name`` of :data:`USAGE_SOURCES`.
-
-    :raises config.ConfigError: ``glance`` without ``glance_connection``.
-    """
-    if name == glance.GlanceUsage.name:
-        if not glance_connection:
-            raise config.ConfigError(
-                'quota filter: usage_source = glance needs '
-                'glance_connection, the URL of Glance\'s database')
-        return glance.GlanceUsage(glance_connection)
-    return USAGE_SOURCES[name]()
 
 
 # The engine.
@@ -219,19 +159,23 @@ class ReservationStore:
     """Reservations in SQL; see the module documentation.
 
     :param url: SQLAlchemy URL of the registry's database.
-    :param usage_source: an :class:`ImgmwUsage`-like reader of the records.
+    :param usage_source: the :class:`imgmw.quota.usage.UsageProvider` of
+        the records (none: nothing recorded, reservations only).
     :param ttl: seconds a reservation lives unless refreshed.
     :param create_schema: create the quota tables at first use when
         absent: for a database of the quota's own (in front of Glance),
         which no migration of imgmw's registry manages.
     """
 
-    def __init__(self, url: str, usage_source=None, ttl: int = 300,
+    def __init__(self, url: str,
+                 usage_source: typing.Optional[
+                     usage_mod.UsageProvider] = None,
+                 ttl: int = 300,
                  clock: typing.Callable[[], datetime.datetime] = utcnow,
                  create_schema: bool = False):
         self.url = url
         self.create_schema = create_schema
-        self.usage_source = usage_source or ImgmwUsage()
+        self.usage_source = usage_source
         self.ttl = datetime.timedelta(seconds=ttl)
         self.clock = clock
         self.holder = holder_id()
@@ -261,9 +205,8 @@ class ReservationStore:
     def dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
-        dispose = getattr(self.usage_source, 'dispose', None)
-        if dispose is not None:
-            dispose()
+        if self.usage_source is not None:
+            self.usage_source.dispose()
 
     @contextlib.contextmanager
     def _transaction(self):
@@ -314,14 +257,16 @@ class ReservationStore:
         counts = {schema.UPLOAD: (0, 0), schema.STAGE: (0, 0)}
         for kind, count, size in connection.execute(query):
             counts[kind] = (int(count), int(size))
-        source = self.usage_source
+        recorded = usage_mod.RecordedUsage()
+        if self.usage_source is not None:
+            recorded = self.usage_source.recorded(project_id)
         return Usage(
-            image_size_total=(source.stored_bytes(connection, project_id)
+            image_size_total=(recorded.stored_bytes
                               + counts[schema.UPLOAD][1]),
-            image_count_uploading=(source.busy_images(connection, project_id)
+            image_count_uploading=(recorded.busy_images
                                    + counts[schema.UPLOAD][0]
                                    + counts[schema.STAGE][0]),
-            image_stage_total=(source.staged_bytes(connection, project_id)
+            image_stage_total=(recorded.staged_bytes
                                + counts[schema.STAGE][1]))
 
     def usage(self, project_id: str) -> Usage:

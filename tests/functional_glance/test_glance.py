@@ -197,10 +197,12 @@ class GlanceTest(testtools.TestCase):
         self.assertEqual(413, resp.status_code, resp.text)
         self.assertIn('Image exceeds the storage quota', resp.text)
         self.assertNothingStored(second, QUOTA_PROJECT)
+        # Glance answers /v2/info/usage itself, with its own quota
+        # settings: the filter only lends its figures to imgmw's app.
         resp = self.http.get(self.glance.url + '/v2/info/usage',
                              headers=self.headers(QUOTA_PROJECT))
-        self.assertEqual({'usage': 0, 'limit': 1},
-                         resp.json()['usage']['image_size_total'])
+        self.assertEqual(200, resp.status_code, resp.text)
+        self.assertEqual({'usage': {}}, resp.json())
         # What is left still fits, exactly.
         resp = self.upload(second, os.urandom(4096), QUOTA_PROJECT)
         self.assertEqual(204, resp.status_code, resp.text)

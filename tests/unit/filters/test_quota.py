@@ -391,25 +391,117 @@ class TestUploadCountAndStage(FilterTest):
             self.assertEqual(204, req.get_response(self.middleware).status_int)
         self.assertEqual([], self.reservation_rows())
 
-    def test_missing_size_filter_is_a_500_naming_it(self):
-        self.build()
-        req = fakes.upload_request(path='/v2/images/%s/file' % IMAGE_ID)
+
+class TestStandingAlone(FilterTest):
+    """Behind Glance's context filter alone, no size filter (issue 15)."""
+
+    def send_bare(self, body=b'', chunked=False, headers=None,
+                  context=None):
+        """An upload as Glance's context filter hands it on."""
+        req = fakes.upload_request(
+            path='/v2/images/%s/file' % IMAGE_ID, body=body,
+            chunked=chunked, headers=dict(
+                {'Accept': 'application/json'}, **(headers or {})))
+        if context is not None:
+            # What Glance's ContextMiddleware does: req.context = ...
+            req.context = context
+        return req.get_response(self.middleware)
+
+    def identity(self, project='p1', status='Confirmed'):
+        return {'X-Identity-Status': status, 'X-Project-Id': project,
+                'X-Roles': 'member'}
+
+    def test_content_length_is_the_declared_size(self):
+        self.build(ImageApp(owner=None), user_storage_quota='10')
+        resp = self.send_bare(b'x' * 11, headers=self.identity())
+        self.assertRefused(resp, row13(11, 10))
+        self.assertEqual(b'', self.app.received)
+        self.assertEqual(204, self.send_bare(
+            b'x' * 10, headers=self.identity()).status_int)
+
+    def test_the_image_size_header_is_the_declared_size(self):
+        self.build(ImageApp(owner=None), user_storage_quota='10')
+        headers = dict(self.identity(), **{'x-openstack-image-size': '11'})
+        resp = self.send_bare(b'x' * 3, chunked=True, headers=headers)
+        self.assertRefused(resp, row13(11, 10))
+        self.assertEqual(b'', self.app.received)
+
+    def test_a_body_beyond_its_declared_size_is_still_limited(self):
+        self.build(ImageApp(owner=None, chunk_size=1),
+                   user_storage_quota='10', reservation_increment='1')
+        headers = dict(self.identity(), **{'x-openstack-image-size': '4'})
+        resp = self.send_bare(b'x' * 12, chunked=True, headers=headers)
+        self.assertRefused(resp, row13(11, 10))
+        self.assertEqual(b'x' * 10, self.app.received)
+
+    def test_an_unknown_size_is_reserved_as_it_arrives(self):
+        self.build(ImageApp(owner=None, chunk_size=1),
+                   user_storage_quota='10', reservation_increment='1')
+        resp = self.send_bare(b'x' * 12, chunked=True,
+                              headers=self.identity())
+        self.assertRefused(resp, row13(11, 10))
+        self.assertEqual(b'x' * 10, self.app.received)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_the_project_of_glance_context_is_charged(self):
+        self.build(ImageApp(owner=None), user_storage_quota='1GB',
+                   project_storage_quota='p9:5')
+        resp = self.send_bare(b'z' * 6, context=oslo_context.RequestContext(
+            project_id='p9'))
+        self.assertRefused(resp, row13(6, 5))
+
+    def test_the_identity_headers_project_is_charged(self):
+        self.build(ImageApp(owner=None), user_storage_quota='1GB',
+                   project_storage_quota='p9:5')
+        resp = self.send_bare(b'z' * 6, headers=self.identity('p9'))
+        self.assertRefused(resp, row13(6, 5))
+
+    def test_tenant_id_when_no_project_id(self):
+        self.build(ImageApp(owner=None), user_storage_quota='1GB',
+                   project_storage_quota='p9:5')
+        resp = self.send_bare(b'z' * 6, headers={
+            'X-Identity-Status': 'Confirmed', 'X-Tenant-Id': 'p9'})
+        self.assertRefused(resp, row13(6, 5))
+
+    def test_unconfirmed_identity_is_not_charged(self):
+        self.build(ImageApp(owner=None), user_storage_quota='5')
+        resp = self.send_bare(b'z' * 6, headers=self.identity(
+            'p1', status='Invalid'))
+        self.assertEqual(204, resp.status_int)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_imgmw_context_wins_over_the_headers(self):
+        self.build(ImageApp(owner=None), user_storage_quota='1GB',
+                   project_storage_quota='p9:5')
+        req = fakes.upload_request(
+            path='/v2/images/%s/file' % IMAGE_ID, body=b'z' * 6,
+            headers=dict(self.identity('p1'), Accept='application/json'))
         req.environ[keys.CONTEXT] = oslo_context.RequestContext(
-            project_id='p1')
-        resp = req.get_response(self.middleware)
+            project_id='p9')
+        self.assertRefused(req.get_response(self.middleware), row13(6, 5))
+
+    def test_no_context_filter_at_all_is_a_500_naming_it(self):
+        self.build()
+        resp = self.send_bare(b'z')
         self.assertEqual(500, resp.status_int)
-        self.assertIn('size filter', resp.text)
+        self.assertIn('context', resp.text)
         self.assertFalse(self.app.called)
 
 
 class TestUsageInfo(FilterTest):
-    """GET /v2/info/usage (contract section 8)."""
+    """GET /v2/info/usage: the app answers, the filter lends its figures.
+
+    Contract section 8.
+    """
 
     def usage(self, method='GET', project='p1'):
         req = webob.Request.blank('/v2/info/usage', method=method)
         req.environ[keys.CONTEXT] = oslo_context.RequestContext(
             project_id=project)
-        return req.get_response(self.middleware)
+        resp = req.get_response(self.middleware)
+        self.assertEqual(204, resp.status_int)
+        self.assertTrue(self.app.called)
+        return self.app.calls[-1][keys.QUOTA_USAGE]
 
     def test_static_limits_and_usage_in_glance_units(self):
         self.add_image(size=3 * MiB + 5)
@@ -418,27 +510,33 @@ class TestUsageInfo(FilterTest):
         self.add_reservation(size=MiB, kind=schema.STAGE)
         self.build(user_storage_quota='10GB', user_stage_quota='1GB',
                    project_uploading_quota='p1:4')
-        resp = self.usage()
-        self.assertEqual(200, resp.status_int)
-        self.assertEqual('application/json', resp.content_type)
-        self.assertEqual({'usage': {
+        self.assertEqual({
             'image_size_total': {'usage': 4, 'limit': 10240},
             'image_count_uploading': {'usage': 2, 'limit': 4},
-            'image_stage_total': {'usage': 3, 'limit': 1024}}}, resp.json)
-        self.assertFalse(self.app.called)
+            'image_stage_total': {'usage': 3, 'limit': 1024}},
+            self.usage()('p1'))
 
     def test_unlimited_is_minus_one(self):
         self.build()
         self.assertEqual(
             {resource: {'usage': 0, 'limit': -1}
              for resource in quota.RESOURCES},
-            self.usage().json['usage'])
+            self.usage()('p1'))
 
-    def test_other_methods_get_405(self):
+    def test_registry_unreachable_is_503(self):
         self.build()
-        resp = self.usage('POST')
-        self.assertEqual(405, resp.status_int)
-        self.assertEqual('GET', resp.headers['Allow'])
+        report = self.usage()
+        self.middleware.store.url = (
+            'postgresql+psycopg2://nobody@127.0.0.1:9/none')
+        self.middleware.store._engine = None
+        err = self.assertRaises(webob.exc.HTTPServiceUnavailable, report,
+                                'p1')
+        self.assertIn('Image registry is unavailable.', str(err))
+
+    def test_only_published_on_its_path(self):
+        self.build()
+        self.send(b'a')
+        self.assertNotIn(keys.QUOTA_USAGE, self.app.calls[-1])
 
 
 class TestKeystoneLimits(FilterTest):
@@ -499,13 +597,12 @@ class TestKeystoneLimits(FilterTest):
                              'image_count_uploading': 3},
                             {'p1': {'image_stage_total': 7}})
         req = webob.Request.blank('/v2/info/usage')
-        req.environ[keys.CONTEXT] = oslo_context.RequestContext(
-            project_id='p1')
-        self.assertEqual({'usage': {
+        req.get_response(self.middleware)
+        report = self.app.calls[-1][keys.QUOTA_USAGE]
+        self.assertEqual({
             'image_size_total': {'usage': 0, 'limit': 100},
             'image_count_uploading': {'usage': 0, 'limit': 3},
-            'image_stage_total': {'usage': 0, 'limit': 7}}},
-            req.get_response(self.middleware).json)
+            'image_stage_total': {'usage': 0, 'limit': 7}}, report('p1'))
 
     def test_oslo_limit_settings_reach_oslo_limit(self):
         self.build_keystone({'image_size_total': -1})

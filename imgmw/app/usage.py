@@ -1,0 +1,61 @@
+"""The quota filter's usage provider for imgmw's registry.
+
+``usage_source = imgmw`` (the default) of :mod:`imgmw.filters.quota`: what
+a project already uses, read from the registry's ``images`` table (the
+interface is :class:`imgmw.quota.usage.UsageProvider`):
+
+* stored bytes: ``size`` of its images that hold data (``active``,
+  ``deactivated``);
+* staged bytes: ``size`` of its images staged or importing
+  (``uploading``, ``importing``);
+* busy images: its ``importing`` images (an upload or a stage in progress
+  holds a reservation, which the quota engine counts).
+
+It lives with the registry, whose tables and statuses it reads; the quota
+engine never reads them.
+"""
+
+import typing
+
+import sqlalchemy as sa
+
+from imgmw.app import models
+from imgmw.app import registry
+from imgmw.quota import usage
+
+WITH_DATA = ('active', 'deactivated')
+STAGED = ('uploading', 'importing')
+BUSY = ('importing',)
+
+_images = models.images
+
+
+class RegistryUsage(usage.ReadOnlyDatabase):
+    """A project's usage in imgmw's registry; see the module.
+
+    Each reading is one statement in autocommit mode, which takes no lock.
+
+    :param url: SQLAlchemy URL of the registry's database.
+    """
+
+    name = 'imgmw'
+
+    @classmethod
+    def from_conf(cls, values: typing.Mapping) -> 'RegistryUsage':
+        return cls(registry.database_url(values))
+
+    @staticmethod
+    def _of(project_id: str, statuses: typing.Sequence[str], column):
+        return (sa.select(column)
+                .where(_images.c.owner == project_id,
+                       _images.c.status.in_(statuses))
+                .scalar_subquery())
+
+    def recorded(self, project_id: str) -> usage.RecordedUsage:
+        total = sa.func.coalesce(sa.func.sum(_images.c.size), 0)
+        query = sa.select(
+            self._of(project_id, WITH_DATA, total).label('stored_bytes'),
+            self._of(project_id, STAGED, total).label('staged_bytes'),
+            self._of(project_id, BUSY,
+                     sa.func.count()).label('busy_images'))
+        return self.read(query)
