@@ -45,17 +45,20 @@ class RegistryUsage(usage.ReadOnlyDatabase):
         return cls(registry.database_url(values))
 
     @staticmethod
-    def _of(project_id: str, statuses: typing.Sequence[str], column):
+    def _of(mine, statuses: typing.Sequence[str], column):
         return (sa.select(column)
-                .where(_images.c.owner == project_id,
-                       _images.c.status.in_(statuses))
+                .where(mine, _images.c.status.in_(statuses))
                 .scalar_subquery())
 
-    def recorded(self, project_id: str) -> usage.RecordedUsage:
+    def recorded(self, project_id: str,
+                 excluded: typing.AbstractSet[str] = frozenset()
+                 ) -> usage.RecordedUsage:
+        mine = _images.c.owner == project_id
+        if excluded:
+            mine = sa.and_(mine, _images.c.id.not_in(sorted(excluded)))
         total = sa.func.coalesce(sa.func.sum(_images.c.size), 0)
         query = sa.select(
-            self._of(project_id, WITH_DATA, total).label('stored_bytes'),
-            self._of(project_id, STAGED, total).label('staged_bytes'),
-            self._of(project_id, BUSY,
-                     sa.func.count()).label('busy_images'))
+            self._of(mine, WITH_DATA, total).label('stored_bytes'),
+            self._of(mine, STAGED, total).label('staged_bytes'),
+            self._of(mine, BUSY, sa.func.count()).label('busy_images'))
         return self.read(query)

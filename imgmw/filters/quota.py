@@ -34,10 +34,13 @@ in one transaction that locks a per-project row (see
 * a declared size (``x-openstack-image-size``, else ``Content-Length``, as
   the size filter publishes it) is reserved whole before the first byte is
   stored; above the remaining quota the upload gets 413 (row 13);
-* a body of unknown size (chunked) reserves ``reservation_increment`` bytes
-  at a time, as its bytes arrive (at most what the quota has left); the
-  first chunk that would take it over the limit is refused with 413 (row
-  17, naming the bytes received) and never reaches the store;
+* a body of unknown size (chunked) is reserved as its bytes arrive, a step
+  of ``reservation_increment`` bytes ahead while the project is far from
+  its limit (room for a step of every upload in progress and one more),
+  and nearer the limit by exactly what came: no upload ever holds the
+  quota it has not used yet, so uploads that fit together all pass. The
+  first chunk that would take the project over the limit is refused with
+  413 (row 17, naming the bytes received) and never reaches the store;
 * one more upload than ``image_count_uploading`` allows is refused with 413
   ``Project <p> is over a limit for [Resource image_count_uploading is over
   limit of <L> due to current usage <U> and delta 0]`` (as Glance).
@@ -176,8 +179,9 @@ option                      default          meaning
                                              ``usage_source = glance`` a
                                              database of its own, whose
                                              tables the filter creates
-``reservation_increment``   ``64MB``         bytes reserved at a time for a
-                                             body of unknown size
+``reservation_increment``   ``64MB``         bytes reserved ahead at a time
+                                             for a body of unknown size,
+                                             far from the limit
 ``reservation_ttl``         ``300``          seconds before the reservation
                                              of a dead process expires
 ``stream_errors``           ``base``         ``base`` or ``ioerror`` (see the

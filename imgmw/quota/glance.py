@@ -69,11 +69,16 @@ class GlanceUsage(usage.ReadOnlyDatabase):
                 'glance_connection, the URL of Glance\'s database')
         return cls(values['glance_connection'])
 
-    def recorded(self, project_id: str) -> usage.RecordedUsage:
+    def recorded(self, project_id: str,
+                 excluded: typing.AbstractSet[str] = frozenset()
+                 ) -> usage.RecordedUsage:
+        mine = _images.c.owner == project_id
+        if excluded:
+            mine = sa.and_(mine, _images.c.id.not_in(sorted(excluded)))
         query = sa.select(
-            self._stored_bytes(project_id).label('stored_bytes'),
-            self._staged_bytes(project_id).label('staged_bytes'),
-            self._busy_images(project_id).label('busy_images'))
+            self._stored_bytes(mine).label('stored_bytes'),
+            self._staged_bytes(mine).label('staged_bytes'),
+            self._busy_images(mine).label('busy_images'))
         return self.read(query)
 
     @staticmethod
@@ -85,30 +90,29 @@ class GlanceUsage(usage.ReadOnlyDatabase):
                        _properties.c.deleted == sa.false()))
 
     @staticmethod
-    def _stored_bytes(project_id: str):
+    def _stored_bytes(mine):
         live = sa.and_(_locations.c.image_id == _images.c.id,
                        _locations.c.deleted == sa.false(),
                        _locations.c.status != 'deleted')
         return (sa.select(sa.func.coalesce(sa.func.sum(_images.c.size), 0))
                 .select_from(_images.join(_locations, live))
-                .where(_images.c.owner == project_id, _images.c.size > 0,
+                .where(mine, _images.c.size > 0,
                        _images.c.status.not_in(GONE))
                 .scalar_subquery())
 
-    def _staged_bytes(self, project_id: str):
+    def _staged_bytes(self, mine):
         copying = sa.and_(_images.c.id.in_(self._copying()),
                           _images.c.status.not_in(STAGED + GONE))
         return (sa.select(sa.func.coalesce(sa.func.sum(_images.c.size), 0))
-                .where(_images.c.owner == project_id, _images.c.size > 0,
+                .where(mine, _images.c.size > 0,
                        sa.or_(_images.c.status.in_(STAGED), copying))
                 .scalar_subquery())
 
-    def _busy_images(self, project_id: str):
+    def _busy_images(self, mine):
         copying = sa.and_(_images.c.id.in_(self._copying()),
                           _images.c.status.not_in(
                               ('saving',) + STAGED + GONE))
         return (sa.select(sa.func.count())
                 .select_from(_images)
-                .where(_images.c.owner == project_id,
-                       sa.or_(_images.c.status.in_(BUSY), copying))
+                .where(mine, sa.or_(_images.c.status.in_(BUSY), copying))
                 .scalar_subquery())

@@ -22,9 +22,10 @@ expire after ``ttl`` seconds unless refreshed (:meth:`ReservationStore.
 refresh`). Nodes' clocks must agree to well within ``ttl`` (NTP).
 
 Images change status outside this lock, but only in the safe direction: an
-upload's bytes start to count in the image records (``active``) before its
-reservation is released, so a project is at worst charged twice for a
-moment, never zero times.
+upload's bytes are recorded (``active``) before its reservation is
+released, never after. While its reservation lives, the image counts by
+its reservation alone (the usage provider leaves out the images that have
+one), so a project is charged once for it, never zero times.
 """
 
 import contextlib
@@ -246,20 +247,28 @@ class ReservationStore:
 
     def _usage(self, connection, project_id: str, now: datetime.datetime,
                exclude: typing.Optional[str] = None) -> Usage:
+        """Recorded usage plus live reservations (but ``exclude``).
+
+        An image with a live reservation counts by its reservation alone,
+        not in the records too: an upload's image is recorded with its
+        data a moment before its reservation ends.
+        """
         table = schema.reservations
-        query = (sa.select(table.c.kind, sa.func.count(),
-                           sa.func.coalesce(sa.func.sum(table.c.size), 0))
+        query = (sa.select(table.c.id, table.c.kind, table.c.size,
+                           table.c.image_id)
                  .where(table.c.project_id == project_id,
-                        table.c.expires_at > now)
-                 .group_by(table.c.kind))
-        if exclude is not None:
-            query = query.where(table.c.id != exclude)
-        counts = {schema.UPLOAD: (0, 0), schema.STAGE: (0, 0)}
-        for kind, count, size in connection.execute(query):
-            counts[kind] = (int(count), int(size))
+                        table.c.expires_at > now))
+        counts = {schema.UPLOAD: [0, 0], schema.STAGE: [0, 0]}
+        reserved_images = set()
+        for row in connection.execute(query):
+            reserved_images.add(row.image_id)
+            if row.id != exclude:
+                counts[row.kind][0] += 1
+                counts[row.kind][1] += int(row.size)
         recorded = usage_mod.RecordedUsage()
         if self.usage_source is not None:
-            recorded = self.usage_source.recorded(project_id)
+            recorded = self.usage_source.recorded(
+                project_id, frozenset(reserved_images))
         return Usage(
             image_size_total=(recorded.stored_bytes
                               + counts[schema.UPLOAD][1]),
@@ -278,12 +287,15 @@ class ReservationStore:
                 project_limits: limits_mod.ProjectLimits) -> int:
         """Grow ``reservation`` to ``minimum`` bytes or more, or refuse.
 
-        It gets ``wanted`` bytes if the limit allows, else what is left
-        (at least ``minimum``), and takes an upload slot if it holds none.
+        It gets ``wanted`` bytes far from the limit, else ``minimum`` (see
+        :func:`_granted`), and takes an upload slot if it holds none.
 
         :returns: the bytes now reserved (also ``reservation.size``).
         :raises OverLimit: ``minimum`` bytes, or one more upload, would
-            breach a limit; the reservation is left as it was.
+            breach a limit. The reservation ends in the same transaction:
+            its upload fails, and what it held is at once free for the
+            uploads that go on (otherwise uploads that grow together could
+            all be refused, each for what the others hold).
         :raises StoreUnavailable: the database cannot be reached.
         """
         self._ensure_lock_row(reservation.project_id)
@@ -307,17 +319,25 @@ class ReservationStore:
             alive = self._alive(connection, reservation, now)
             usage = self._usage(connection, project, now,
                                 exclude=reservation.id)
-            if not alive:
-                _check(project, quota.IMAGE_COUNT_UPLOADING,
-                       project_limits.image_count_uploading,
-                       usage.image_count_uploading, 1)
             size_limit = project_limits.get(resource)
             used = usage.get(resource)
-            _check(project, resource, size_limit, used, minimum)
-            granted = max(minimum, wanted)
-            if size_limit is not None:
-                granted = max(minimum, min(wanted, size_limit - used))
-            self._write(connection, reservation, granted, now, alive)
+            try:
+                if not alive:
+                    _check(project, quota.IMAGE_COUNT_UPLOADING,
+                           project_limits.image_count_uploading,
+                           usage.image_count_uploading, 1)
+                _check(project, resource, size_limit, used, minimum)
+            except OverLimit as over:
+                refused = over
+                self._delete(connection, reservation)
+            else:
+                refused = None
+                granted = _granted(minimum, wanted, size_limit, used,
+                                   usage.image_count_uploading)
+                self._write(connection, reservation, granted, now, alive)
+        if refused is not None:
+            reservation.held = False
+            raise refused
         reservation.size = granted
         reservation.held = True
         return granted
@@ -334,6 +354,12 @@ class ReservationStore:
             LOG.warning('Reservation of image %s expired while its upload '
                         'went on; reserving again', reservation.image_id)
         return found is not None
+
+    @staticmethod
+    def _delete(connection, reservation: Reservation) -> None:
+        table = schema.reservations
+        connection.execute(table.delete().where(
+            table.c.id == reservation.id))
 
     def _write(self, connection, reservation: Reservation, size: int,
                now: datetime.datetime, alive: bool) -> None:
@@ -375,17 +401,34 @@ class ReservationStore:
         """End the reservation. Never raises: it would expire anyway."""
         if not reservation.held:
             return
-        table = schema.reservations
         try:
             with self._transaction() as connection:
-                connection.execute(table.delete().where(
-                    table.c.id == reservation.id))
+                self._delete(connection, reservation)
         except Exception:
             LOG.exception('Could not release the quota reservation of '
                           'image %s; it expires in %s', reservation.image_id,
                           self.ttl)
             return
         reservation.held = False
+
+
+def _granted(minimum: int, wanted: int, limit: typing.Optional[int],
+             used: int, others: int) -> int:
+    """Bytes to grant: ``wanted`` far from the limit, else ``minimum``.
+
+    A step ahead (``wanted - minimum``) is granted only while the limit
+    leaves room for it and for one step of each other upload in progress
+    besides (``others``) and one more; nearer the limit a reservation
+    grows by exactly what its body brought, so an upload never holds bytes
+    that another one, which fits, needs. The quota is never handed out
+    whole to one upload of unknown size.
+    """
+    step = max(wanted - minimum, 0)
+    if limit is None:
+        return minimum + step
+    if limit - used - minimum >= step * (others + 2):
+        return minimum + step
+    return minimum
 
 
 def _check(project_id: str, resource: str, limit: typing.Optional[int],

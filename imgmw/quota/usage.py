@@ -46,8 +46,13 @@ class UsageProvider(typing.Protocol):
     #: The ``usage_source`` that names it.
     name: str
 
-    def recorded(self, project_id: str) -> RecordedUsage:
-        """The project's usage; raises ``sqlalchemy.exc.DBAPIError``."""
+    def recorded(self, project_id: str,
+                 excluded: typing.AbstractSet[str] = frozenset()
+                 ) -> RecordedUsage:
+        """The project's usage but the images ``excluded`` (by id).
+
+        :raises sqlalchemy.exc.DBAPIError: the database failed.
+        """
 
     def dispose(self) -> None:
         """Close its connections (tests, shutdown)."""

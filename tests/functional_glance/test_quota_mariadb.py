@@ -210,10 +210,18 @@ class QuotaMariaDBTest(testtools.TestCase):
 
     def test_section_9_concurrent_chunked_uploads_of_unknown_size(self):
         size = 300 * 1024
-        chunk = 64 * 1024
-
-        def chunked(data):
-            return iter([data[start:start + chunk]
-                         for start in range(0, len(data), chunk)])
         results = self.upload_concurrently(6, size, chunked)
         self.assertGreaterEqual(self.assertQuotaHeld(results, size), 1)
+
+    def test_section_8_overlapping_chunked_uploads_that_fit_all_pass(self):
+        # 3 x 300 KiB of unknown size fit in 1 MiB: none may be refused
+        # because another reserved what the project has left.
+        size = 300 * 1024
+        results = self.upload_concurrently(3, size, chunked)
+        self.assertEqual(3, self.assertQuotaHeld(results, size))
+
+
+def chunked(data: bytes, chunk: int = 64 * 1024):
+    """``data`` as requests sends a body of unknown size: chunked."""
+    return iter([data[start:start + chunk]
+                 for start in range(0, len(data), chunk)])

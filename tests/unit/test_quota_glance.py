@@ -102,6 +102,18 @@ class TestGlanceUsage(testtools.TestCase):
         self.db.image('active', 100, locations=())
         self.assertEqual(0, self.usage.recorded(OWNER).stored_bytes)
 
+    def test_excluded_images_are_not_counted(self):
+        kept = self.db.image('active', 5)
+        left_out = self.db.image('active', 7)
+        staged = self.db.image('uploading', 11, locations=())
+        importing = self.db.image('importing', 13, locations=())
+        self.assertEqual(glance.usage.RecordedUsage(12, 24, 1),
+                         self.usage.recorded(OWNER))
+        self.assertEqual(glance.usage.RecordedUsage(5, 0, 0),
+                         self.usage.recorded(OWNER, frozenset(
+                             (left_out, staged, importing))))
+        self.assertNotIn(kept, (left_out, staged))
+
     def test_staged_bytes_count_staged_importing_and_copying(self):
         self.db.image('uploading', 5, locations=())
         self.db.image('importing', 7, locations=())

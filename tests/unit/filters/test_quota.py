@@ -116,13 +116,13 @@ class DatabaseTest(testtools.TestCase):
                 sa.select(schema.reservations)).mappings()]
 
     def add_reservation(self, project='p1', size=0, kind=schema.UPLOAD,
-                        expires_in=300):
+                        expires_in=300, image_id=None):
         now = reservations.utcnow()
         with self.engine.begin() as connection:
             connection.execute(schema.reservations.insert().values(
                 id=str(uuid.uuid4()), project_id=project,
-                image_id=str(uuid.uuid4()), kind=kind, size=size,
-                holder='elsewhere:1', created_at=now,
+                image_id=image_id or str(uuid.uuid4()), kind=kind,
+                size=size, holder='elsewhere:1', created_at=now,
                 expires_at=now + datetime.timedelta(seconds=expires_in)))
 
 
@@ -202,6 +202,29 @@ class TestStorageQuota(FilterTest):
         resp = self.send(b'y' * 100, chunked=True)
         self.assertEqual(204, resp.status_int, resp.text)
 
+    def test_section_8_overlapping_unknown_sizes_that_fit_both_pass(self):
+        answers = []
+
+        def second():
+            if not answers:
+                answers.append(None)
+                answers.append(self.send(b'b' * 8, chunked=True))
+        self.build(ImageApp(during=second, chunk_size=4),
+                   user_storage_quota='20', reservation_increment='64')
+        resp = self.send(b'a' * 12, chunked=True)
+        self.assertEqual(204, resp.status_int, resp.text)
+        self.assertEqual(204, answers[1].status_int, answers[1].text)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_section_8_an_unknown_size_reserves_in_steps(self):
+        seen = []
+        self.build(ImageApp(during=lambda: seen.extend(
+            row['size'] for row in self.reservation_rows()), chunk_size=4),
+            user_storage_quota='1000', reservation_increment='10')
+        self.assertEqual(204, self.send(b'a' * 30, chunked=True).status_int)
+        # A first step, not the 1000 bytes the quota has left.
+        self.assertEqual([10], seen)
+
     def test_section_8_only_images_with_data_count(self):
         self.add_image(size=60)
         self.add_image(size=60, status='deactivated')
@@ -226,6 +249,21 @@ class TestStorageQuota(FilterTest):
         self.build(user_storage_quota='100')
         self.assertRefused(self.send(b'z' * 71), row13(71, 70))
         self.assertEqual(204, self.send(b'z' * 70).status_int)
+
+    def test_an_image_recorded_while_its_reservation_lives_counts_once(self):
+        # The app records the image active a moment before its upload's
+        # reservation ends: charged by its reservation alone meanwhile.
+        image_id = self.add_image(size=30)
+        self.add_reservation(size=30, image_id=image_id)
+        self.build(user_storage_quota='100')
+        self.assertRefused(self.send(b'z' * 71), row13(71, 70))
+        self.assertEqual(204, self.send(b'z' * 70).status_int)
+
+    def test_a_reservation_larger_than_its_recorded_image_counts_whole(self):
+        image_id = self.add_image(size=10)
+        self.add_reservation(size=30, image_id=image_id)
+        self.build(user_storage_quota='100')
+        self.assertRefused(self.send(b'z' * 71), row13(71, 70))
 
     def test_expired_reservations_never_count_and_are_deleted(self):
         self.add_reservation(size=100, expires_in=-1)
@@ -740,18 +778,52 @@ class StoreConcurrency:
             stores[0].release(res)
         self.assertEqual(0, stores[1].usage('p1').image_size_total)
 
-    def test_increments_stop_at_the_limit(self):
+    def test_steps_ahead_only_far_from_the_limit(self):
+        store = reservations.ReservationStore(self.database.url)
+        self.addCleanup(store.dispose)
+        project_limits = limits.ProjectLimits(image_size_total=40)
+        res = reservations.Reservation('p1', IMAGE_ID)
+        # 40 bytes left: room for this step and one of another upload.
+        self.assertEqual(8, store.reserve(res, 0, 8, project_limits))
+        self.assertEqual(17, store.reserve(res, 9, 17, project_limits))
+        # 10 left past 30: no room for two steps of 8 more; exactly what
+        # is needed, never what is left.
+        self.assertEqual(30, store.reserve(res, 30, 38, project_limits))
+        self.assertEqual(40, store.reserve(res, 40, 48, project_limits))
+        over = self.assertRaises(reservations.OverLimit, store.reserve,
+                                 res, 41, 49, project_limits)
+        self.assertEqual((40, 0, 41), (over.limit, over.usage,
+                                       over.requested))
+        # Refused: its upload fails, its bytes are free at once.
+        self.assertFalse(res.held)
+        self.assertEqual(0, store.usage('p1').image_size_total)
+
+    def test_a_refused_upload_frees_its_bytes_for_the_others(self):
         store = reservations.ReservationStore(self.database.url)
         self.addCleanup(store.dispose)
         project_limits = limits.ProjectLimits(image_size_total=10)
+        first = reservations.Reservation('p1', 'first')
+        second = reservations.Reservation('p1', 'second')
+        self.assertEqual(6, store.reserve(first, 6, 6, project_limits))
+        self.assertEqual(4, store.reserve(second, 4, 4, project_limits))
+        self.assertRaises(reservations.OverLimit, store.reserve, first, 7,
+                          7, project_limits)
+        self.assertEqual(9, store.reserve(second, 9, 9, project_limits))
+        self.assertEqual(9, store.usage('p1').image_size_total)
+
+    def test_other_uploads_in_progress_leave_no_room_for_steps(self):
+        store = reservations.ReservationStore(self.database.url)
+        self.addCleanup(store.dispose)
+        project_limits = limits.ProjectLimits(image_size_total=40)
+        other = reservations.Reservation('p1', 'other')
+        self.assertEqual(0, store.reserve(other, 0, 0, project_limits))
         res = reservations.Reservation('p1', IMAGE_ID)
-        self.assertEqual(8, store.reserve(res, 0, 8, project_limits))
-        self.assertEqual(10, store.reserve(res, 9, 17, project_limits))
-        over = self.assertRaises(reservations.OverLimit, store.reserve,
-                                 res, 11, 19, project_limits)
-        self.assertEqual((10, 0, 11), (over.limit, over.usage,
-                                       over.requested))
-        self.assertEqual(10, res.size)
+        # 40 left: alone, room for this step of 14 and another (28); with
+        # another upload in progress, room needed for three (42).
+        self.assertEqual(0, store.reserve(res, 0, 14, project_limits))
+        self.assertEqual(15, store.reserve(res, 15, 29, project_limits))
+        store.release(other)
+        self.assertEqual(24, store.reserve(res, 16, 24, project_limits))
 
 
 class TestStoreConcurrency(StoreConcurrency, DatabaseTest):
