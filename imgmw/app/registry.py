@@ -63,16 +63,16 @@ import datetime
 import functools
 import logging
 import os
-import socket
 import typing
 import uuid
 
-import psutil
 import sqlalchemy as sa
 
 from imgmw.app import migrations
 from imgmw.app import models
 from imgmw import db
+from imgmw import holders
+from imgmw.quota import reservations as quota_reservations
 
 LOG = logging.getLogger(__name__)
 
@@ -217,49 +217,11 @@ def alembic_config():
     return config
 
 
-# Holders: which process streams an image.
+# Holders: which process streams an image (one definition, shared with the
+# quota filter's reservations).
 
-_own_holder: typing.Dict[int, str] = {}
-
-
-def _start_time(process: psutil.Process) -> str:
-    return '%.2f' % process.create_time()
-
-
-def holder_id() -> str:
-    """``<hostname>:<pid>:<process start time>`` of this process.
-
-    The start time tells a recycled pid from the process that held an
-    image. Computed again after a fork (gunicorn workers).
-    """
-    pid = os.getpid()
-    if pid not in _own_holder:
-        _own_holder.clear()
-        _own_holder[pid] = '%s:%d:%s' % (
-            socket.gethostname(), pid, _start_time(psutil.Process(pid)))
-    return _own_holder[pid]
-
-
-def holder_is_alive(holder: str) -> bool:
-    """Whether the process ``holder`` names may still be streaming.
-
-    False only when the holder is a process of this host that no longer
-    runs (or whose pid now belongs to another process). A holder on another
-    host, or one this function cannot read, is presumed alive: the heartbeat
-    age decides for it.
-    """
-    host, _, rest = holder.partition(':')
-    pid, _, started = rest.partition(':')
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        process = psutil.Process(int(pid))
-        return (_start_time(process) == started
-                and process.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True
+holder_id = holders.holder_id
+holder_is_alive = holders.holder_is_alive
 
 
 # The engine.
@@ -621,6 +583,10 @@ class Registry:
             if result.rowcount != 1:
                 return None
             _replace_locations(connection, record['id'], ())
+            if record['holder']:
+                # The upload is over: so is its quota reservation.
+                quota_reservations.release_held(
+                    connection, record['holder'], record['id'])
             return _load(connection, record['id'])
 
     def recover_stale(self, older_than: datetime.timedelta =
@@ -641,7 +607,27 @@ class Registry:
                             'queued', record['id'], record['status'],
                             record['holder'], record['heartbeat_at'])
                 recovered.append(record)
+        if holder_alive is not None:
+            self.release_dead_reservations(holder_alive)
         return recovered
+
+    @_retried
+    def release_dead_reservations(
+            self, holder_alive: typing.Callable[[str], bool]) -> int:
+        """Release the quota reservations of every holder declared dead.
+
+        :returns: how many were released.
+        """
+        released = 0
+        with self._transaction(write=True) as connection:
+            for holder in quota_reservations.holders(connection):
+                if not holder_alive(holder):
+                    count = quota_reservations.release_held(connection,
+                                                            holder)
+                    LOG.warning('Released %d quota reservation(s) of %s, '
+                                'which no longer runs', count, holder)
+                    released += count
+        return released
 
     def all_locations(self) -> typing.Set[typing.Tuple[str, str]]:
         """``(store, url)`` of every image not deleted."""

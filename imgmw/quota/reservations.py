@@ -32,8 +32,6 @@ import contextlib
 import dataclasses
 import datetime
 import logging
-import os
-import socket
 import typing
 import uuid
 
@@ -43,6 +41,7 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from imgmw import db
+from imgmw import holders as holders_mod
 from imgmw import quota
 from imgmw.quota import limits as limits_mod
 from imgmw.quota import schema
@@ -94,11 +93,6 @@ class Usage:
 def utcnow() -> datetime.datetime:
     """Naive UTC, as the quota tables store times."""
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-
-
-def holder_id() -> str:
-    """``<hostname>:<pid>``: which process holds a reservation (for logs)."""
-    return '%s:%d' % (socket.gethostname(), os.getpid())
 
 
 # The engine.
@@ -179,7 +173,7 @@ class ReservationStore:
         self.usage_source = usage_source
         self.ttl = datetime.timedelta(seconds=ttl)
         self.clock = clock
-        self.holder = holder_id()
+        self.holder = holders_mod.holder_id()
         self._engine = None
         self._lock_rows: typing.Set[str] = set()
 
@@ -410,6 +404,30 @@ class ReservationStore:
                           self.ttl)
             return
         reservation.held = False
+
+
+# Recovery (imgmw's registry calls these in its own transactions).
+
+def holders(connection) -> typing.Set[str]:
+    """The holders of every reservation, on the caller's ``connection``."""
+    table = schema.reservations
+    return set(connection.execute(
+        sa.select(table.c.holder).distinct()).scalars())
+
+
+def release_held(connection, holder: str,
+                 image_id: typing.Optional[str] = None) -> int:
+    """Delete the reservations ``holder`` holds (of ``image_id`` only).
+
+    For recovery, which declared the holder dead, or its upload over.
+
+    :returns: how many were deleted.
+    """
+    table = schema.reservations
+    query = table.delete().where(table.c.holder == holder)
+    if image_id is not None:
+        query = query.where(table.c.image_id == image_id)
+    return connection.execute(query).rowcount
 
 
 def _granted(minimum: int, wanted: int, limit: typing.Optional[int],
