@@ -72,6 +72,7 @@ from imgmw.app import migrations
 from imgmw.app import models
 from imgmw import db
 from imgmw import holders
+from imgmw.quota import migrations as quota_migrations
 from imgmw.quota import reservations as quota_reservations
 
 LOG = logging.getLogger(__name__)
@@ -281,22 +282,30 @@ class Registry:
         A schema already at :data:`imgmw.app.migrations.HEAD` is left as it
         is without loading Alembic (a restart of an API on SQLite).
         """
-        if self._revision() == migrations.HEAD:
+        if (self._revision() == migrations.HEAD
+                and self._revision(quota_migrations.current)
+                == quota_migrations.HEAD):
             return
         import alembic.command
         config = alembic_config()
         with self._transaction(write=True) as connection:
             config.attributes['connection'] = connection
             alembic.command.upgrade(config, 'head')
+            # The quota tables' own chain, which adopts what 0002 made.
+            quota_migrations.upgrade(connection)
 
-    def _revision(self) -> typing.Optional[str]:
+    def _revision(self, read=None) -> typing.Optional[str]:
         """The ``alembic_version`` row, read plainly; None if there is none.
+
+        :param read: reads another chain's revision from a connection.
 
         A database that cannot be read answers None too: the migration
         that follows then reports what is wrong.
         """
         try:
             with self._engine.connect() as connection:
+                if read is not None:
+                    return read(connection)
                 if not sa.inspect(connection).has_table('alembic_version'):
                     return None
                 return connection.execute(sa.text(

@@ -44,6 +44,7 @@ from imgmw import db
 from imgmw import holders as holders_mod
 from imgmw import quota
 from imgmw.quota import limits as limits_mod
+from imgmw.quota import migrations
 from imgmw.quota import schema
 from imgmw.quota import usage as usage_mod
 
@@ -189,13 +190,18 @@ class ReservationStore:
 
     @staticmethod
     def _create_schema(engine: sa.engine.Engine) -> None:
-        """Create the quota tables; errors reach :meth:`_transaction`."""
+        """Migrate the quota tables (their own chain).
+
+        Errors reach :meth:`_transaction`.
+        """
         try:
-            schema.create(engine)
+            with engine.begin() as connection:
+                migrations.upgrade(connection)
         except sa.exc.DBAPIError:
-            # Another process may have created them meanwhile.
-            if not schema.exists(engine):
-                raise
+            # Another process may have migrated them meanwhile.
+            with engine.connect() as connection:
+                if migrations.current(connection) != migrations.HEAD:
+                    raise
 
     def dispose(self) -> None:
         if self._engine is not None:
