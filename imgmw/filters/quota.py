@@ -391,6 +391,26 @@ def declared_size(environ: dict) -> typing.Optional[int]:
     return streams.body_length(environ)
 
 
+class Enforcement:
+    """All an upload's proxy needs of the quota, and nothing of the filter.
+
+    :param limits: the limit source (``for_project(project_id)``).
+    :param store: the reservation store.
+    :param increment: bytes reserved ahead for a body of unknown size.
+    :param refresh: seconds between refreshes of a reservation's expiry.
+    :param refuse: ``refuse(over, reported)``: the 413 of a refusal.
+    """
+
+    def __init__(self, limits, store: reservations.ReservationStore,
+                 increment: int, refresh: float,
+                 refuse: typing.Callable[..., webob.exc.HTTPException]):
+        self.limits = limits
+        self.store = store
+        self.increment = increment
+        self.refresh = refresh
+        self.refuse = refuse
+
+
 class QuotaInput(streams.InputProxy):
     """Takes and grows an upload's reservation as its body is read.
 
@@ -399,12 +419,12 @@ class QuotaInput(streams.InputProxy):
     that takes the body past what is reserved grows it, or fails the body.
     """
 
-    def __init__(self, wsgi_input, middleware: 'QuotaMiddleware',
+    def __init__(self, wsgi_input, quota: Enforcement, stream_errors: str,
                  environ: dict, route: paths.Route,
                  declared: typing.Optional[int],
                  caller: typing.Optional[str]):
-        super().__init__(wsgi_input, stream_errors=middleware.stream_errors)
-        self.middleware = middleware
+        super().__init__(wsgi_input, stream_errors=stream_errors)
+        self.quota = quota
         self.environ = environ
         self.route = route
         self.declared = declared
@@ -440,7 +460,7 @@ class QuotaInput(streams.InputProxy):
         if self.declared is not None:
             minimum = wanted = self.declared
         else:
-            minimum, wanted = 0, self.middleware.increment
+            minimum, wanted = 0, self.quota.increment
         self.reserve(minimum, wanted, self.declared)
 
     def charged_project(self) -> typing.Optional[str]:
@@ -458,12 +478,12 @@ class QuotaInput(streams.InputProxy):
         """
         try:
             if self.limits is None:
-                self.limits = self.middleware.limits.for_project(
+                self.limits = self.quota.limits.for_project(
                     self.reservation.project_id)
-            self.middleware.store.reserve(self.reservation, minimum, wanted,
-                                          self.limits)
+            self.quota.store.reserve(self.reservation, minimum, wanted,
+                                     self.limits)
         except reservations.OverLimit as over:
-            self.fail(self.middleware.refusal(over, reported))
+            self.fail(self.quota.refuse(over, reported))
         except limits_mod.LimitsUnavailable:
             self.fail(errors.limits_unavailable())
         except reservations.StoreUnavailable:
@@ -479,16 +499,16 @@ class QuotaInput(streams.InputProxy):
             return chunk
         got = self.bytes_received
         if got > self.reservation.size:
-            self.reserve(got, got + self.middleware.increment,
+            self.reserve(got, got + self.quota.increment,
                          self.reported())
-        elif time.monotonic() - self.refreshed_at > self.middleware.refresh:
+        elif time.monotonic() - self.refreshed_at > self.quota.refresh:
             self.keep_alive()
         return chunk
 
     def keep_alive(self) -> None:
         """Push the expiry ahead; reserve again if it had expired."""
         try:
-            alive = self.middleware.store.refresh(self.reservation)
+            alive = self.quota.store.refresh(self.reservation)
         except reservations.StoreUnavailable:
             self.fail(errors.registry_unavailable())
         if alive:
@@ -512,7 +532,7 @@ class QuotaInput(streams.InputProxy):
         """End the reservation (idempotent)."""
         with self._release_lock:
             if self.reservation is not None and self.reservation.held:
-                self.middleware.store.release(self.reservation)
+                self.quota.store.release(self.reservation)
 
 
 class ReleasingIterable:
@@ -547,16 +567,29 @@ class QuotaMiddleware:
         self.app = app
         self.logger = logger or LOG
         values = config.parse(OPTS, {}, conf, OWNER)
-        self.increment: int = max(values['reservation_increment'], 1)
         ttl: int = values['reservation_ttl']
-        #: Seconds between refreshes of a reservation's expiry.
-        self.refresh: float = ttl / 4
         self.stream_errors: str = values['stream_errors']
-        self.limits = limits if limits is not None else static_limits(values)
-        self.store = store or reservations.ReservationStore(
-            database_url(values),
-            usage_mod.load(values['usage_source'], values),
-            ttl=ttl, create_schema=values['usage_source'] != 'imgmw')
+        self.enforcement = Enforcement(
+            limits if limits is not None else static_limits(values),
+            store or reservations.ReservationStore(
+                database_url(values),
+                usage_mod.load(values['usage_source'], values),
+                ttl=ttl, create_schema=values['usage_source'] != 'imgmw'),
+            increment=max(values['reservation_increment'], 1),
+            # Seconds between refreshes of a reservation's expiry.
+            refresh=ttl / 4, refuse=self.refusal)
+
+    @property
+    def limits(self):
+        return self.enforcement.limits
+
+    @limits.setter
+    def limits(self, limits) -> None:
+        self.enforcement.limits = limits
+
+    @property
+    def store(self) -> reservations.ReservationStore:
+        return self.enforcement.store
 
     def __call__(self, environ: dict, start_response):
         route = paths.route_of(environ)
@@ -574,8 +607,8 @@ class QuotaMiddleware:
         except errors.MissingFilter as err:
             return self.misconfigured(err)(environ, start_response)
         proxy = streams.install(environ, QuotaInput(
-            environ['wsgi.input'], self, environ, route,
-            declared_size(environ), caller))
+            environ['wsgi.input'], self.enforcement, self.stream_errors,
+            environ, route, declared_size(environ), caller))
         try:
             app_iter = streams.call_app(self.app, environ, start_response,
                                         proxy)

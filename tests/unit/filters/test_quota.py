@@ -355,7 +355,7 @@ class TestReservationLifetime(FilterTest):
                 connection.execute(schema.reservations.delete())
         self.build(ImageApp(during=expire, chunk_size=10),
                    user_storage_quota='100')
-        self.middleware.refresh = 0
+        self.middleware.enforcement.refresh = 0
         self.assertEqual(204, self.send(b'a' * 60).status_int)
         self.assertEqual([], self.reservation_rows())
 
@@ -366,7 +366,7 @@ class TestReservationLifetime(FilterTest):
             self.add_reservation(size=50)
         self.build(ImageApp(during=expire_and_take, chunk_size=10),
                    user_storage_quota='100')
-        self.middleware.refresh = 0
+        self.middleware.enforcement.refresh = 0
         self.assertRefused(self.send(b'a' * 60), row13(60, 50))
 
     def test_database_unreachable_is_503(self):
