@@ -108,6 +108,7 @@ written, and the reservations live in a database of their own::
     # Glance cleans up a failed upload only on "except Exception".
     stream_errors = ioerror
     usage_source = glance
+    one_upload_per_image = true
     glance_connection = mysql+pymysql://glance-ro@db.example/glance
     quota_connection = mysql+pymysql://imgmw@db.example/imgmw_quota
     user_storage_quota = 100GB
@@ -178,12 +179,19 @@ option                      default          meaning
                                              SQLite in ``state_dir``. With
                                              ``usage_source = glance`` a
                                              database of its own, whose
-                                             tables the filter creates
+                                             tables the filter migrates
 ``reservation_increment``   ``64MB``         bytes reserved ahead at a time
                                              for a body of unknown size,
                                              far from the limit
 ``reservation_ttl``         ``300``          seconds before the reservation
                                              of a dead process expires
+``one_upload_per_image``    ``false``        refuse with 409 ``Image status
+                                             transition from saving to
+                                             saving is not allowed``, before
+                                             the app, an upload or stage to
+                                             an image that has one in
+                                             progress (in front of Glance,
+                                             which lets two run)
 ``stream_errors``           ``base``         ``base`` or ``ioerror`` (see the
                                              size filter)
 =========================== ===============  ================================
@@ -194,10 +202,21 @@ Headers read, when no imgmw filter publishes the fact (see above):
 INFO, naming the project, the resource, the limit and the usage; database
 and Keystone failures at ERROR.
 
-What it cannot do: it cannot refuse before the app opens the body (by
-design, see above); staged bytes count in ``image_stage_total`` only, not
-in ``image_size_total`` until imported, as in Glance. The reservation
-tables come with imgmw's migrations (``imgmw-manage db sync``).
+With ``one_upload_per_image`` each upload or stage holds, from its
+arrival, a claim on its image: a reservation whose id is derived from the
+image id, which the upload's reservation then grows. A second one while
+the first is in progress is answered 409 before the app sees it; the claim
+ends with its request, or expires after ``reservation_ttl`` if its process
+died. Unlike the rest, this answer comes before the app's checks: it tells
+a caller that an upload to that image id is in progress, which is why it
+is off for imgmw's own app (whose compare-and-set answers the same 409 in
+its place, contract 3.12).
+
+What it cannot do: it cannot refuse over a limit before the app opens the
+body (by design, see above); staged bytes count in ``image_stage_total``
+only, not in ``image_size_total`` until imported, as in Glance. The
+reservation tables have their own migrations (``imgmw-manage db sync``;
+see :mod:`imgmw.quota.migrations`).
 """
 
 import configparser
@@ -281,6 +300,9 @@ OPTS = (
                'Bytes reserved at a time for a body of unknown size.'),
     config.Opt('reservation_ttl', config.integer(minimum=10), DEFAULT_TTL,
                'Seconds before a dead process\'s reservation expires.'),
+    config.Opt('one_upload_per_image', config.boolean, False,
+               'Refuse with 409, before the app, an upload or stage to an '
+               'image that has one in progress (in front of Glance).'),
     streams.STREAM_ERRORS_OPT,
 )
 
@@ -422,13 +444,16 @@ class QuotaInput(streams.InputProxy):
     def __init__(self, wsgi_input, quota: Enforcement, stream_errors: str,
                  environ: dict, route: paths.Route,
                  declared: typing.Optional[int],
-                 caller: typing.Optional[str]):
+                 caller: typing.Optional[str],
+                 claim: typing.Optional[reservations.Reservation] = None):
         super().__init__(wsgi_input, stream_errors=stream_errors)
         self.quota = quota
         self.environ = environ
         self.route = route
         self.declared = declared
         self.caller = caller
+        #: The image's claim (``one_upload_per_image``), held from arrival.
+        self.claim = claim
         self.reservation: typing.Optional[reservations.Reservation] = None
         self.limits: typing.Optional[limits_mod.ProjectLimits] = None
         self.started = False
@@ -455,8 +480,13 @@ class QuotaInput(streams.InputProxy):
             LOG.debug('Upload of image %s has no project to charge',
                       self.route.image_id)
             return
-        self.reservation = reservations.Reservation(
-            project_id, self.route.image_id, _KINDS[self.route.kind])
+        if self.claim is not None:
+            # The claim's row becomes the reservation.
+            self.reservation = self.claim
+            self.reservation.project_id = project_id
+        else:
+            self.reservation = reservations.Reservation(
+                project_id, self.route.image_id, _KINDS[self.route.kind])
         if self.declared is not None:
             minimum = wanted = self.declared
         else:
@@ -531,8 +561,9 @@ class QuotaInput(streams.InputProxy):
     def release(self) -> None:
         """End the reservation (idempotent)."""
         with self._release_lock:
-            if self.reservation is not None and self.reservation.held:
-                self.quota.store.release(self.reservation)
+            for held in (self.reservation, self.claim):
+                if held is not None and held.held:
+                    self.quota.store.release(held)
 
 
 class ReleasingIterable:
@@ -569,6 +600,7 @@ class QuotaMiddleware:
         values = config.parse(OPTS, {}, conf, OWNER)
         ttl: int = values['reservation_ttl']
         self.stream_errors: str = values['stream_errors']
+        self.one_upload_per_image: bool = values['one_upload_per_image']
         self.enforcement = Enforcement(
             limits if limits is not None else static_limits(values),
             store or reservations.ReservationStore(
@@ -606,9 +638,23 @@ class QuotaMiddleware:
             caller = caller_project(environ)
         except errors.MissingFilter as err:
             return self.misconfigured(err)(environ, start_response)
+        claim = None
+        if self.one_upload_per_image:
+            claim = reservations.Reservation(
+                caller or '', route.image_id, _KINDS[route.kind],
+                id=reservations.claim_id(route.image_id))
+            try:
+                claimed = self.store.claim(claim)
+            except reservations.StoreUnavailable:
+                return errors.registry_unavailable()(environ, start_response)
+            if not claimed:
+                self.logger.info('Refused a second upload to image %s',
+                                 route.image_id)
+                return errors.bad_transition('saving', 'saving')(
+                    environ, start_response)
         proxy = streams.install(environ, QuotaInput(
             environ['wsgi.input'], self.enforcement, self.stream_errors,
-            environ, route, declared_size(environ), caller))
+            environ, route, declared_size(environ), caller, claim))
         try:
             app_iter = streams.call_app(self.app, environ, start_response,
                                         proxy)

@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import threading
 import typing
 import uuid
 
@@ -142,6 +143,8 @@ class Reservation:
     id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
     size: int = 0
     held: bool = False
+    #: Whether its upload slot (``image_count_uploading``) was checked.
+    counted: bool = False
 
     @property
     def resource(self) -> str:
@@ -149,6 +152,15 @@ class Reservation:
         if self.kind == schema.STAGE:
             return quota.IMAGE_STAGE_TOTAL
         return quota.IMAGE_SIZE_TOTAL
+
+
+#: Names the one reservation an image may have at a time (a claim).
+CLAIM_NAMESPACE = uuid.UUID('5b0e3f3c-8d47-4f57-9a51-7f0d6e0c9a11')
+
+
+def claim_id(image_id: str) -> str:
+    """The reservation id of the claim on ``image_id``'s data."""
+    return str(uuid.uuid5(CLAIM_NAMESPACE, image_id))
 
 
 class ReservationStore:
@@ -176,16 +188,20 @@ class ReservationStore:
         self.clock = clock
         self.holder = holders_mod.holder_id()
         self._engine = None
+        self._engine_lock = threading.Lock()
         self._lock_rows: typing.Set[str] = set()
 
     @property
     def engine(self) -> sa.engine.Engine:
-        # Made at first use, after the server forked its workers.
+        # Made at first use, after the server forked its workers; by one
+        # thread (Alembic's migration context is global to the process).
         if self._engine is None:
-            engine = create_engine(self.url)
-            if self.create_schema:
-                self._create_schema(engine)
-            self._engine = engine
+            with self._engine_lock:
+                if self._engine is None:
+                    engine = create_engine(self.url)
+                    if self.create_schema:
+                        self._create_schema(engine)
+                    self._engine = engine
         return self._engine
 
     @staticmethod
@@ -322,7 +338,7 @@ class ReservationStore:
             size_limit = project_limits.get(resource)
             used = usage.get(resource)
             try:
-                if not alive:
+                if not (alive and reservation.counted):
                     _check(project, quota.IMAGE_COUNT_UPLOADING,
                            project_limits.image_count_uploading,
                            usage.image_count_uploading, 1)
@@ -340,7 +356,30 @@ class ReservationStore:
             raise refused
         reservation.size = granted
         reservation.held = True
+        reservation.counted = True
         return granted
+
+    def claim(self, reservation: Reservation) -> bool:
+        """Insert ``reservation`` (0 bytes) unless its id is live.
+
+        With the id of :func:`claim_id`, one upload at a time per image:
+        the second gets False. No limit is checked here; the first
+        :meth:`reserve` checks them.
+
+        :raises StoreUnavailable: the database cannot be reached.
+        """
+        table = schema.reservations
+        now = self.clock()
+        try:
+            with self._transaction() as connection:
+                connection.execute(table.delete().where(
+                    table.c.id == reservation.id, table.c.expires_at <= now))
+                self._write(connection, reservation, 0, now, alive=False,
+                            replace=False)
+        except sa.exc.IntegrityError:
+            return False
+        reservation.held = True
+        return True
 
     def _alive(self, connection, reservation: Reservation,
                now: datetime.datetime) -> bool:
@@ -362,16 +401,19 @@ class ReservationStore:
             table.c.id == reservation.id))
 
     def _write(self, connection, reservation: Reservation, size: int,
-               now: datetime.datetime, alive: bool) -> None:
+               now: datetime.datetime, alive: bool,
+               replace: bool = True) -> None:
         table = schema.reservations
         expires_at = now + self.ttl
         if alive:
             connection.execute(
                 table.update().where(table.c.id == reservation.id)
-                .values(size=size, expires_at=expires_at))
+                .values(size=size, expires_at=expires_at,
+                        project_id=reservation.project_id))
             return
-        connection.execute(table.delete().where(
-            table.c.id == reservation.id))
+        if replace:
+            connection.execute(table.delete().where(
+                table.c.id == reservation.id))
         connection.execute(table.insert().values(
             id=reservation.id, project_id=reservation.project_id,
             image_id=reservation.image_id, kind=reservation.kind, size=size,

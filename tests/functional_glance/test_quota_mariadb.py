@@ -18,6 +18,7 @@ under concurrency").
 import concurrent.futures
 import os
 import threading
+import time
 import uuid
 
 import requests
@@ -219,6 +220,35 @@ class QuotaMariaDBTest(testtools.TestCase):
         size = 300 * 1024
         results = self.upload_concurrently(3, size, chunked)
         self.assertEqual(3, self.assertQuotaHeld(results, size))
+
+    def test_contract_3_12_a_second_upload_to_an_image_is_409(self):
+        """Issue 16: one upload at a time, answered before Glance."""
+        image_id = self.create_image()
+        first_started = threading.Event()
+        finish_first = threading.Event()
+
+        def slow_body():
+            yield b'a' * 1024
+            first_started.set()
+            finish_first.wait(timeout=60)
+            yield b'b' * 1024
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(self.upload, image_id, slow_body())
+            self.assertTrue(first_started.wait(timeout=60))
+            # The first holds the image: its first chunk reached Glance.
+            time.sleep(0.5)
+            try:
+                second = self.upload(image_id, b'c' * 100)
+            finally:
+                finish_first.set()
+            first = first.result(timeout=120)
+        self.assertEqual(409, second.status_code, second.text)
+        self.assertEqual('Image status transition from saving to saving is '
+                         'not allowed',
+                         second.json()['message'].split('<br />')[0])
+        self.assertEqual(204, first.status_code, first.text)
+        image = self.image(image_id)
+        self.assertEqual(('active', 2048), (image['status'], image['size']))
 
 
 def chunked(data: bytes, chunk: int = 64 * 1024):

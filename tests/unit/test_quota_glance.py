@@ -152,6 +152,30 @@ class TestReservationsWithGlanceUsage(testtools.TestCase):
         self.assertEqual(0, self.store.usage(OWNER).image_size_total)
         self.assertTrue(schema.exists(self.store.engine))
 
+    def test_first_use_by_many_threads_migrates_once(self):
+        """Alembic's context is global: one thread migrates."""
+        import threading
+        store = reservations.ReservationStore(
+            'sqlite:///%s' % os.path.join(
+                self.useFixture(fixtures.TempDir()).path, 'q.sqlite'),
+            glance.GlanceUsage(self.db.url), create_schema=True)
+        self.addCleanup(store.dispose)
+        barrier = threading.Barrier(6)
+        failures = []
+
+        def first_use():
+            barrier.wait()
+            try:
+                store.usage(OWNER)
+            except Exception as err:
+                failures.append(err)
+        threads = [threading.Thread(target=first_use) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual([], failures)
+
     def test_creation_is_idempotent(self):
         self.store.usage(OWNER)
         other = reservations.ReservationStore(

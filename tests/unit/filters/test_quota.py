@@ -526,6 +526,67 @@ class TestStandingAlone(FilterTest):
         self.assertFalse(self.app.called)
 
 
+class TestOneUploadPerImage(FilterTest):
+    """one_upload_per_image: contract 3.12 before the app (issue 16)."""
+
+    def test_a_second_upload_to_the_image_is_409_before_the_app(self):
+        answers = []
+
+        def second():
+            if not answers:
+                answers.append(self.send(b'b' * 8))
+        self.build(ImageApp(during=second, chunk_size=4),
+                   one_upload_per_image='true', user_storage_quota='1GB')
+        self.assertEqual(204, self.send(b'a' * 12).status_int)
+        self.assertRefused(answers[0], 'Image status transition from '
+                           'saving to saving is not allowed', status=409)
+        self.assertEqual(1, len(self.app.calls))
+        self.assertEqual([], self.reservation_rows())
+        # Once the first is over, the next one passes.
+        self.assertEqual(204, self.send(b'c' * 8).status_int)
+
+    def test_the_claim_counts_as_the_upload_reservation(self):
+        seen = []
+        self.build(ImageApp(during=lambda: seen.extend(
+            self.reservation_rows())), one_upload_per_image='true',
+            user_storage_quota='1GB')
+        self.assertEqual(204, self.send(b'a' * 60).status_int)
+        self.assertEqual([(reservations.claim_id(IMAGE_ID), 60)],
+                         [(row['id'], row['size']) for row in seen])
+
+    def test_the_claim_is_released_when_the_app_reads_nothing(self):
+        self.build(ImageApp(refuse=webob.exc.HTTPNotFound()),
+                   one_upload_per_image='true')
+        resp = self.send(b'a')
+        self.assertEqual(404, resp.status_int)
+        self.assertEqual(1, len(self.reservation_rows()))
+        resp.body  # The server reads the answer and closes it.
+        self.assertEqual([], self.reservation_rows())
+
+    def test_an_expired_claim_does_not_block(self):
+        self.build(one_upload_per_image='true', user_storage_quota='1GB')
+        now = reservations.utcnow()
+        with self.engine.begin() as connection:
+            connection.execute(schema.reservations.insert().values(
+                id=reservations.claim_id(IMAGE_ID), project_id='p1',
+                image_id=IMAGE_ID, kind=schema.UPLOAD, size=0,
+                holder='dead:1:1', created_at=now,
+                expires_at=now - datetime.timedelta(seconds=1)))
+        self.assertEqual(204, self.send(b'a').status_int)
+
+    def test_off_by_default_the_app_decides(self):
+        answers = []
+
+        def second():
+            if not answers:
+                answers.append(None)
+                answers.append(self.send(b'b' * 8))
+        self.build(ImageApp(during=second, chunk_size=4),
+                   user_storage_quota='1GB')
+        self.assertEqual(204, self.send(b'a' * 12).status_int)
+        self.assertEqual(204, answers[1].status_int)
+
+
 class TestUsageInfo(FilterTest):
     """GET /v2/info/usage: the app answers, the filter lends its figures.
 
