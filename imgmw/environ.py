@@ -59,6 +59,16 @@ key                        set by          holds; read by
                                            ``webob.exc.HTTPServiceUnavailable``;
                                            set on that path only; read by the
                                            data app, which answers it
+``imgmw.quota_import``     quota           ``reserve(project_id, image_id,
+                                           size)``: the storage quota of an
+                                           import of ``size`` staged bytes;
+                                           returns ``release()``, to call
+                                           once the image is ``importing``
+                                           (its bytes then count as
+                                           stored), or raises the
+                                           contract's 413 or 503; set on
+                                           ``POST .../import`` only; read by
+                                           the data app
 =========================  ==============  ===================================
 
 The body of an upload is only ever read by the data app (or the app behind
@@ -74,6 +84,7 @@ DIGESTS = 'imgmw.digests'
 IMAGE = 'imgmw.image'
 INSPECTION = 'imgmw.inspection'
 QUOTA_USAGE = 'imgmw.quota_usage'
+QUOTA_IMPORT = 'imgmw.quota_import'
 
 #: Which filter publishes each key, for the messages of MissingFilter.
 PUBLISHER = {
@@ -85,6 +96,7 @@ PUBLISHER = {
     IMAGE: 'the data app',
     INSPECTION: 'inspect',
     QUOTA_USAGE: 'quota',
+    QUOTA_IMPORT: 'quota',
 }
 
 

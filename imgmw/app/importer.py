@@ -188,8 +188,13 @@ class ImportRequest:
         store_ids = requested_stores(request, self.req.environ,
                                      self.app.stores)
         self.check(record, request['method']['name'])
+        release = self.reserve_quota(record)
         holder = registry_mod.holder_id()
-        self.start(holder)
+        try:
+            self.start(holder)
+        finally:
+            # Importing, its bytes count as stored: or it failed to start.
+            release()
         job = ImportJob(self.app, record, store_ids, holder)
         try:
             self.app.spawn(job.run, 'imgmw-import-%s' % self.image_id)
@@ -222,6 +227,23 @@ class ImportRequest:
                       'to queued', self.image_id, staging.directory)
             self.registry.transition(self.image_id, 'uploading', 'queued')
             raise errors.staged_data_lost(self.image_id)
+
+    def reserve_quota(self, record: typing.Mapping
+                      ) -> typing.Callable[[], None]:
+        """The storage quota of the staged bytes (413 when over).
+
+        Through the quota filter's ``imgmw.quota_import``; without it, no
+        limit.
+        """
+        reserve = self.req.environ.get(keys.QUOTA_IMPORT)
+        if reserve is None:
+            return lambda: None
+        project_id = (record['owner']
+                      or self.app.context(self.req).project_id)
+        if not project_id:
+            return lambda: None
+        return reserve(project_id, self.image_id,
+                       self.app.stores.staging.size(self.image_id))
 
     def start(self, holder: str) -> None:
         """Row 12: win ``uploading`` to ``importing``."""

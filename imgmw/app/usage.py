@@ -5,7 +5,8 @@ a project already uses, read from the registry's ``images`` table (the
 interface is :class:`imgmw.quota.usage.UsageProvider`):
 
 * stored bytes: ``size`` of its images that hold data (``active``,
-  ``deactivated``);
+  ``deactivated``) or are being imported (``importing``: the app checked
+  their size against the storage quota before the import started);
 * staged bytes: ``size`` of its images staged or importing
   (``uploading``, ``importing``);
 * busy images: its ``importing`` images (an upload or a stage in progress
@@ -23,7 +24,7 @@ from imgmw.app import models
 from imgmw.app import registry
 from imgmw.quota import usage
 
-WITH_DATA = ('active', 'deactivated')
+WITH_DATA = ('active', 'deactivated', 'importing')
 STAGED = ('uploading', 'importing')
 BUSY = ('importing',)
 

@@ -7,9 +7,10 @@ The filter enforces, for ``PUT /v2/images/{id}/file`` (upload) and ``PUT
 =========================  ======================================  ========
 resource                   usage                                   applies
 =========================  ======================================  ========
-``image_size_total``       bytes of the project's images that      upload
-                           hold data (``active``,
-                           ``deactivated``), plus the uploads in
+``image_size_total``       bytes of the project's images that      upload,
+                           hold data (``active``,                  import
+                           ``deactivated``) or are being
+                           imported, plus the uploads in
                            progress
 ``image_stage_total``      bytes staged (images ``uploading`` or   stage
                            ``importing``), plus the stages in
@@ -67,6 +68,12 @@ Glance's, and nothing else:
 * the declared size is the size filter's (``imgmw.size``) when it stands
   before, else ``x-openstack-image-size`` (a plain decimal integer), else
   ``Content-Length``; bytes beyond it are reserved as they arrive.
+
+An import (``POST .../import``) is checked by imgmw's app against
+``image_size_total`` with the staged size, through the function the filter
+publishes (``environ['imgmw.quota_import']``), before the image becomes
+``importing``; over the limit it gets the 413 of row 13 and stays staged.
+The stage itself is checked against ``image_stage_total`` as it streams.
 
 ``GET /v2/info/usage`` belongs to the app. The filter lends imgmw's app its
 figures (``environ['imgmw.quota_usage']``); the app answers the caller's
@@ -631,6 +638,10 @@ class QuotaMiddleware:
             # The app answers the path; the filter lends it the figures.
             environ[keys.QUOTA_USAGE] = self.usage_report
             return self.app(environ, start_response)
+        if route.kind == paths.IMPORT:
+            # The app checks the staged bytes against the storage quota.
+            environ[keys.QUOTA_IMPORT] = self.reserve_import
+            return self.app(environ, start_response)
         if (route.kind not in _KINDS
                 or environ.get('REQUEST_METHOD') != 'PUT'):
             return self.app(environ, start_response)
@@ -685,6 +696,32 @@ class QuotaMiddleware:
                                      over.limit, over.usage + 1, 0)
         return errors.storage_quota_exceeded(
             over.requested if reported is None else reported, over.remaining)
+
+    # The storage quota of an import, which the app runs.
+
+    def reserve_import(self, project_id: str, image_id: str,
+                       size: int) -> typing.Callable[[], None]:
+        """Reserve ``size`` bytes of ``image_size_total`` for an import.
+
+        Published in ``environ['imgmw.quota_import']``. The app calls the
+        returned ``release()`` once the image is ``importing``, when its
+        bytes count as stored.
+
+        :raises webob.exc.HTTPException: 413 over a limit (contract 3.13),
+            503 when limits or the database are unavailable.
+        """
+        reservation = reservations.Reservation(project_id, image_id,
+                                               schema.UPLOAD)
+        try:
+            self.store.reserve(reservation, size, size,
+                               self.limits.for_project(project_id))
+        except reservations.OverLimit as over:
+            raise self.refusal(over, size)
+        except limits_mod.LimitsUnavailable:
+            raise errors.limits_unavailable()
+        except reservations.StoreUnavailable:
+            raise errors.registry_unavailable()
+        return lambda: self.store.release(reservation)
 
     # The figures of GET /v2/info/usage, which the app answers.
 

@@ -526,6 +526,40 @@ class TestStandingAlone(FilterTest):
         self.assertFalse(self.app.called)
 
 
+class TestImport(FilterTest):
+    """The storage quota of an import (issue 17 item 1, contract 3.13)."""
+
+    def reserve(self, size, project='p1'):
+        req = webob.Request.blank('/v2/images/%s/import' % IMAGE_ID,
+                                  method='POST')
+        req.get_response(self.middleware)
+        reserve = self.app.calls[-1][keys.QUOTA_IMPORT]
+        return reserve(project, IMAGE_ID, size)
+
+    def test_an_import_over_the_storage_quota_is_413(self):
+        self.add_image(size=60)
+        self.build(user_storage_quota='100')
+        err = self.assertRaises(webob.exc.HTTPRequestEntityTooLarge,
+                                self.reserve, 41)
+        self.assertIn(row13(41, 40), str(err))
+        self.assertEqual([], self.reservation_rows())
+
+    def test_an_import_that_fits_is_held_until_released(self):
+        self.add_image(size=60)
+        self.build(user_storage_quota='100')
+        release = self.reserve(40)
+        self.assertEqual([40], [row['size']
+                                for row in self.reservation_rows()])
+        self.assertRefused(self.send(b'z'), row13(1, 0))
+        release()
+        self.assertEqual([], self.reservation_rows())
+
+    def test_images_being_imported_count_as_stored(self):
+        self.add_image(size=60, status='importing')
+        self.build(user_storage_quota='100')
+        self.assertRefused(self.send(b'z' * 41), row13(41, 40))
+
+
 class TestOneUploadPerImage(FilterTest):
     """one_upload_per_image: contract 3.12 before the app (issue 16)."""
 
