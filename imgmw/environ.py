@@ -81,6 +81,26 @@ key                   set by    read by           holds
                                                   app read it through
                                                   ``chunked.
                                                   transfer_encoding``
+``imgmw.usage``       quota     the data app      ``usage(project_id)``: the
+                                                  project's figures of ``GET
+                                                  /v2/info/usage``,
+                                                  ``{resource: {"usage": U,
+                                                  "limit": L}}`` in Glance's
+                                                  units, or raises
+                                                  ``HTTPServiceUnavailable``;
+                                                  set on that path only; the
+                                                  app answers it
+``imgmw.reserve``     quota     the data app      ``reserve(project_id,
+                                                  image_id, size)``: the
+                                                  storage quota of an import
+                                                  of ``size`` staged bytes;
+                                                  returns ``release()``, to
+                                                  call once the image is
+                                                  ``importing`` (its bytes
+                                                  then count as stored), or
+                                                  raises the contract's 413
+                                                  or 503; set on ``POST
+                                                  .../import`` only
 ====================  ========  ================  =============================
 
 :data:`PUBLISHER` and :data:`READERS` hold the same table for code, and a
@@ -106,6 +126,8 @@ INSPECTION = 'imgmw.inspection'
 TRANSFER_ENCODING = 'imgmw.framing'
 BLOCKS_VERIFIED = 'imgmw.verified'
 RANGE = 'imgmw.range'
+QUOTA_USAGE = 'imgmw.usage'
+QUOTA_IMPORT = 'imgmw.reserve'
 
 #: Which filter publishes each key, for the messages of MissingFilter.
 PUBLISHER = {
@@ -119,6 +141,8 @@ PUBLISHER = {
     TRANSFER_ENCODING: 'chunked',
     BLOCKS_VERIFIED: 'the data app',
     RANGE: 'download',
+    QUOTA_USAGE: 'quota',
+    QUOTA_IMPORT: 'quota',
 }
 
 #: Who reads each key (the table above); "the data app" is :mod:`imgmw.app`.
@@ -133,6 +157,8 @@ READERS = {
     TRANSFER_ENCODING: ('chunked',),
     BLOCKS_VERIFIED: ('checksum',),
     RANGE: ('download', 'the data app'),
+    QUOTA_USAGE: ('the data app',),
+    QUOTA_IMPORT: ('the data app',),
 }
 
 

@@ -255,6 +255,15 @@ def invalid_identity_header(header: str):
 
 # Section 6.
 
+# Section 3, row 10 and 12: answered by the quota filter too.
+
+def bad_transition(current: str, target: str):
+    """3.10, 3.12 and section 4: the status does not allow the change."""
+    return _error(webob.exc.HTTPConflict,
+                  'Image status transition from %s to %s is not allowed'
+                  % (current, target))
+
+
 # Section 5, download: answered by the download filter and the data app.
 
 def body_not_expected():

@@ -66,7 +66,7 @@ log_file = %(tempdir)s/glance-api.log
 image_size_cap = 1099511627776
 
 [database]
-connection = sqlite:///%(tempdir)s/glance.sqlite
+connection = %(database_url)s
 
 [glance_store]
 default_backend = fast
@@ -205,16 +205,29 @@ class Glance(fixtures.Fixture):
         flavor.
     :param venv: the virtualenv with glance; default
         ``$IMGMW_TEST_GLANCE_VENV``.
+    :param database_url: Glance's ``[database] connection``; default
+        SQLite in the temporary directory.
+    :param flavor: the ``[paste_deploy] flavor``, instead of the one
+        ``keystone`` implies.
+    :param paste_defaults: values set in the ``[DEFAULT]`` section of the
+        copy of the paste file, beside the fixture's own.
     """
 
     def __init__(self, server: str = GUNICORN, keystone=None,
-                 venv: typing.Optional[str] = None):
+                 venv: typing.Optional[str] = None,
+                 database_url: typing.Optional[str] = None,
+                 flavor: typing.Optional[str] = None,
+                 paste_defaults: typing.Optional[
+                     typing.Mapping[str, str]] = None):
         super().__init__()
         if server not in SERVERS:
             raise ValueError('server must be one of %s' % ', '.join(SERVERS))
         self.server = server
         self.keystone = keystone
         self.venv = venv
+        self.database_url = database_url
+        self._flavor = flavor
+        self.paste_defaults = dict(paste_defaults or {})
         self.port = None
         self.process = None
 
@@ -238,11 +251,15 @@ class Glance(fixtures.Fixture):
 
     @property
     def flavor(self) -> str:
+        if self._flavor is not None:
+            return self._flavor
         return KEYSTONE if self.keystone is not None else TRUSTED_HEADERS
 
     def _write_config(self) -> None:
         values = {'tempdir': self.tempdir, 'port': self.port,
                   'flavor': self.flavor, 'venv': self.venv}
+        values['database_url'] = self.database_url or (
+            'sqlite:///%(tempdir)s/glance.sqlite' % values)
         for name in ('images', 'staging', 'tasks'):
             os.mkdir(os.path.join(self.tempdir, name))
         glance_conf = GLANCE_API_CONF % values
@@ -253,8 +270,11 @@ class Glance(fixtures.Fixture):
         self._write('uwsgi.ini', UWSGI_INI % values)
         with open(PASTE_FILE) as stock:
             paste_text = stock.read()
-        self._write('glance-api-paste.ini', set_defaults(paste_text, {
-            name: value % values for name, value in PASTE_DEFAULTS.items()}))
+        defaults = {name: value % values
+                    for name, value in PASTE_DEFAULTS.items()}
+        defaults.update(self.paste_defaults)
+        self._write('glance-api-paste.ini', set_defaults(paste_text,
+                                                         defaults))
 
     def _write(self, name: str, text: str) -> None:
         with open(os.path.join(self.tempdir, name), 'w') as conf:

@@ -261,8 +261,12 @@ class DataApp:
         return json_response({'stores': self.stores.listing(detail=True)})
 
     def on_usage_info(self, req: webob.Request, _) -> webob.Response:
-        # No quota filter in the pipeline: no limits, as Glance says it.
-        return json_response({'usage': {}})
+        """The quota filter's figures; without it no limits, as Glance."""
+        usage = req.environ.get(keys.QUOTA_USAGE)
+        context = self.context(req)
+        if usage is None or not context.project_id:
+            return json_response({'usage': {}})
+        return json_response({'usage': usage(context.project_id)})
 
     # Images.
 

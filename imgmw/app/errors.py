@@ -13,6 +13,7 @@ import typing
 import webob.exc
 
 from imgmw.errors import _error
+from imgmw.errors import bad_transition  # noqa: F401
 from imgmw.errors import data_unavailable  # noqa: F401
 from imgmw.errors import incomplete_body  # noqa: F401
 from imgmw.errors import method_not_allowed  # noqa: F401
@@ -27,13 +28,6 @@ def image_not_found(image_id: str):
     """3.8 and 5.3: unknown, or invisible to the caller."""
     return _error(webob.exc.HTTPNotFound, 'No image found with ID %s'
                   % image_id)
-
-
-def bad_transition(current: str, target: str):
-    """3.10, 3.12 and section 4: the status does not allow the change."""
-    return _error(webob.exc.HTTPConflict,
-                  'Image status transition from %s to %s is not allowed'
-                  % (current, target))
 
 
 def formats_unset(missing: typing.Sequence[str]):

@@ -197,8 +197,13 @@ class ImportRequest:
         if stage_host is not None:
             return self.app.forward(self.req, self.image_id, stage_host,
                                     request)
+        release = self.reserve_quota(record)
         holder = registry_mod.holder_id()
-        self.start(holder)
+        try:
+            self.start(holder)
+        finally:
+            # Importing, its bytes count as stored: or it failed to start.
+            release()
         job = ImportJob(self.app, record, store_ids, holder)
         job.task_id = tasks.start(self.registry, self.req.environ,
                                   self.app.context(self.req), self.image_id,
@@ -243,6 +248,23 @@ class ImportRequest:
             self.registry.transition(self.image_id, 'uploading', 'queued')
             raise errors.staged_data_lost(self.image_id)
         return None
+
+    def reserve_quota(self, record: typing.Mapping
+                      ) -> typing.Callable[[], None]:
+        """The storage quota of the staged bytes (413 when over).
+
+        Through the quota filter's ``imgmw.reserve``; without it, no
+        limit.
+        """
+        reserve = self.req.environ.get(keys.QUOTA_IMPORT)
+        if reserve is None:
+            return lambda: None
+        project_id = (record['owner']
+                      or self.app.context(self.req).project_id)
+        if not project_id:
+            return lambda: None
+        return reserve(project_id, self.image_id,
+                       self.app.stores.staging.size(self.image_id))
 
     def start(self, holder: str) -> None:
         """Row 12: win ``uploading`` to ``importing``."""

@@ -63,17 +63,18 @@ import datetime
 import functools
 import logging
 import os
-import socket
 import typing
 import uuid
 
-import psutil
 import sqlalchemy as sa
 
 from imgmw.app import migrations
 from imgmw.app import models
 from imgmw import db
 from imgmw import hashing
+from imgmw import holders
+from imgmw.quota import migrations as quota_migrations
+from imgmw.quota import reservations as quota_reservations
 
 LOG = logging.getLogger(__name__)
 
@@ -232,49 +233,11 @@ def alembic_config():
     return config
 
 
-# Holders: which process streams an image.
+# Holders: which process streams an image (one definition, shared with the
+# quota filter's reservations).
 
-_own_holder: typing.Dict[int, str] = {}
-
-
-def _start_time(process: psutil.Process) -> str:
-    return '%.2f' % process.create_time()
-
-
-def holder_id() -> str:
-    """``<hostname>:<pid>:<process start time>`` of this process.
-
-    The start time tells a recycled pid from the process that held an
-    image. Computed again after a fork (gunicorn workers).
-    """
-    pid = os.getpid()
-    if pid not in _own_holder:
-        _own_holder.clear()
-        _own_holder[pid] = '%s:%d:%s' % (
-            socket.gethostname(), pid, _start_time(psutil.Process(pid)))
-    return _own_holder[pid]
-
-
-def holder_is_alive(holder: str) -> bool:
-    """Whether the process ``holder`` names may still be streaming.
-
-    False only when the holder is a process of this host that no longer
-    runs (or whose pid now belongs to another process). A holder on another
-    host, or one this function cannot read, is presumed alive: the heartbeat
-    age decides for it.
-    """
-    host, _, rest = holder.partition(':')
-    pid, _, started = rest.partition(':')
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        process = psutil.Process(int(pid))
-        return (_start_time(process) == started
-                and process.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True
+holder_id = holders.holder_id
+holder_is_alive = holders.holder_is_alive
 
 
 # The engine.
@@ -334,22 +297,30 @@ class Registry:
         A schema already at :data:`imgmw.app.migrations.HEAD` is left as it
         is without loading Alembic (a restart of an API on SQLite).
         """
-        if self._revision() == migrations.HEAD:
+        if (self._revision() == migrations.HEAD
+                and self._revision(quota_migrations.current)
+                == quota_migrations.HEAD):
             return
         import alembic.command
         config = alembic_config()
         with self._transaction(write=True) as connection:
             config.attributes['connection'] = connection
             alembic.command.upgrade(config, 'head')
+            # The quota tables' own chain, which adopts what 0002 made.
+            quota_migrations.upgrade(connection)
 
-    def _revision(self) -> typing.Optional[str]:
+    def _revision(self, read=None) -> typing.Optional[str]:
         """The ``alembic_version`` row, read plainly; None if there is none.
+
+        :param read: reads another chain's revision from a connection.
 
         A database that cannot be read answers None too: the migration
         that follows then reports what is wrong.
         """
         try:
             with self._engine.connect() as connection:
+                if read is not None:
+                    return read(connection)
                 if not sa.inspect(connection).has_table('alembic_version'):
                     return None
                 return connection.execute(sa.text(
@@ -763,6 +734,10 @@ class Registry:
             if result.rowcount != 1:
                 return None
             _replace_locations(connection, record['id'], ())
+            if record['holder']:
+                # The upload is over: so is its quota reservation.
+                quota_reservations.release_held(
+                    connection, record['holder'], record['id'])
             return _load(connection, record['id'])
 
     def recover_stale(self, older_than: datetime.timedelta =
@@ -783,6 +758,8 @@ class Registry:
                             'queued', record['id'], record['status'],
                             record['holder'], record['heartbeat_at'])
                 recovered.append(record)
+        if holder_alive is not None:
+            self.release_dead_reservations(holder_alive)
         return recovered
 
     # Block digests.
@@ -857,6 +834,24 @@ class Registry:
                        table.c.block_digests.is_(None))
                 .values(_block_columns(blocks)))
             return result.rowcount > 0
+
+    @_retried
+    def release_dead_reservations(
+            self, holder_alive: typing.Callable[[str], bool]) -> int:
+        """Release the quota reservations of every holder declared dead.
+
+        :returns: how many were released.
+        """
+        released = 0
+        with self._transaction(write=True) as connection:
+            for holder in quota_reservations.holders(connection):
+                if not holder_alive(holder):
+                    count = quota_reservations.release_held(connection,
+                                                            holder)
+                    LOG.warning('Released %d quota reservation(s) of %s, '
+                                'which no longer runs', count, holder)
+                    released += count
+        return released
 
     def all_locations(self) -> typing.Set[typing.Tuple[str, str]]:
         """``(store, url)`` of every image not deleted."""

@@ -22,9 +22,11 @@ database needs a ``db sync``.
 is a dead process of this host, and those whose heartbeat is older than
 ``--older-than`` seconds (default 300; API processes heartbeat every
 ``heartbeat_interval``, 30 s). Each change is compare-and-set, so an upload
-that proves alive meanwhile is left alone. The partial data of each image
-it resets is then removed from the data app's stores. It prints one line
-per image.
+that proves alive meanwhile is left alone. The quota reservation of each
+upload it resets, and every reservation of a holder it declares dead, is
+released with it, so a retry is not refused for the crashed upload's
+bytes. The partial data of each image it resets is then removed from the
+data app's stores. It prints one line per image.
 
 ``sweep`` finds the orphans of the data app's stores and of this node's
 staging area: image data that no image refers to any more (an image deleted

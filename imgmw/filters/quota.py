@@ -7,9 +7,10 @@ The filter enforces, for ``PUT /v2/images/{id}/file`` (upload) and ``PUT
 =========================  ======================================  ========
 resource                   usage                                   applies
 =========================  ======================================  ========
-``image_size_total``       bytes of the project's images that      upload
-                           hold data (``active``,
-                           ``deactivated``), plus the uploads in
+``image_size_total``       bytes of the project's images that      upload,
+                           hold data (``active``,                  import
+                           ``deactivated``) or are being
+                           imported, plus the uploads in
                            progress
 ``image_stage_total``      bytes staged (images ``uploading`` or   stage
                            ``importing``), plus the stages in
@@ -34,10 +35,13 @@ in one transaction that locks a per-project row (see
 * a declared size (``x-openstack-image-size``, else ``Content-Length``, as
   the size filter publishes it) is reserved whole before the first byte is
   stored; above the remaining quota the upload gets 413 (row 13);
-* a body of unknown size (chunked) reserves ``reservation_increment`` bytes
-  at a time, as its bytes arrive (at most what the quota has left); the
-  first chunk that would take it over the limit is refused with 413 (row
-  17, naming the bytes received) and never reaches the store;
+* a body of unknown size (chunked) is reserved as its bytes arrive, a step
+  of ``reservation_increment`` bytes ahead while the project is far from
+  its limit (room for a step of every upload in progress and one more),
+  and nearer the limit by exactly what came: no upload ever holds the
+  quota it has not used yet, so uploads that fit together all pass. The
+  first chunk that would take the project over the limit is refused with
+  413 (row 17, naming the bytes received) and never reaches the store;
 * one more upload than ``image_count_uploading`` allows is refused with 413
   ``Project <p> is over a limit for [Resource image_count_uploading is over
   limit of <L> due to current usage <U> and delta 0]`` (as Glance).
@@ -52,16 +56,40 @@ only after the image lookup, the policy and the status checks passed
 (contract 3.8 to 3.12), so no 413 ever tells a caller that may not upload
 to an image anything of its owner's quota.
 
-``GET /v2/info/usage`` answers the caller's project, in Glance's units
-(MiB for sizes, rounded down; a count of uploads), with the limits in force
-from either source (``-1`` is unlimited)::
+The filter stands alone. It needs a context filter before it, imgmw's or
+Glance's, and nothing else:
+
+* the project charged is the image's owner when imgmw's app publishes it
+  (``imgmw.image``), else the caller's project (as Glance charges it):
+  from imgmw's context (``imgmw.context``), else from Glance's
+  RequestContext, else from the identity headers keystonemiddleware sets
+  (``X-Project-Id``, else ``X-Tenant-Id``, when ``X-Identity-Status`` is
+  ``Confirmed``); a caller without a project is not limited;
+* the declared size is the size filter's (``imgmw.size``) when it stands
+  before, else ``x-openstack-image-size`` (a plain decimal integer), else
+  ``Content-Length``; bytes beyond it are reserved as they arrive.
+
+An import (``POST .../import``) is checked by imgmw's app against
+``image_size_total`` with the staged size, through the function the filter
+publishes (``environ['imgmw.reserve']``), before the image becomes
+``importing``; over the limit it gets the 413 of row 13 and stays staged.
+The stage itself is checked against ``image_stage_total`` as it streams.
+
+``GET /v2/info/usage`` belongs to the app. The filter lends imgmw's app its
+figures (``environ['imgmw.usage']``); the app answers the caller's
+project, in Glance's units (MiB for sizes, rounded down; a count of
+uploads), with the limits in force from either source (``-1`` is
+unlimited)::
 
     {"usage": {"image_size_total": {"usage": 1024, "limit": 10240},
                "image_count_uploading": {"usage": 1, "limit": -1},
                "image_stage_total": {"usage": 0, "limit": 2048}}}
 
-Place it after ``context`` (the caller's project) and ``size`` (the
-declared size), before ``checksum``::
+In front of Glance, Glance answers that path itself, from its own quota
+settings.
+
+In imgmw's pipeline, place it after ``context`` and ``size``, before
+``checksum``::
 
     [DEFAULT]
     database_connection = postgresql+psycopg2://imgmw@db.example/imgmw
@@ -75,6 +103,23 @@ declared size), before ``checksum``::
     limit_source = static
     user_storage_quota = 100GB
     project_storage_quota = 5f3c0e7d8a4e4a8b9a3c3e0f1b2a4c6d:1TB
+
+In Glance's, after Glance's ``context``; Glance's database is read, never
+written, and the reservations live in a database of their own::
+
+    [pipeline:api-keystone]
+    pipeline = cors http_proxy_to_wsgi versionnegotiation osprofiler
+        authtoken context imgmw_quota rootapp
+
+    [filter:imgmw_quota]
+    use = egg:imgmw#quota
+    # Glance cleans up a failed upload only on "except Exception".
+    stream_errors = ioerror
+    usage_source = glance
+    one_upload_per_image = true
+    glance_connection = mysql+pymysql://glance-ro@db.example/glance
+    quota_connection = mysql+pymysql://imgmw@db.example/imgmw_quota
+    user_storage_quota = 100GB
 
 Limits from Keystone unified limits (registered limits ``image_size_total``
 and ``image_stage_total`` in MiB and ``image_count_uploading`` as a count,
@@ -142,25 +187,44 @@ option                      default          meaning
                                              SQLite in ``state_dir``. With
                                              ``usage_source = glance`` a
                                              database of its own, whose
-                                             tables the filter creates
-``reservation_increment``   ``64MB``         bytes reserved at a time for a
-                                             body of unknown size
+                                             tables the filter migrates
+``reservation_increment``   ``64MB``         bytes reserved ahead at a time
+                                             for a body of unknown size,
+                                             far from the limit
 ``reservation_ttl``         ``300``          seconds before the reservation
                                              of a dead process expires
+``one_upload_per_image``    ``false``        refuse with 409 ``Image status
+                                             transition from saving to
+                                             saving is not allowed``, before
+                                             the app, an upload or stage to
+                                             an image that has one in
+                                             progress (in front of Glance,
+                                             which lets two run)
 ``stream_errors``           ``base``         ``base`` or ``ioerror``
                                              (:ref:`stream-errors`)
 =========================== ===============  ================================
 
-Headers read: none (the size comes from ``environ['imgmw.size']``, the
-caller from ``environ['imgmw.context']``, the owner from
-``environ['imgmw.image']``). Logged: each refusal at INFO, naming the
-project, the resource, the limit and the usage; database and Keystone
-failures at ERROR.
+Headers read, when no imgmw filter publishes the fact (see above):
+``X-Identity-Status``, ``X-Project-Id``, ``X-Tenant-Id``,
+``x-openstack-image-size``, ``Content-Length``. Logged: each refusal at
+INFO, naming the project, the resource, the limit and the usage; database
+and Keystone failures at ERROR.
 
-What it cannot do: it cannot refuse before the app opens the body (by
-design, see above); staged bytes count in ``image_stage_total`` only, not
-in ``image_size_total`` until imported, as in Glance. The reservation
-tables come with imgmw's migrations (``imgmw-manage db sync``).
+With ``one_upload_per_image`` each upload or stage holds, from its
+arrival, a claim on its image: a reservation whose id is derived from the
+image id, which the upload's reservation then grows. A second one while
+the first is in progress is answered 409 before the app sees it; the claim
+ends with its request, or expires after ``reservation_ttl`` if its process
+died. Unlike the rest, this answer comes before the app's checks: it tells
+a caller that an upload to that image id is in progress, which is why it
+is off for imgmw's own app (whose compare-and-set answers the same 409 in
+its place, contract 3.12).
+
+What it cannot do: it cannot refuse over a limit before the app opens the
+body (by design, see above); staged bytes count in ``image_stage_total``
+only, not in ``image_size_total`` until imported, as in Glance. The
+reservation tables have their own migrations (``imgmw-manage db sync``;
+see :mod:`imgmw.quota.migrations`).
 """
 
 import configparser
@@ -183,6 +247,7 @@ from imgmw import quota
 from imgmw.quota import limits as limits_mod
 from imgmw.quota import reservations
 from imgmw.quota import schema
+from imgmw.quota import usage as usage_mod
 from imgmw import streams
 
 
@@ -230,7 +295,7 @@ OPTS = (
                limits_mod.DEFAULT_CACHE_TIME,
                'keystone: seconds limits are cached.'),
     config.Opt('usage_source',
-               config.choice(*sorted(reservations.USAGE_SOURCES)), 'imgmw',
+               config.choice(*sorted(usage_mod.PROVIDERS)), 'imgmw',
                'Where stored and staged bytes are read.'),
     config.Opt('quota_connection', config.string, None,
                'Database of the registry and the reservations.'),
@@ -244,6 +309,9 @@ OPTS = (
                'Bytes reserved at a time for a body of unknown size.'),
     config.Opt('reservation_ttl', config.integer(minimum=10), DEFAULT_TTL,
                'Seconds before a dead process\'s reservation expires.'),
+    config.Opt('one_upload_per_image', config.boolean, False,
+               'Refuse with 409, before the app, an upload or stage to an '
+               'image that has one in progress (in front of Glance).'),
     streams.STREAM_ERRORS_OPT,
 )
 
@@ -303,6 +371,77 @@ def keystone_limits(values: typing.Mapping, paste_file: typing.Optional[str],
     return keystone.KeystoneLimits(cache_time=values['limits_cache_time'])
 
 
+#: Where Glance's context filter leaves its RequestContext: WebOb keeps
+#: ``req.context = ...`` in this environ key, under ``context``.
+WEBOB_ATTRIBUTES = 'webob.adhoc_attrs'
+
+
+def caller_project(environ: dict) -> typing.Optional[str]:
+    """The caller's project, from whichever context filter ran before.
+
+    imgmw's context filter (``imgmw.context``), else Glance's (its
+    RequestContext), else the identity headers keystonemiddleware sets
+    (``X-Project-Id``, else ``X-Tenant-Id``, when ``X-Identity-Status`` is
+    ``Confirmed``). ``None``: an anonymous caller, not limited.
+
+    :raises errors.MissingFilter: no context filter and no identity
+        headers: the pipeline lacks a context filter before this one.
+    """
+    context = environ.get(keys.CONTEXT)
+    if context is None:
+        context = environ.get(WEBOB_ATTRIBUTES, {}).get('context')
+    if context is not None:
+        return getattr(context, 'project_id', None) or None
+    status = environ.get('HTTP_X_IDENTITY_STATUS')
+    if status is None:
+        raise errors.MissingFilter(keys.CONTEXT, 'context (imgmw\'s or '
+                                   'Glance\'s)', OWNER)
+    if status.strip() != 'Confirmed':
+        return None
+    return (environ.get('HTTP_X_PROJECT_ID')
+            or environ.get('HTTP_X_TENANT_ID') or None)
+
+
+def declared_size(environ: dict) -> typing.Optional[int]:
+    """The body's declared size, or ``None`` when unknown.
+
+    The size filter's (``imgmw.size``) when it stands before; else
+    ``x-openstack-image-size`` when it is a plain decimal integer, else
+    ``Content-Length`` of a body that is not chunked. Without the size
+    filter nothing holds the body to that size: bytes beyond it are
+    reserved as they arrive.
+    """
+    if keys.SIZE in environ:
+        return environ[keys.SIZE]
+    header = environ.get('HTTP_X_OPENSTACK_IMAGE_SIZE')
+    if header is not None:
+        header = header.strip(' \t')
+        if header.isascii() and header.isdigit():
+            return int(header)
+        return None
+    return streams.body_length(environ)
+
+
+class Enforcement:
+    """All an upload's proxy needs of the quota, and nothing of the filter.
+
+    :param limits: the limit source (``for_project(project_id)``).
+    :param store: the reservation store.
+    :param increment: bytes reserved ahead for a body of unknown size.
+    :param refresh: seconds between refreshes of a reservation's expiry.
+    :param refuse: ``refuse(over, reported)``: the 413 of a refusal.
+    """
+
+    def __init__(self, limits, store: reservations.ReservationStore,
+                 increment: int, refresh: float,
+                 refuse: typing.Callable[..., webob.exc.HTTPException]):
+        self.limits = limits
+        self.store = store
+        self.increment = increment
+        self.refresh = refresh
+        self.refuse = refuse
+
+
 class QuotaInput(streams.InputProxy):
     """Takes and grows an upload's reservation as its body is read.
 
@@ -311,14 +450,19 @@ class QuotaInput(streams.InputProxy):
     that takes the body past what is reserved grows it, or fails the body.
     """
 
-    def __init__(self, wsgi_input, middleware: 'QuotaMiddleware',
+    def __init__(self, wsgi_input, quota: Enforcement, stream_errors: str,
                  environ: dict, route: paths.Route,
-                 declared: typing.Optional[int]):
-        super().__init__(wsgi_input, stream_errors=middleware.stream_errors)
-        self.middleware = middleware
+                 declared: typing.Optional[int],
+                 caller: typing.Optional[str],
+                 claim: typing.Optional[reservations.Reservation] = None):
+        super().__init__(wsgi_input, stream_errors=stream_errors)
+        self.quota = quota
         self.environ = environ
         self.route = route
         self.declared = declared
+        self.caller = caller
+        #: The image's claim (``one_upload_per_image``), held from arrival.
+        self.claim = claim
         self.reservation: typing.Optional[reservations.Reservation] = None
         self.limits: typing.Optional[limits_mod.ProjectLimits] = None
         self.started = False
@@ -345,12 +489,17 @@ class QuotaInput(streams.InputProxy):
             LOG.debug('Upload of image %s has no project to charge',
                       self.route.image_id)
             return
-        self.reservation = reservations.Reservation(
-            project_id, self.route.image_id, _KINDS[self.route.kind])
+        if self.claim is not None:
+            # The claim's row becomes the reservation.
+            self.reservation = self.claim
+            self.reservation.project_id = project_id
+        else:
+            self.reservation = reservations.Reservation(
+                project_id, self.route.image_id, _KINDS[self.route.kind])
         if self.declared is not None:
             minimum = wanted = self.declared
         else:
-            minimum, wanted = 0, self.middleware.increment
+            minimum, wanted = 0, self.quota.increment
         self.reserve(minimum, wanted, self.declared)
 
     def charged_project(self) -> typing.Optional[str]:
@@ -358,7 +507,7 @@ class QuotaInput(streams.InputProxy):
         image = self.environ.get(keys.IMAGE) or {}
         if image.get('owner'):
             return image['owner']
-        return self.environ[keys.CONTEXT].project_id
+        return self.caller
 
     def reserve(self, minimum: int, wanted: int,
                 reported: typing.Optional[int]) -> None:
@@ -368,12 +517,12 @@ class QuotaInput(streams.InputProxy):
         """
         try:
             if self.limits is None:
-                self.limits = self.middleware.limits.for_project(
+                self.limits = self.quota.limits.for_project(
                     self.reservation.project_id)
-            self.middleware.store.reserve(self.reservation, minimum, wanted,
-                                          self.limits)
+            self.quota.store.reserve(self.reservation, minimum, wanted,
+                                     self.limits)
         except reservations.OverLimit as over:
-            self.fail(self.middleware.refusal(over, reported))
+            self.fail(self.quota.refuse(over, reported))
         except limits_mod.LimitsUnavailable:
             self.fail(errors.limits_unavailable())
         except reservations.StoreUnavailable:
@@ -389,16 +538,16 @@ class QuotaInput(streams.InputProxy):
             return chunk
         got = self.bytes_received
         if got > self.reservation.size:
-            self.reserve(got, got + self.middleware.increment,
+            self.reserve(got, got + self.quota.increment,
                          self.reported())
-        elif time.monotonic() - self.refreshed_at > self.middleware.refresh:
+        elif time.monotonic() - self.refreshed_at > self.quota.refresh:
             self.keep_alive()
         return chunk
 
     def keep_alive(self) -> None:
         """Push the expiry ahead; reserve again if it had expired."""
         try:
-            alive = self.middleware.store.refresh(self.reservation)
+            alive = self.quota.store.refresh(self.reservation)
         except reservations.StoreUnavailable:
             self.fail(errors.registry_unavailable())
         if alive:
@@ -409,16 +558,21 @@ class QuotaInput(streams.InputProxy):
         self.reserve(size, size, self.reported())
 
     def reported(self) -> int:
-        """The size a 413 names: the declared one, else what came."""
+        """The size a 413 names: the declared one, else what came.
+
+        Without a size filter before it a body may outgrow its declared
+        size: then what came.
+        """
         if self.declared is not None:
-            return self.declared
+            return max(self.declared, self.bytes_received)
         return self.bytes_received
 
     def release(self) -> None:
         """End the reservation (idempotent)."""
         with self._release_lock:
-            if self.reservation is not None and self.reservation.held:
-                self.middleware.store.release(self.reservation)
+            for held in (self.reservation, self.claim):
+                if held is not None and held.held:
+                    self.quota.store.release(held)
 
 
 class ReleasingIterable:
@@ -453,34 +607,68 @@ class QuotaMiddleware:
         self.app = app
         self.logger = logger or LOG
         values = config.parse(OPTS, {}, conf, OWNER)
-        self.increment: int = max(values['reservation_increment'], 1)
         ttl: int = values['reservation_ttl']
-        #: Seconds between refreshes of a reservation's expiry.
-        self.refresh: float = ttl / 4
         self.stream_errors: str = values['stream_errors']
-        self.limits = limits if limits is not None else static_limits(values)
-        self.store = store or reservations.ReservationStore(
-            database_url(values),
-            reservations.make_usage_source(values['usage_source'],
-                                           values['glance_connection']),
-            ttl=ttl, create_schema=values['usage_source'] != 'imgmw')
+        self.one_upload_per_image: bool = values['one_upload_per_image']
+        self.enforcement = Enforcement(
+            limits if limits is not None else static_limits(values),
+            store or reservations.ReservationStore(
+                database_url(values),
+                usage_mod.load(values['usage_source'], values),
+                ttl=ttl, create_schema=values['usage_source'] != 'imgmw'),
+            increment=max(values['reservation_increment'], 1),
+            # Seconds between refreshes of a reservation's expiry.
+            refresh=ttl / 4, refuse=self.refusal)
+
+    @property
+    def limits(self):
+        return self.enforcement.limits
+
+    @limits.setter
+    def limits(self, limits) -> None:
+        self.enforcement.limits = limits
+
+    @property
+    def store(self) -> reservations.ReservationStore:
+        return self.enforcement.store
 
     def __call__(self, environ: dict, start_response):
         route = paths.route_of(environ)
         if route is None:
             return self.app(environ, start_response)
         if route.kind == paths.USAGE_INFO:
-            return self.usage_info(environ)(environ, start_response)
+            # The app answers the path; the filter lends it the figures.
+            environ[keys.QUOTA_USAGE] = self.usage_report
+            return self.app(environ, start_response)
+        if route.kind == paths.IMPORT:
+            # The app checks the staged bytes against the storage quota.
+            environ[keys.QUOTA_IMPORT] = self.reserve_import
+            return self.app(environ, start_response)
         if (route.kind not in _KINDS
                 or environ.get('REQUEST_METHOD') != 'PUT'):
             return self.app(environ, start_response)
         try:
-            keys.require(environ, keys.CONTEXT, OWNER)
-            declared = keys.require(environ, keys.SIZE, OWNER)
+            caller = caller_project(environ)
         except errors.MissingFilter as err:
             return self.misconfigured(err)(environ, start_response)
+        claim = None
+        if self.one_upload_per_image:
+            claim = reservations.Reservation(
+                caller or '', route.image_id, _KINDS[route.kind],
+                id=reservations.claim_id(route.image_id))
+            try:
+                claimed = self.store.claim(claim)
+            except reservations.StoreUnavailable:
+                return errors.registry_unavailable()(environ, start_response)
+            if not claimed:
+                self.logger.info('Refused a second upload to image %s',
+                                 route.image_id)
+                return errors.bad_transition('saving', 'saving')(
+                    environ, start_response)
         proxy = streams.install(environ, QuotaInput(
-            chunked.server_input(environ), self, environ, route, declared))
+            chunked.server_input(environ), self.enforcement,
+            self.stream_errors,
+            environ, route, declared_size(environ), caller, claim))
         try:
             app_iter = streams.call_app(self.app, environ, start_response,
                                         proxy)
@@ -514,30 +702,53 @@ class QuotaMiddleware:
             return errors.storage_quota_used_up(over.usage, over.limit)
         return errors.storage_quota_exceeded(reported, over.remaining)
 
-    # GET /v2/info/usage.
+    # The storage quota of an import, which the app runs.
 
-    def usage_info(self, environ: dict):
-        allowed = paths.ALLOWED[paths.USAGE_INFO]
-        if environ.get('REQUEST_METHOD') not in allowed:
-            return errors.method_not_allowed(allowed)
+    def reserve_import(self, project_id: str, image_id: str,
+                       size: int) -> typing.Callable[[], None]:
+        """Reserve ``size`` bytes of ``image_size_total`` for an import.
+
+        Published in ``environ['imgmw.reserve']``. The app calls the
+        returned ``release()`` once the image is ``importing``, when its
+        bytes count as stored.
+
+        :raises webob.exc.HTTPException: 413 over a limit (contract 3.13),
+            503 when limits or the database are unavailable.
+        """
+        reservation = reservations.Reservation(project_id, image_id,
+                                               schema.UPLOAD)
         try:
-            context = keys.require(environ, keys.CONTEXT, OWNER)
-        except errors.MissingFilter as err:
-            return self.misconfigured(err)
-        if not context.project_id:
-            return json_response({'usage': {}})
-        try:
-            project_limits = self.limits.for_project(context.project_id)
-            usage = self.store.usage(context.project_id)
+            self.store.reserve(reservation, size, size,
+                               self.limits.for_project(project_id))
+        except reservations.OverLimit as over:
+            raise self.refusal(over, size)
         except limits_mod.LimitsUnavailable:
-            return errors.limits_unavailable()
+            raise errors.limits_unavailable()
         except reservations.StoreUnavailable:
-            return errors.registry_unavailable()
-        return json_response({'usage': {
-            resource: {'usage': in_units(resource, usage.get(resource)),
-                       'limit': limit_in_units(
-                           resource, project_limits.get(resource))}
-            for resource in quota.RESOURCES}})
+            raise errors.registry_unavailable()
+        return lambda: self.store.release(reservation)
+
+    # The figures of GET /v2/info/usage, which the app answers.
+
+    def usage_report(self, project_id: str) -> typing.Dict[str, dict]:
+        """``{resource: {"usage": U, "limit": L}}`` in Glance's units.
+
+        Published in ``environ['imgmw.usage']`` for the app.
+
+        :raises webob.exc.HTTPServiceUnavailable: limits or usage
+            unavailable (the contract's 503).
+        """
+        try:
+            project_limits = self.limits.for_project(project_id)
+            usage = self.store.usage(project_id)
+        except limits_mod.LimitsUnavailable:
+            raise errors.limits_unavailable()
+        except reservations.StoreUnavailable:
+            raise errors.registry_unavailable()
+        return {resource: {'usage': in_units(resource, usage.get(resource)),
+                           'limit': limit_in_units(
+                               resource, project_limits.get(resource))}
+                for resource in quota.RESOURCES}
 
 
 def in_units(resource: str, amount: int) -> int:
@@ -549,10 +760,6 @@ def in_units(resource: str, amount: int) -> int:
 
 def limit_in_units(resource: str, limit: typing.Optional[int]) -> int:
     return -1 if limit is None else in_units(resource, limit)
-
-
-def json_response(body: dict) -> webob.Response:
-    return webob.Response(json_body=body)
 
 
 def filter_factory(global_conf: typing.Mapping, **local_conf):

@@ -1,17 +1,27 @@
-"""Per-project storage limits: limit sources and cross-node reservations.
+"""The quota filter's engine: limit sources and cross-node reservations.
 
-The quota filter (:mod:`imgmw.filters.quota`, the operator's manual) is
-built from three parts, each replaceable:
+This package belongs to the quota filter (:mod:`imgmw.filters.quota`, the
+operator's manual) and to nothing else: it imports neither the data app
+nor another filter. The data app uses two of its interfaces, never its
+tables directly: it provides a usage provider
+(:mod:`imgmw.app.usage`), and its recovery releases the reservations of
+dead holders (:func:`imgmw.quota.reservations.release_held`). The engine
+is built from these parts, each replaceable:
 
 * :mod:`imgmw.quota.limits`: the limits in force for a project, from the
   paste file (``limit_source = static``), or :mod:`imgmw.quota.keystone`:
   from Keystone unified limits through oslo.limit
   (``limit_source = keystone``, imported only then);
-* :class:`imgmw.quota.reservations.ImgmwUsage`: what a project already
-  uses, read from imgmw's registry tables (``usage_source = imgmw``);
-* :class:`imgmw.quota.reservations.ReservationStore`: reservations of
-  uploads in progress, in the same SQL database, checked and taken under a
-  per-project row lock so that no two API nodes ever grant the same bytes.
+* :mod:`imgmw.quota.usage`: what a project already uses, from a usage
+  provider: imgmw's registry (:class:`imgmw.app.usage.RegistryUsage`,
+  ``usage_source = imgmw``) or Glance's tables
+  (:class:`imgmw.quota.glance.GlanceUsage`, ``usage_source = glance``);
+* :class:`imgmw.quota.reservations.ReservationStore`: the reserver,
+  with an injected clock: reservations of uploads in progress in an SQL
+  database every API node shares, checked and taken under a per-project
+  row lock so that no two API nodes ever grant the same bytes;
+* :mod:`imgmw.quota.schema` and :mod:`imgmw.quota.migrations`: its
+  tables, and their own Alembic chain.
 
 The resources are those of Glance, with Glance's names.
 """

@@ -27,9 +27,12 @@ The reservations themselves live in a database of imgmw's
 (``quota_connection``), never in Glance's.
 """
 
+import typing
+
 import sqlalchemy as sa
 
-from imgmw import db
+from imgmw import config
+from imgmw.quota import usage
 
 
 #: Statuses whose images hold no data for Glance's quota code.
@@ -47,68 +50,69 @@ _properties = sa.table('image_properties', sa.column('image_id'),
                        sa.column('deleted'))
 
 
-class GlanceUsage:
+class GlanceUsage(usage.ReadOnlyDatabase):
     """A project's usage in Glance's tables; see the module documentation.
 
-    The methods take the quota database's connection, as every usage
-    source does, and ignore it: Glance's database is another one, read in
-    a transaction of its own.
+    Each reading is one statement in autocommit mode, which takes no lock.
 
     :param url: SQLAlchemy URL of Glance's database.
     """
 
     name = 'glance'
 
-    def __init__(self, url: str):
-        self.url = url
-        self._engine = None
+    @classmethod
+    def from_conf(cls, values: typing.Mapping) -> 'GlanceUsage':
+        """:raises config.ConfigError: no ``glance_connection``."""
+        if not values.get('glance_connection'):
+            raise config.ConfigError(
+                'quota filter: usage_source = glance needs '
+                'glance_connection, the URL of Glance\'s database')
+        return cls(values['glance_connection'])
 
-    @property
-    def engine(self) -> sa.engine.Engine:
-        # Made at first use, after the server forked its workers.
-        if self._engine is None:
-            self._engine = db.create_engine(self.url)
-        return self._engine
+    def recorded(self, project_id: str,
+                 excluded: typing.AbstractSet[str] = frozenset()
+                 ) -> usage.RecordedUsage:
+        mine = _images.c.owner == project_id
+        if excluded:
+            mine = sa.and_(mine, _images.c.id.not_in(sorted(excluded)))
+        query = sa.select(
+            self._stored_bytes(mine).label('stored_bytes'),
+            self._staged_bytes(mine).label('staged_bytes'),
+            self._busy_images(mine).label('busy_images'))
+        return self.read(query)
 
-    def dispose(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-
-    def _scalar(self, query) -> int:
-        with self.engine.connect() as connection:
-            return int(connection.execute(query).scalar_one())
-
-    def _copying(self):
+    @staticmethod
+    def _copying():
         """Ids of images being copied to more stores."""
         return (sa.select(_properties.c.image_id)
                 .where(_properties.c.name == COPYING_PROPERTY,
                        _properties.c.value != '',
                        _properties.c.deleted == sa.false()))
 
-    def stored_bytes(self, connection, project_id: str) -> int:
+    @staticmethod
+    def _stored_bytes(mine):
         live = sa.and_(_locations.c.image_id == _images.c.id,
                        _locations.c.deleted == sa.false(),
                        _locations.c.status != 'deleted')
-        return self._scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(_images.c.size), 0))
-            .select_from(_images.join(_locations, live))
-            .where(_images.c.owner == project_id, _images.c.size > 0,
-                   _images.c.status.not_in(GONE)))
+        return (sa.select(sa.func.coalesce(sa.func.sum(_images.c.size), 0))
+                .select_from(_images.join(_locations, live))
+                .where(mine, _images.c.size > 0,
+                       _images.c.status.not_in(GONE))
+                .scalar_subquery())
 
-    def staged_bytes(self, connection, project_id: str) -> int:
+    def _staged_bytes(self, mine):
         copying = sa.and_(_images.c.id.in_(self._copying()),
                           _images.c.status.not_in(STAGED + GONE))
-        return self._scalar(
-            sa.select(sa.func.coalesce(sa.func.sum(_images.c.size), 0))
-            .where(_images.c.owner == project_id, _images.c.size > 0,
-                   sa.or_(_images.c.status.in_(STAGED), copying)))
+        return (sa.select(sa.func.coalesce(sa.func.sum(_images.c.size), 0))
+                .where(mine, _images.c.size > 0,
+                       sa.or_(_images.c.status.in_(STAGED), copying))
+                .scalar_subquery())
 
-    def busy_images(self, connection, project_id: str) -> int:
+    def _busy_images(self, mine):
         copying = sa.and_(_images.c.id.in_(self._copying()),
                           _images.c.status.not_in(
                               ('saving',) + STAGED + GONE))
-        return self._scalar(
-            sa.select(sa.func.count())
-            .select_from(_images)
-            .where(_images.c.owner == project_id,
-                   sa.or_(_images.c.status.in_(BUSY), copying)))
+        return (sa.select(sa.func.count())
+                .select_from(_images)
+                .where(mine, sa.or_(_images.c.status.in_(BUSY), copying))
+                .scalar_subquery())

@@ -9,7 +9,8 @@ slot to a project is one transaction of :meth:`ReservationStore.reserve`:
    serializes every writer with ``BEGIN IMMEDIATE``;
 2. delete the project's expired reservations;
 3. compute its usage: what the usage source reads from the image records
-   (:class:`ImgmwUsage`), plus its live reservations but this one;
+   (a :class:`imgmw.quota.usage.UsageProvider`, reading on a connection
+   of its own), plus its live reservations but this one;
 4. refuse (:class:`OverLimit`) when ``usage + delta > limit``, else insert
    or grow this reservation and push its expiry ``ttl`` seconds ahead;
 5. commit, which releases the lock.
@@ -21,17 +22,17 @@ expire after ``ttl`` seconds unless refreshed (:meth:`ReservationStore.
 refresh`). Nodes' clocks must agree to well within ``ttl`` (NTP).
 
 Images change status outside this lock, but only in the safe direction: an
-upload's bytes start to count in the image records (``active``) before its
-reservation is released, so a project is at worst charged twice for a
-moment, never zero times.
+upload's bytes are recorded (``active``) before its reservation is
+released, never after. While its reservation lives, the image counts by
+its reservation alone (the usage provider leaves out the images that have
+one), so a project is charged once for it, never zero times.
 """
 
 import contextlib
 import dataclasses
 import datetime
 import logging
-import os
-import socket
+import threading
 import typing
 import uuid
 
@@ -40,12 +41,13 @@ from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from imgmw import config
 from imgmw import db
+from imgmw import holders as holders_mod
 from imgmw import quota
-from imgmw.quota import glance
 from imgmw.quota import limits as limits_mod
+from imgmw.quota import migrations
 from imgmw.quota import schema
+from imgmw.quota import usage as usage_mod
 
 
 LOG = logging.getLogger(__name__)
@@ -95,71 +97,6 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-def holder_id() -> str:
-    """``<hostname>:<pid>``: which process holds a reservation (for logs)."""
-    return '%s:%d' % (socket.gethostname(), os.getpid())
-
-
-# The usage of the image records.
-
-_images = sa.table('images', sa.column('owner'), sa.column('status'),
-                   sa.column('size'))
-
-
-class ImgmwUsage:
-    """Usage read from imgmw's ``images`` table (``usage_source = imgmw``).
-
-    * stored bytes: ``size`` of the project's images that hold data
-      (``active``, ``deactivated``);
-    * staged bytes: ``size`` of its images staged or importing
-      (``uploading``, ``importing``);
-    * uploads in progress besides reservations: its ``importing`` images.
-
-    Another usage source (Glance's tables) replaces this class whole.
-    """
-
-    name = 'imgmw'
-    WITH_DATA = ('active', 'deactivated')
-    STAGED = ('uploading', 'importing')
-    BUSY = ('importing',)
-
-    def _sum(self, connection, project_id: str,
-             statuses: typing.Sequence[str]) -> int:
-        return int(connection.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(_images.c.size), 0))
-            .where(_images.c.owner == project_id,
-                   _images.c.status.in_(statuses))).scalar_one())
-
-    def stored_bytes(self, connection, project_id: str) -> int:
-        return self._sum(connection, project_id, self.WITH_DATA)
-
-    def staged_bytes(self, connection, project_id: str) -> int:
-        return self._sum(connection, project_id, self.STAGED)
-
-    def busy_images(self, connection, project_id: str) -> int:
-        return int(connection.execute(
-            sa.select(sa.func.count())
-            .where(_images.c.owner == project_id,
-                   _images.c.status.in_(self.BUSY))).scalar_one())
-
-
-USAGE_SOURCES = {'imgmw': ImgmwUsage, 'glance': glance.GlanceUsage}
-
-
-def make_usage_source(name: str, glance_connection: typing.Optional[str]):
-    """The usage source ``name`` of :data:`USAGE_SOURCES`.
-
-    :raises config.ConfigError: ``glance`` without ``glance_connection``.
-    """
-    if name == glance.GlanceUsage.name:
-        if not glance_connection:
-            raise config.ConfigError(
-                'quota filter: usage_source = glance needs '
-                'glance_connection, the URL of Glance\'s database')
-        return glance.GlanceUsage(glance_connection)
-    return USAGE_SOURCES[name]()
-
-
 # The engine.
 
 def create_engine(url: str) -> sa.engine.Engine:
@@ -206,6 +143,8 @@ class Reservation:
     id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
     size: int = 0
     held: bool = False
+    #: Whether its upload slot (``image_count_uploading``) was checked.
+    counted: bool = False
 
     @property
     def resource(self) -> str:
@@ -215,55 +154,76 @@ class Reservation:
         return quota.IMAGE_SIZE_TOTAL
 
 
+#: Names the one reservation an image may have at a time (a claim).
+CLAIM_NAMESPACE = uuid.UUID('5b0e3f3c-8d47-4f57-9a51-7f0d6e0c9a11')
+
+
+def claim_id(image_id: str) -> str:
+    """The reservation id of the claim on ``image_id``'s data."""
+    return str(uuid.uuid5(CLAIM_NAMESPACE, image_id))
+
+
 class ReservationStore:
     """Reservations in SQL; see the module documentation.
 
     :param url: SQLAlchemy URL of the registry's database.
-    :param usage_source: an :class:`ImgmwUsage`-like reader of the records.
+    :param usage_source: the :class:`imgmw.quota.usage.UsageProvider` of
+        the records (none: nothing recorded, reservations only).
     :param ttl: seconds a reservation lives unless refreshed.
     :param create_schema: create the quota tables at first use when
         absent: for a database of the quota's own (in front of Glance),
         which no migration of imgmw's registry manages.
     """
 
-    def __init__(self, url: str, usage_source=None, ttl: int = 300,
+    def __init__(self, url: str,
+                 usage_source: typing.Optional[
+                     usage_mod.UsageProvider] = None,
+                 ttl: int = 300,
                  clock: typing.Callable[[], datetime.datetime] = utcnow,
                  create_schema: bool = False):
         self.url = url
         self.create_schema = create_schema
-        self.usage_source = usage_source or ImgmwUsage()
+        self.usage_source = usage_source
         self.ttl = datetime.timedelta(seconds=ttl)
         self.clock = clock
-        self.holder = holder_id()
+        self.holder = holders_mod.holder_id()
         self._engine = None
+        self._engine_lock = threading.Lock()
         self._lock_rows: typing.Set[str] = set()
 
     @property
     def engine(self) -> sa.engine.Engine:
-        # Made at first use, after the server forked its workers.
+        # Made at first use, after the server forked its workers; by one
+        # thread (Alembic's migration context is global to the process).
         if self._engine is None:
-            engine = create_engine(self.url)
-            if self.create_schema:
-                self._create_schema(engine)
-            self._engine = engine
+            with self._engine_lock:
+                if self._engine is None:
+                    engine = create_engine(self.url)
+                    if self.create_schema:
+                        self._create_schema(engine)
+                    self._engine = engine
         return self._engine
 
     @staticmethod
     def _create_schema(engine: sa.engine.Engine) -> None:
-        """Create the quota tables; errors reach :meth:`_transaction`."""
+        """Migrate the quota tables (their own chain).
+
+        Errors reach :meth:`_transaction`.
+        """
         try:
-            schema.create(engine)
+            with engine.begin() as connection:
+                migrations.upgrade(connection)
         except sa.exc.DBAPIError:
-            # Another process may have created them meanwhile.
-            if not schema.exists(engine):
-                raise
+            # Another process may have migrated them meanwhile.
+            with engine.connect() as connection:
+                if migrations.current(connection) != migrations.HEAD:
+                    raise
 
     def dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
-        dispose = getattr(self.usage_source, 'dispose', None)
-        if dispose is not None:
-            dispose()
+        if self.usage_source is not None:
+            self.usage_source.dispose()
 
     @contextlib.contextmanager
     def _transaction(self):
@@ -303,25 +263,35 @@ class ReservationStore:
 
     def _usage(self, connection, project_id: str, now: datetime.datetime,
                exclude: typing.Optional[str] = None) -> Usage:
+        """Recorded usage plus live reservations (but ``exclude``).
+
+        An image with a live reservation counts by its reservation alone,
+        not in the records too: an upload's image is recorded with its
+        data a moment before its reservation ends.
+        """
         table = schema.reservations
-        query = (sa.select(table.c.kind, sa.func.count(),
-                           sa.func.coalesce(sa.func.sum(table.c.size), 0))
+        query = (sa.select(table.c.id, table.c.kind, table.c.size,
+                           table.c.image_id)
                  .where(table.c.project_id == project_id,
-                        table.c.expires_at > now)
-                 .group_by(table.c.kind))
-        if exclude is not None:
-            query = query.where(table.c.id != exclude)
-        counts = {schema.UPLOAD: (0, 0), schema.STAGE: (0, 0)}
-        for kind, count, size in connection.execute(query):
-            counts[kind] = (int(count), int(size))
-        source = self.usage_source
+                        table.c.expires_at > now))
+        counts = {schema.UPLOAD: [0, 0], schema.STAGE: [0, 0]}
+        reserved_images = set()
+        for row in connection.execute(query):
+            reserved_images.add(row.image_id)
+            if row.id != exclude:
+                counts[row.kind][0] += 1
+                counts[row.kind][1] += int(row.size)
+        recorded = usage_mod.RecordedUsage()
+        if self.usage_source is not None:
+            recorded = self.usage_source.recorded(
+                project_id, frozenset(reserved_images))
         return Usage(
-            image_size_total=(source.stored_bytes(connection, project_id)
+            image_size_total=(recorded.stored_bytes
                               + counts[schema.UPLOAD][1]),
-            image_count_uploading=(source.busy_images(connection, project_id)
+            image_count_uploading=(recorded.busy_images
                                    + counts[schema.UPLOAD][0]
                                    + counts[schema.STAGE][0]),
-            image_stage_total=(source.staged_bytes(connection, project_id)
+            image_stage_total=(recorded.staged_bytes
                                + counts[schema.STAGE][1]))
 
     def usage(self, project_id: str) -> Usage:
@@ -333,12 +303,15 @@ class ReservationStore:
                 project_limits: limits_mod.ProjectLimits) -> int:
         """Grow ``reservation`` to ``minimum`` bytes or more, or refuse.
 
-        It gets ``wanted`` bytes if the limit allows, else what is left
-        (at least ``minimum``), and takes an upload slot if it holds none.
+        It gets ``wanted`` bytes far from the limit, else ``minimum`` (see
+        :func:`_granted`), and takes an upload slot if it holds none.
 
         :returns: the bytes now reserved (also ``reservation.size``).
         :raises OverLimit: ``minimum`` bytes, or one more upload, would
-            breach a limit; the reservation is left as it was.
+            breach a limit. The reservation ends in the same transaction:
+            its upload fails, and what it held is at once free for the
+            uploads that go on (otherwise uploads that grow together could
+            all be refused, each for what the others hold).
         :raises StoreUnavailable: the database cannot be reached.
         """
         self._ensure_lock_row(reservation.project_id)
@@ -362,20 +335,51 @@ class ReservationStore:
             alive = self._alive(connection, reservation, now)
             usage = self._usage(connection, project, now,
                                 exclude=reservation.id)
-            if not alive:
-                _check(project, quota.IMAGE_COUNT_UPLOADING,
-                       project_limits.image_count_uploading,
-                       usage.image_count_uploading, 1)
             size_limit = project_limits.get(resource)
             used = usage.get(resource)
-            _check(project, resource, size_limit, used, minimum)
-            granted = max(minimum, wanted)
-            if size_limit is not None:
-                granted = max(minimum, min(wanted, size_limit - used))
-            self._write(connection, reservation, granted, now, alive)
+            try:
+                if not (alive and reservation.counted):
+                    _check(project, quota.IMAGE_COUNT_UPLOADING,
+                           project_limits.image_count_uploading,
+                           usage.image_count_uploading, 1)
+                _check(project, resource, size_limit, used, minimum)
+            except OverLimit as over:
+                refused = over
+                self._delete(connection, reservation)
+            else:
+                refused = None
+                granted = _granted(minimum, wanted, size_limit, used,
+                                   usage.image_count_uploading)
+                self._write(connection, reservation, granted, now, alive)
+        if refused is not None:
+            reservation.held = False
+            raise refused
         reservation.size = granted
         reservation.held = True
+        reservation.counted = True
         return granted
+
+    def claim(self, reservation: Reservation) -> bool:
+        """Insert ``reservation`` (0 bytes) unless its id is live.
+
+        With the id of :func:`claim_id`, one upload at a time per image:
+        the second gets False. No limit is checked here; the first
+        :meth:`reserve` checks them.
+
+        :raises StoreUnavailable: the database cannot be reached.
+        """
+        table = schema.reservations
+        now = self.clock()
+        try:
+            with self._transaction() as connection:
+                connection.execute(table.delete().where(
+                    table.c.id == reservation.id, table.c.expires_at <= now))
+                self._write(connection, reservation, 0, now, alive=False,
+                            replace=False)
+        except sa.exc.IntegrityError:
+            return False
+        reservation.held = True
+        return True
 
     def _alive(self, connection, reservation: Reservation,
                now: datetime.datetime) -> bool:
@@ -390,17 +394,26 @@ class ReservationStore:
                         'went on; reserving again', reservation.image_id)
         return found is not None
 
+    @staticmethod
+    def _delete(connection, reservation: Reservation) -> None:
+        table = schema.reservations
+        connection.execute(table.delete().where(
+            table.c.id == reservation.id))
+
     def _write(self, connection, reservation: Reservation, size: int,
-               now: datetime.datetime, alive: bool) -> None:
+               now: datetime.datetime, alive: bool,
+               replace: bool = True) -> None:
         table = schema.reservations
         expires_at = now + self.ttl
         if alive:
             connection.execute(
                 table.update().where(table.c.id == reservation.id)
-                .values(size=size, expires_at=expires_at))
+                .values(size=size, expires_at=expires_at,
+                        project_id=reservation.project_id))
             return
-        connection.execute(table.delete().where(
-            table.c.id == reservation.id))
+        if replace:
+            connection.execute(table.delete().where(
+                table.c.id == reservation.id))
         connection.execute(table.insert().values(
             id=reservation.id, project_id=reservation.project_id,
             image_id=reservation.image_id, kind=reservation.kind, size=size,
@@ -430,17 +443,58 @@ class ReservationStore:
         """End the reservation. Never raises: it would expire anyway."""
         if not reservation.held:
             return
-        table = schema.reservations
         try:
             with self._transaction() as connection:
-                connection.execute(table.delete().where(
-                    table.c.id == reservation.id))
+                self._delete(connection, reservation)
         except Exception:
             LOG.exception('Could not release the quota reservation of '
                           'image %s; it expires in %s', reservation.image_id,
                           self.ttl)
             return
         reservation.held = False
+
+
+# Recovery (imgmw's registry calls these in its own transactions).
+
+def holders(connection) -> typing.Set[str]:
+    """The holders of every reservation, on the caller's ``connection``."""
+    table = schema.reservations
+    return set(connection.execute(
+        sa.select(table.c.holder).distinct()).scalars())
+
+
+def release_held(connection, holder: str,
+                 image_id: typing.Optional[str] = None) -> int:
+    """Delete the reservations ``holder`` holds (of ``image_id`` only).
+
+    For recovery, which declared the holder dead, or its upload over.
+
+    :returns: how many were deleted.
+    """
+    table = schema.reservations
+    query = table.delete().where(table.c.holder == holder)
+    if image_id is not None:
+        query = query.where(table.c.image_id == image_id)
+    return connection.execute(query).rowcount
+
+
+def _granted(minimum: int, wanted: int, limit: typing.Optional[int],
+             used: int, others: int) -> int:
+    """Bytes to grant: ``wanted`` far from the limit, else ``minimum``.
+
+    A step ahead (``wanted - minimum``) is granted only while the limit
+    leaves room for it and for one step of each other upload in progress
+    besides (``others``) and one more; nearer the limit a reservation
+    grows by exactly what its body brought, so an upload never holds bytes
+    that another one, which fits, needs. The quota is never handed out
+    whole to one upload of unknown size.
+    """
+    step = max(wanted - minimum, 0)
+    if limit is None:
+        return minimum + step
+    if limit - used - minimum >= step * (others + 2):
+        return minimum + step
+    return minimum
 
 
 def _check(project_id: str, resource: str, limit: typing.Optional[int],

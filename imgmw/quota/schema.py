@@ -1,12 +1,12 @@
 """The quota tables, as SQLAlchemy Core metadata.
 
-They live in the registry's database, created by its Alembic migration
-``0002`` (``imgmw-manage db sync``), and the registry's models include them
-so that the migrations and the models keep agreeing. In front of Glance
-(``usage_source = glance``) they live in a database of their own
-(``quota_connection``), which the quota filter creates at first use with
-:func:`create` (only these two tables; no Alembic history, as nothing else
-lives there).
+They are migrated by a chain of their own (:mod:`imgmw.quota.migrations`,
+version table ``imgmw_quota_version``): in the registry's database by
+``imgmw-manage db sync`` (which adopts the tables the registry's migration
+``0002`` created in earlier releases; the registry's models still include
+them, as 0002 does), and in front of Glance (``usage_source = glance``) in
+a database of their own (``quota_connection``), which the quota filter
+migrates at first use.
 
 ``quota_locks``
     one row per project that ever reserved; a reservation locks its
@@ -65,11 +65,3 @@ def exists(engine: sa.engine.Engine) -> bool:
     """Whether both quota tables exist in ``engine``'s database."""
     names = set(sa.inspect(engine).get_table_names())
     return {locks.name, reservations.name} <= names
-
-
-def create(engine: sa.engine.Engine) -> None:
-    """Create the quota tables where absent (idempotent).
-
-    Not for imgmw's registry database, whose migrations create them.
-    """
-    metadata.create_all(engine, checkfirst=True)

@@ -15,6 +15,7 @@ reservation is left.
 import hashlib
 import os
 import threading
+import time
 
 import fixtures
 import requests
@@ -213,3 +214,69 @@ class TestQuotaAcrossTwoNodes(testtools.TestCase):
             self.assertEqual(200, resp.status_code, resp.text)
             self.assertEqual({'usage': stored // MiB, 'limit': LIMIT // MiB},
                              resp.json()['usage']['image_size_total'])
+
+
+class TestQuotaAtImport(testtools.TestCase):
+    """Stage + glance-direct import is held to the storage quota.
+
+    Issue 17 item 1: with ``user_storage_quota = 2MB``, two staged images
+    of 1.5 MiB both became active. Now the second import is refused with
+    the 413 of contract row 13 and its image stays staged.
+    """
+
+    SIZE = 3 * MiB // 2
+
+    def setUp(self):
+        super().setUp()
+        database = self.useFixture(dbfixture.Database('sqlite'))
+        base.sync_database(database.url)
+        self.node = self.useFixture(base.ApiServer(
+            database.url, options={'user_storage_quota': '2MB'},
+            workers=1))
+        self.addOnException(lambda exc_info: self.addDetail(
+            'node.log', content.text_content(self.node.log())))
+        self.http = requests.Session()
+        self.http.headers['Connection'] = 'close'
+        self.addCleanup(self.http.close)
+
+    def staged_image(self) -> str:
+        resp = self.http.post(
+            self.node.url + '/v2/images', timeout=base.REQUEST_TIMEOUT,
+            json={'name': 'import', 'disk_format': 'raw',
+                  'container_format': 'bare'})
+        self.assertEqual(201, resp.status_code, resp.text)
+        image_id = resp.json()['id']
+        resp = self.http.put(
+            '%s/v2/images/%s/stage' % (self.node.url, image_id),
+            data=b's' * self.SIZE, timeout=base.REQUEST_TIMEOUT,
+            headers={'Content-Type': 'application/octet-stream'})
+        self.assertEqual(204, resp.status_code, resp.text)
+        return image_id
+
+    def import_(self, image_id: str) -> requests.Response:
+        return self.http.post(
+            '%s/v2/images/%s/import' % (self.node.url, image_id),
+            json={'method': {'name': 'glance-direct'}},
+            headers={'Accept': 'application/json'},
+            timeout=base.REQUEST_TIMEOUT)
+
+    def status(self, image_id: str) -> str:
+        return self.http.get('%s/v2/images/%s' % (self.node.url, image_id),
+                             timeout=base.REQUEST_TIMEOUT).json()['status']
+
+    def test_an_import_over_the_storage_quota_is_413(self):
+        first, second = self.staged_image(), self.staged_image()
+        self.assertEqual(202, self.import_(first).status_code)
+        for _ in range(200):
+            if self.status(first) == 'active':
+                break
+            time.sleep(0.05)
+        self.assertEqual('active', self.status(first))
+        resp = self.import_(second)
+        self.assertEqual(413, resp.status_code, resp.text)
+        self.assertEqual(
+            'Image exceeds the storage quota: The size of the data %d will '
+            'exceed the limit. %d bytes remaining.'
+            % (self.SIZE, 2 * MiB - self.SIZE),
+            resp.json()['message'].split('<br />')[0])
+        self.assertEqual('uploading', self.status(second))

@@ -12,6 +12,7 @@ from imgmw.quota import glance
 from imgmw.quota import limits
 from imgmw.quota import reservations
 from imgmw.quota import schema
+from imgmw.quota import usage
 
 OWNER = 'p1'
 
@@ -79,9 +80,9 @@ class TestGlanceUsage(testtools.TestCase):
         self.addCleanup(self.usage.dispose)
 
     def test_empty_project_uses_nothing(self):
-        self.assertEqual(0, self.usage.stored_bytes(None, OWNER))
-        self.assertEqual(0, self.usage.staged_bytes(None, OWNER))
-        self.assertEqual(0, self.usage.busy_images(None, OWNER))
+        self.assertEqual(0, self.usage.recorded(OWNER).stored_bytes)
+        self.assertEqual(0, self.usage.recorded(OWNER).staged_bytes)
+        self.assertEqual(0, self.usage.recorded(OWNER).busy_images)
 
     def test_stored_bytes_count_images_with_data_per_live_location(self):
         self.db.image('active', 100)
@@ -89,7 +90,7 @@ class TestGlanceUsage(testtools.TestCase):
         self.db.image('active', 1000, locations=('active', 'active'))
         self.db.image('active', 7, locations=('active', 'deleted'))
         self.assertEqual(100 + 10 + 2000 + 7,
-                         self.usage.stored_bytes(None, OWNER))
+                         self.usage.recorded(OWNER).stored_bytes)
 
     def test_stored_bytes_skip_gone_empty_and_foreign_images(self):
         self.db.image('killed', 100)
@@ -99,7 +100,19 @@ class TestGlanceUsage(testtools.TestCase):
         self.db.image('active', 0)
         self.db.image('active', 100, owner='p2')
         self.db.image('active', 100, locations=())
-        self.assertEqual(0, self.usage.stored_bytes(None, OWNER))
+        self.assertEqual(0, self.usage.recorded(OWNER).stored_bytes)
+
+    def test_excluded_images_are_not_counted(self):
+        kept = self.db.image('active', 5)
+        left_out = self.db.image('active', 7)
+        staged = self.db.image('uploading', 11, locations=())
+        importing = self.db.image('importing', 13, locations=())
+        self.assertEqual(glance.usage.RecordedUsage(12, 24, 1),
+                         self.usage.recorded(OWNER))
+        self.assertEqual(glance.usage.RecordedUsage(5, 0, 0),
+                         self.usage.recorded(OWNER, frozenset(
+                             (left_out, staged, importing))))
+        self.assertNotIn(kept, (left_out, staged))
 
     def test_staged_bytes_count_staged_importing_and_copying(self):
         self.db.image('uploading', 5, locations=())
@@ -108,7 +121,7 @@ class TestGlanceUsage(testtools.TestCase):
             glance.COPYING_PROPERTY: 'fast'})
         self.db.image('active', 13, properties={
             glance.COPYING_PROPERTY: ''})
-        self.assertEqual(5 + 7 + 11, self.usage.staged_bytes(None, OWNER))
+        self.assertEqual(5 + 7 + 11, self.usage.recorded(OWNER).staged_bytes)
 
     def test_busy_images_are_importing_and_copying_not_uploads(self):
         # Uploads (saving) and stages (uploading) hold reservations.
@@ -119,7 +132,7 @@ class TestGlanceUsage(testtools.TestCase):
             glance.COPYING_PROPERTY: 'fast'})
         self.db.image('deleted', 11, properties={
             glance.COPYING_PROPERTY: 'fast'})
-        self.assertEqual(2, self.usage.busy_images(None, OWNER))
+        self.assertEqual(2, self.usage.recorded(OWNER).busy_images)
 
 
 class TestReservationsWithGlanceUsage(testtools.TestCase):
@@ -138,6 +151,30 @@ class TestReservationsWithGlanceUsage(testtools.TestCase):
     def test_tables_created_at_first_use(self):
         self.assertEqual(0, self.store.usage(OWNER).image_size_total)
         self.assertTrue(schema.exists(self.store.engine))
+
+    def test_first_use_by_many_threads_migrates_once(self):
+        """Alembic's context is global: one thread migrates."""
+        import threading
+        store = reservations.ReservationStore(
+            'sqlite:///%s' % os.path.join(
+                self.useFixture(fixtures.TempDir()).path, 'q.sqlite'),
+            glance.GlanceUsage(self.db.url), create_schema=True)
+        self.addCleanup(store.dispose)
+        barrier = threading.Barrier(6)
+        failures = []
+
+        def first_use():
+            barrier.wait()
+            try:
+                store.usage(OWNER)
+            except Exception as err:
+                failures.append(err)
+        threads = [threading.Thread(target=first_use) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual([], failures)
 
     def test_creation_is_idempotent(self):
         self.store.usage(OWNER)
@@ -164,14 +201,15 @@ class TestReservationsWithGlanceUsage(testtools.TestCase):
 class TestUsageSourceOption(testtools.TestCase):
 
     def test_glance_needs_glance_connection(self):
-        err = self.assertRaises(config.ConfigError,
-                                reservations.make_usage_source, 'glance',
-                                None)
+        err = self.assertRaises(config.ConfigError, usage.load, 'glance',
+                                {'glance_connection': None})
         self.assertIn('glance_connection', str(err))
 
-    def test_imgmw_is_the_default(self):
-        self.assertIsInstance(reservations.make_usage_source('imgmw', None),
-                              reservations.ImgmwUsage)
+    def test_imgmw_is_the_registry_of_the_app(self):
+        provider = usage.load('imgmw', {
+            'database_connection': 'postgresql://registry'})
+        self.assertEqual('imgmw', provider.name)
+        self.assertEqual('postgresql://registry', provider.url)
 
     def test_filter_factory_builds_glance_usage(self):
         db = self.useFixture(GlanceDatabase())

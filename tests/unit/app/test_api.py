@@ -21,6 +21,7 @@ from imgmw.app import images
 from imgmw.app import registry
 from imgmw.app.stores import filesystem
 from imgmw import environ as keys
+from imgmw import errors
 from imgmw import streams
 from tests import dbfixture
 
@@ -224,6 +225,42 @@ class RoutingTest(AppTestCase):
         self.assertEqual({'import-methods': {
             'description': 'Import methods available.', 'type': 'array',
             'value': ['glance-direct']}}, resp.json)
+
+    def test_usage_info_without_a_quota_filter_has_no_limits(self):
+        resp = self.call(self.request('/v2/info/usage'))
+        self.assertEqual(200, resp.status_int)
+        self.assertEqual({'usage': {}}, resp.json)
+
+    def test_usage_info_answers_the_quota_filter_figures(self):
+        """contract section 8: the caller's project, the filter's units."""
+        asked = []
+
+        def usage(project_id):
+            asked.append(project_id)
+            return {'image_size_total': {'usage': 1, 'limit': 2}}
+        req = self.request('/v2/info/usage')
+        req.environ[keys.QUOTA_USAGE] = usage
+        resp = self.call(req)
+        self.assertEqual(200, resp.status_int)
+        self.assertEqual('application/json', resp.content_type)
+        self.assertEqual({'usage': {'image_size_total': {
+            'usage': 1, 'limit': 2}}}, resp.json)
+        self.assertEqual([PROJECT], asked)
+
+    def test_usage_info_unavailable_figures_are_503(self):
+        def usage(project_id):
+            raise errors.registry_unavailable()
+        req = self.request('/v2/info/usage',
+                           headers={'Accept': 'application/json'})
+        req.environ[keys.QUOTA_USAGE] = usage
+        resp = self.call(req)
+        self.assertEqual(503, resp.status_int)
+        self.assertIn('Image registry is unavailable.', resp.json['message'])
+
+    def test_usage_info_other_methods_get_405(self):
+        resp = self.call(self.request('/v2/info/usage', method='POST'))
+        self.assertEqual(405, resp.status_int)
+        self.assertEqual('GET', resp.headers['Allow'])
 
     def test_stores_info_without_multi_store(self):
         resp = self.call(self.request(

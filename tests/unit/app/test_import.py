@@ -15,6 +15,7 @@ from imgmw.app import importer
 from imgmw.app import registry
 from imgmw.app import stores
 from imgmw import environ as keys
+from imgmw import errors
 from imgmw import hashing
 from tests.unit.app import test_stage
 
@@ -93,6 +94,40 @@ class ImportTest(ImportTestCase):
             if self.status_of(image['id']) == 'active':
                 break
             threading.Event().wait(0.05)
+        self.assertActive(image['id'], ['default'])
+
+    def test_storage_quota_checked_at_import(self):
+        """Issue 17 item 1: an import over the storage quota is 413."""
+        image = self.staged()
+        asked = []
+
+        def reserve(project_id, image_id, size):
+            asked.append((project_id, image_id, size))
+            raise errors.storage_quota_exceeded(size, 3)
+        req = self.import_request(image['id'])
+        req.environ[keys.QUOTA_IMPORT] = reserve
+        resp = self.call(req)
+        self.assertEqual(413, resp.status_int, resp.body)
+        self.assertIn('Image exceeds the storage quota: The size of the '
+                      'data %d will exceed the limit. 3 bytes remaining.'
+                      % len(DATA), resp.json['message'])
+        self.assertEqual([(image['owner'], image['id'], len(DATA))], asked)
+        self.assertEqual('uploading', self.status_of(image['id']))
+        self.assertEqual([], self.spawned)
+
+    def test_import_quota_held_until_the_image_is_importing(self):
+        image = self.staged()
+        events = []
+
+        def reserve(project_id, image_id, size):
+            events.append('reserved')
+            return lambda: events.append(
+                'released while %s' % self.status_of(image_id))
+        req = self.import_request(image['id'])
+        req.environ[keys.QUOTA_IMPORT] = reserve
+        self.assertEqual(202, self.call(req).status_int)
+        self.assertEqual(['reserved', 'released while importing'],
+                         events[:2])
         self.assertActive(image['id'], ['default'])
 
     def test_unknown_method_is_400_4(self):

@@ -4,6 +4,7 @@ import datetime
 import hashlib
 import io
 import os
+import socket
 import time
 import uuid
 
@@ -149,7 +150,7 @@ class TestRecover(ManageTestCase):
 
     def test_recover_resets_uploads_of_dead_local_processes(self):
         image_registry = self.registry()
-        dead = '%s:%d:1.00' % (registry.socket.gethostname(), 2 ** 22 + 1)
+        dead = '%s:%d:1.00' % (socket.gethostname(), 2 ** 22 + 1)
         stale = self.upload(image_registry, dead, datetime.timedelta(0))
         removed = []
         recovered = manage.recover(image_registry, datetime.timedelta(

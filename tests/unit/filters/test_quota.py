@@ -116,13 +116,13 @@ class DatabaseTest(testtools.TestCase):
                 sa.select(schema.reservations)).mappings()]
 
     def add_reservation(self, project='p1', size=0, kind=schema.UPLOAD,
-                        expires_in=300):
+                        expires_in=300, image_id=None):
         now = reservations.utcnow()
         with self.engine.begin() as connection:
             connection.execute(schema.reservations.insert().values(
                 id=str(uuid.uuid4()), project_id=project,
-                image_id=str(uuid.uuid4()), kind=kind, size=size,
-                holder='elsewhere:1', created_at=now,
+                image_id=image_id or str(uuid.uuid4()), kind=kind,
+                size=size, holder='elsewhere:1', created_at=now,
                 expires_at=now + datetime.timedelta(seconds=expires_in)))
 
 
@@ -212,6 +212,29 @@ class TestStorageQuota(FilterTest):
         resp = self.send(b'y' * 100, chunked=True)
         self.assertEqual(204, resp.status_int, resp.text)
 
+    def test_section_8_overlapping_unknown_sizes_that_fit_both_pass(self):
+        answers = []
+
+        def second():
+            if not answers:
+                answers.append(None)
+                answers.append(self.send(b'b' * 8, chunked=True))
+        self.build(ImageApp(during=second, chunk_size=4),
+                   user_storage_quota='20', reservation_increment='64')
+        resp = self.send(b'a' * 12, chunked=True)
+        self.assertEqual(204, resp.status_int, resp.text)
+        self.assertEqual(204, answers[1].status_int, answers[1].text)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_section_8_an_unknown_size_reserves_in_steps(self):
+        seen = []
+        self.build(ImageApp(during=lambda: seen.extend(
+            row['size'] for row in self.reservation_rows()), chunk_size=4),
+            user_storage_quota='1000', reservation_increment='10')
+        self.assertEqual(204, self.send(b'a' * 30, chunked=True).status_int)
+        # A first step, not the 1000 bytes the quota has left.
+        self.assertEqual([10], seen)
+
     def test_section_8_only_images_with_data_count(self):
         self.add_image(size=60)
         self.add_image(size=60, status='deactivated')
@@ -236,6 +259,21 @@ class TestStorageQuota(FilterTest):
         self.build(user_storage_quota='100')
         self.assertRefused(self.send(b'z' * 71), row13(71, 70))
         self.assertEqual(204, self.send(b'z' * 70).status_int)
+
+    def test_an_image_recorded_while_its_reservation_lives_counts_once(self):
+        # The app records the image active a moment before its upload's
+        # reservation ends: charged by its reservation alone meanwhile.
+        image_id = self.add_image(size=30)
+        self.add_reservation(size=30, image_id=image_id)
+        self.build(user_storage_quota='100')
+        self.assertRefused(self.send(b'z' * 71), row13(71, 70))
+        self.assertEqual(204, self.send(b'z' * 70).status_int)
+
+    def test_a_reservation_larger_than_its_recorded_image_counts_whole(self):
+        image_id = self.add_image(size=10)
+        self.add_reservation(size=30, image_id=image_id)
+        self.build(user_storage_quota='100')
+        self.assertRefused(self.send(b'z' * 71), row13(71, 70))
 
     def test_expired_reservations_never_count_and_are_deleted(self):
         self.add_reservation(size=100, expires_in=-1)
@@ -327,7 +365,7 @@ class TestReservationLifetime(FilterTest):
                 connection.execute(schema.reservations.delete())
         self.build(ImageApp(during=expire, chunk_size=10),
                    user_storage_quota='100')
-        self.middleware.refresh = 0
+        self.middleware.enforcement.refresh = 0
         self.assertEqual(204, self.send(b'a' * 60).status_int)
         self.assertEqual([], self.reservation_rows())
 
@@ -338,7 +376,7 @@ class TestReservationLifetime(FilterTest):
             self.add_reservation(size=50)
         self.build(ImageApp(during=expire_and_take, chunk_size=10),
                    user_storage_quota='100')
-        self.middleware.refresh = 0
+        self.middleware.enforcement.refresh = 0
         self.assertRefused(self.send(b'a' * 60), row13(60, 50))
 
     def test_database_unreachable_is_503(self):
@@ -401,25 +439,212 @@ class TestUploadCountAndStage(FilterTest):
             self.assertEqual(204, req.get_response(self.middleware).status_int)
         self.assertEqual([], self.reservation_rows())
 
-    def test_missing_size_filter_is_a_500_naming_it(self):
-        self.build()
-        req = fakes.upload_request(path='/v2/images/%s/file' % IMAGE_ID)
+
+class TestStandingAlone(FilterTest):
+    """Behind Glance's context filter alone, no size filter."""
+
+    def send_bare(self, body=b'', chunked=False, headers=None,
+                  context=None):
+        """An upload as Glance's context filter hands it on."""
+        req = fakes.upload_request(
+            path='/v2/images/%s/file' % IMAGE_ID, body=body,
+            chunked=chunked, headers=dict(
+                {'Accept': 'application/json'}, **(headers or {})))
+        if context is not None:
+            # What Glance's ContextMiddleware does: req.context = ...
+            req.context = context
+        return req.get_response(self.middleware)
+
+    def identity(self, project='p1', status='Confirmed'):
+        return {'X-Identity-Status': status, 'X-Project-Id': project,
+                'X-Roles': 'member'}
+
+    def test_content_length_is_the_declared_size(self):
+        self.build(ImageApp(owner=None), user_storage_quota='10')
+        resp = self.send_bare(b'x' * 11, headers=self.identity())
+        self.assertRefused(resp, row13(11, 10))
+        self.assertEqual(b'', self.app.received)
+        self.assertEqual(204, self.send_bare(
+            b'x' * 10, headers=self.identity()).status_int)
+
+    def test_the_image_size_header_is_the_declared_size(self):
+        self.build(ImageApp(owner=None), user_storage_quota='10')
+        headers = dict(self.identity(), **{'x-openstack-image-size': '11'})
+        resp = self.send_bare(b'x' * 3, chunked=True, headers=headers)
+        self.assertRefused(resp, row13(11, 10))
+        self.assertEqual(b'', self.app.received)
+
+    def test_a_body_beyond_its_declared_size_is_still_limited(self):
+        self.build(ImageApp(owner=None, chunk_size=1),
+                   user_storage_quota='10', reservation_increment='1')
+        headers = dict(self.identity(), **{'x-openstack-image-size': '4'})
+        resp = self.send_bare(b'x' * 12, chunked=True, headers=headers)
+        self.assertRefused(resp, row13(11, 10))
+        self.assertEqual(b'x' * 10, self.app.received)
+
+    def test_an_unknown_size_is_reserved_as_it_arrives(self):
+        self.build(ImageApp(owner=None, chunk_size=1),
+                   user_storage_quota='10', reservation_increment='1')
+        resp = self.send_bare(b'x' * 12, chunked=True,
+                              headers=self.identity())
+        self.assertRefused(resp, row13(11, 10))
+        self.assertEqual(b'x' * 10, self.app.received)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_the_project_of_glance_context_is_charged(self):
+        self.build(ImageApp(owner=None), user_storage_quota='1GB',
+                   project_storage_quota='p9:5')
+        resp = self.send_bare(b'z' * 6, context=oslo_context.RequestContext(
+            project_id='p9'))
+        self.assertRefused(resp, row13(6, 5))
+
+    def test_the_identity_headers_project_is_charged(self):
+        self.build(ImageApp(owner=None), user_storage_quota='1GB',
+                   project_storage_quota='p9:5')
+        resp = self.send_bare(b'z' * 6, headers=self.identity('p9'))
+        self.assertRefused(resp, row13(6, 5))
+
+    def test_tenant_id_when_no_project_id(self):
+        self.build(ImageApp(owner=None), user_storage_quota='1GB',
+                   project_storage_quota='p9:5')
+        resp = self.send_bare(b'z' * 6, headers={
+            'X-Identity-Status': 'Confirmed', 'X-Tenant-Id': 'p9'})
+        self.assertRefused(resp, row13(6, 5))
+
+    def test_unconfirmed_identity_is_not_charged(self):
+        self.build(ImageApp(owner=None), user_storage_quota='5')
+        resp = self.send_bare(b'z' * 6, headers=self.identity(
+            'p1', status='Invalid'))
+        self.assertEqual(204, resp.status_int)
+        self.assertEqual([], self.reservation_rows())
+
+    def test_imgmw_context_wins_over_the_headers(self):
+        self.build(ImageApp(owner=None), user_storage_quota='1GB',
+                   project_storage_quota='p9:5')
+        req = fakes.upload_request(
+            path='/v2/images/%s/file' % IMAGE_ID, body=b'z' * 6,
+            headers=dict(self.identity('p1'), Accept='application/json'))
         req.environ[keys.CONTEXT] = oslo_context.RequestContext(
-            project_id='p1')
-        resp = req.get_response(self.middleware)
+            project_id='p9')
+        self.assertRefused(req.get_response(self.middleware), row13(6, 5))
+
+    def test_no_context_filter_at_all_is_a_500_naming_it(self):
+        self.build()
+        resp = self.send_bare(b'z')
         self.assertEqual(500, resp.status_int)
-        self.assertIn('size filter', resp.text)
+        self.assertIn('context', resp.text)
         self.assertFalse(self.app.called)
 
 
+class TestImport(FilterTest):
+    """The storage quota of an import (contract 3.13)."""
+
+    def reserve(self, size, project='p1'):
+        req = webob.Request.blank('/v2/images/%s/import' % IMAGE_ID,
+                                  method='POST')
+        req.get_response(self.middleware)
+        reserve = self.app.calls[-1][keys.QUOTA_IMPORT]
+        return reserve(project, IMAGE_ID, size)
+
+    def test_an_import_over_the_storage_quota_is_413(self):
+        self.add_image(size=60)
+        self.build(user_storage_quota='100')
+        err = self.assertRaises(webob.exc.HTTPRequestEntityTooLarge,
+                                self.reserve, 41)
+        self.assertIn(row13(41, 40), str(err))
+        self.assertEqual([], self.reservation_rows())
+
+    def test_an_import_that_fits_is_held_until_released(self):
+        self.add_image(size=60)
+        self.build(user_storage_quota='100')
+        release = self.reserve(40)
+        self.assertEqual([40], [row['size']
+                                for row in self.reservation_rows()])
+        self.assertRefused(self.send(b'z'), row13(1, 0))
+        release()
+        self.assertEqual([], self.reservation_rows())
+
+    def test_images_being_imported_count_as_stored(self):
+        self.add_image(size=60, status='importing')
+        self.build(user_storage_quota='100')
+        self.assertRefused(self.send(b'z' * 41), row13(41, 40))
+
+
+class TestOneUploadPerImage(FilterTest):
+    """one_upload_per_image: contract 3.12 before the app."""
+
+    def test_a_second_upload_to_the_image_is_409_before_the_app(self):
+        answers = []
+
+        def second():
+            if not answers:
+                answers.append(self.send(b'b' * 8))
+        self.build(ImageApp(during=second, chunk_size=4),
+                   one_upload_per_image='true', user_storage_quota='1GB')
+        self.assertEqual(204, self.send(b'a' * 12).status_int)
+        self.assertRefused(answers[0], 'Image status transition from '
+                           'saving to saving is not allowed', status=409)
+        self.assertEqual(1, len(self.app.calls))
+        self.assertEqual([], self.reservation_rows())
+        # Once the first is over, the next one passes.
+        self.assertEqual(204, self.send(b'c' * 8).status_int)
+
+    def test_the_claim_counts_as_the_upload_reservation(self):
+        seen = []
+        self.build(ImageApp(during=lambda: seen.extend(
+            self.reservation_rows())), one_upload_per_image='true',
+            user_storage_quota='1GB')
+        self.assertEqual(204, self.send(b'a' * 60).status_int)
+        self.assertEqual([(reservations.claim_id(IMAGE_ID), 60)],
+                         [(row['id'], row['size']) for row in seen])
+
+    def test_the_claim_is_released_when_the_app_reads_nothing(self):
+        self.build(ImageApp(refuse=webob.exc.HTTPNotFound()),
+                   one_upload_per_image='true')
+        resp = self.send(b'a')
+        self.assertEqual(404, resp.status_int)
+        self.assertEqual(1, len(self.reservation_rows()))
+        resp.body  # The server reads the answer and closes it.
+        self.assertEqual([], self.reservation_rows())
+
+    def test_an_expired_claim_does_not_block(self):
+        self.build(one_upload_per_image='true', user_storage_quota='1GB')
+        now = reservations.utcnow()
+        with self.engine.begin() as connection:
+            connection.execute(schema.reservations.insert().values(
+                id=reservations.claim_id(IMAGE_ID), project_id='p1',
+                image_id=IMAGE_ID, kind=schema.UPLOAD, size=0,
+                holder='dead:1:1', created_at=now,
+                expires_at=now - datetime.timedelta(seconds=1)))
+        self.assertEqual(204, self.send(b'a').status_int)
+
+    def test_off_by_default_the_app_decides(self):
+        answers = []
+
+        def second():
+            if not answers:
+                answers.append(None)
+                answers.append(self.send(b'b' * 8))
+        self.build(ImageApp(during=second, chunk_size=4),
+                   user_storage_quota='1GB')
+        self.assertEqual(204, self.send(b'a' * 12).status_int)
+        self.assertEqual(204, answers[1].status_int)
+
+
 class TestUsageInfo(FilterTest):
-    """GET /v2/info/usage (contract section 8)."""
+    """GET /v2/info/usage: the app answers, the filter lends its figures.
+
+    Contract section 8.
+    """
 
     def usage(self, method='GET', project='p1'):
         req = webob.Request.blank('/v2/info/usage', method=method)
         req.environ[keys.CONTEXT] = oslo_context.RequestContext(
             project_id=project)
-        return req.get_response(self.middleware)
+        resp = req.get_response(self.middleware)
+        self.assertEqual(204, resp.status_int)
+        self.assertTrue(self.app.called)
+        return self.app.calls[-1][keys.QUOTA_USAGE]
 
     def test_static_limits_and_usage_in_glance_units(self):
         self.add_image(size=3 * MiB + 5)
@@ -428,27 +653,33 @@ class TestUsageInfo(FilterTest):
         self.add_reservation(size=MiB, kind=schema.STAGE)
         self.build(user_storage_quota='10GB', user_stage_quota='1GB',
                    project_uploading_quota='p1:4')
-        resp = self.usage()
-        self.assertEqual(200, resp.status_int)
-        self.assertEqual('application/json', resp.content_type)
-        self.assertEqual({'usage': {
+        self.assertEqual({
             'image_size_total': {'usage': 4, 'limit': 10240},
             'image_count_uploading': {'usage': 2, 'limit': 4},
-            'image_stage_total': {'usage': 3, 'limit': 1024}}}, resp.json)
-        self.assertFalse(self.app.called)
+            'image_stage_total': {'usage': 3, 'limit': 1024}},
+            self.usage()('p1'))
 
     def test_unlimited_is_minus_one(self):
         self.build()
         self.assertEqual(
             {resource: {'usage': 0, 'limit': -1}
              for resource in quota.RESOURCES},
-            self.usage().json['usage'])
+            self.usage()('p1'))
 
-    def test_other_methods_get_405(self):
+    def test_registry_unreachable_is_503(self):
         self.build()
-        resp = self.usage('POST')
-        self.assertEqual(405, resp.status_int)
-        self.assertEqual('GET', resp.headers['Allow'])
+        report = self.usage()
+        self.middleware.store.url = (
+            'postgresql+psycopg2://nobody@127.0.0.1:9/none')
+        self.middleware.store._engine = None
+        err = self.assertRaises(webob.exc.HTTPServiceUnavailable, report,
+                                'p1')
+        self.assertIn('Image registry is unavailable.', str(err))
+
+    def test_only_published_on_its_path(self):
+        self.build()
+        self.send(b'a')
+        self.assertNotIn(keys.QUOTA_USAGE, self.app.calls[-1])
 
 
 class TestKeystoneLimits(FilterTest):
@@ -509,13 +740,12 @@ class TestKeystoneLimits(FilterTest):
                              'image_count_uploading': 3},
                             {'p1': {'image_stage_total': 7}})
         req = webob.Request.blank('/v2/info/usage')
-        req.environ[keys.CONTEXT] = oslo_context.RequestContext(
-            project_id='p1')
-        self.assertEqual({'usage': {
+        req.get_response(self.middleware)
+        report = self.app.calls[-1][keys.QUOTA_USAGE]
+        self.assertEqual({
             'image_size_total': {'usage': 0, 'limit': 100},
             'image_count_uploading': {'usage': 0, 'limit': 3},
-            'image_stage_total': {'usage': 0, 'limit': 7}}},
-            req.get_response(self.middleware).json)
+            'image_stage_total': {'usage': 0, 'limit': 7}}, report('p1'))
 
     def test_oslo_limit_settings_reach_oslo_limit(self):
         self.build_keystone({'image_size_total': -1})
@@ -653,18 +883,52 @@ class StoreConcurrency:
             stores[0].release(res)
         self.assertEqual(0, stores[1].usage('p1').image_size_total)
 
-    def test_increments_stop_at_the_limit(self):
+    def test_steps_ahead_only_far_from_the_limit(self):
+        store = reservations.ReservationStore(self.database.url)
+        self.addCleanup(store.dispose)
+        project_limits = limits.ProjectLimits(image_size_total=40)
+        res = reservations.Reservation('p1', IMAGE_ID)
+        # 40 bytes left: room for this step and one of another upload.
+        self.assertEqual(8, store.reserve(res, 0, 8, project_limits))
+        self.assertEqual(17, store.reserve(res, 9, 17, project_limits))
+        # 10 left past 30: no room for two steps of 8 more; exactly what
+        # is needed, never what is left.
+        self.assertEqual(30, store.reserve(res, 30, 38, project_limits))
+        self.assertEqual(40, store.reserve(res, 40, 48, project_limits))
+        over = self.assertRaises(reservations.OverLimit, store.reserve,
+                                 res, 41, 49, project_limits)
+        self.assertEqual((40, 0, 41), (over.limit, over.usage,
+                                       over.requested))
+        # Refused: its upload fails, its bytes are free at once.
+        self.assertFalse(res.held)
+        self.assertEqual(0, store.usage('p1').image_size_total)
+
+    def test_a_refused_upload_frees_its_bytes_for_the_others(self):
         store = reservations.ReservationStore(self.database.url)
         self.addCleanup(store.dispose)
         project_limits = limits.ProjectLimits(image_size_total=10)
+        first = reservations.Reservation('p1', 'first')
+        second = reservations.Reservation('p1', 'second')
+        self.assertEqual(6, store.reserve(first, 6, 6, project_limits))
+        self.assertEqual(4, store.reserve(second, 4, 4, project_limits))
+        self.assertRaises(reservations.OverLimit, store.reserve, first, 7,
+                          7, project_limits)
+        self.assertEqual(9, store.reserve(second, 9, 9, project_limits))
+        self.assertEqual(9, store.usage('p1').image_size_total)
+
+    def test_other_uploads_in_progress_leave_no_room_for_steps(self):
+        store = reservations.ReservationStore(self.database.url)
+        self.addCleanup(store.dispose)
+        project_limits = limits.ProjectLimits(image_size_total=40)
+        other = reservations.Reservation('p1', 'other')
+        self.assertEqual(0, store.reserve(other, 0, 0, project_limits))
         res = reservations.Reservation('p1', IMAGE_ID)
-        self.assertEqual(8, store.reserve(res, 0, 8, project_limits))
-        self.assertEqual(10, store.reserve(res, 9, 17, project_limits))
-        over = self.assertRaises(reservations.OverLimit, store.reserve,
-                                 res, 11, 19, project_limits)
-        self.assertEqual((10, 0, 11), (over.limit, over.usage,
-                                       over.requested))
-        self.assertEqual(10, res.size)
+        # 40 left: alone, room for this step of 14 and another (28); with
+        # another upload in progress, room needed for three (42).
+        self.assertEqual(0, store.reserve(res, 0, 14, project_limits))
+        self.assertEqual(15, store.reserve(res, 15, 29, project_limits))
+        store.release(other)
+        self.assertEqual(24, store.reserve(res, 16, 24, project_limits))
 
 
 class TestStoreConcurrency(StoreConcurrency, DatabaseTest):
