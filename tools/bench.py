@@ -36,7 +36,8 @@ Pipelines (built from the ``noauth`` pipeline of ``etc/api-paste.ini``):
 answers reads with, ``context-noauth imgmw`` (uploads also need ``stores``
 and ``checksum``); ``no-<filter>`` is ``full`` less one filter (``no-size``
 also less ``quota``, which needs the size filter's ``imgmw.size``);
-``no-verify`` is ``full`` with ``verify_downloads = false``.
+``no-verify`` is ``full`` with ``verify_downloads = false`` in the checksum
+filter and in the data app (which verifies downloads block by block).
 
 The store and the registry live on tmpfs (``/dev/shm``) unless
 ``--state-parent`` says otherwise: the figures are those of the pipeline
@@ -104,6 +105,9 @@ TARGETS = (
     ('download full, verify on', 'nginx full', None),
     ('download ranged, verify off', 'nginx ranged', None),
     ('download ranged, verify on', 'nginx ranged', None),
+    # What verifying every block costs.
+    ('download full, verify on', 'download full, verify off', 0.9),
+    ('download ranged, verify on', 'download ranged, verify off', 0.8),
     ('small: image show, full', 'small: image show, bare', 0.7),
     ('small: 1 KiB download, full', 'small: 1 KiB download, bare', 0.7),
     ('upload Content-Length, no-size', 'upload Content-Length', None),
@@ -503,9 +507,15 @@ class Pipelines:
         self.variants = {
             'full': self.full,
             'bare': ['context-noauth', self.full[-1]],
-            'no-verify': [name if name != 'checksum' else 'checksum-noverify'
+            'no-verify': [{'checksum': 'checksum-noverify',
+                           self.full[-1]: 'imgmw-noverify'}.get(name, name)
                           for name in self.full],
         }
+        defaults = parser.defaults()
+        self.app_options = [
+            '%s = %s' % (key, value)
+            for key, value in parser.items('app:%s' % self.full[-1])
+            if key not in defaults]
         for name in OPTIONAL_FILTERS:
             if name in self.full:
                 left_out = (name,) + REQUIRES.get(name, ())
@@ -517,7 +527,9 @@ class Pipelines:
 
     def _sections(self) -> str:
         text = ['', '[filter:checksum-noverify]',
-                'use = egg:imgmw#checksum', 'verify_downloads = false', '']
+                'use = egg:imgmw#checksum', 'verify_downloads = false', '',
+                '[app:imgmw-noverify]']
+        text += self.app_options + ['verify_downloads = false', '']
         for name, pipeline in self.variants.items():
             text += ['[composite:bench-%s]' % name,
                      'use = egg:Paste#urlmap',

@@ -70,6 +70,10 @@ option                          meaning (default)
                                 filter's option (``true``)
 ==============================  =============================================
 
+The process's allocator is told at start-up to give each chunk of image
+data its own mapping, so that a worker's memory stays flat
+(:mod:`imgmw.malloc`).
+
 Stores (``enabled_backends``, ``default_backend``, ``[store:<id>]``) are
 configured as :mod:`imgmw.backends` says; without multi-store there is one
 store, id ``default``.
@@ -86,6 +90,7 @@ from imgmw.app import stage
 from imgmw.app import stores
 from imgmw import config
 from imgmw import hashing
+from imgmw import malloc
 
 
 LOG = logging.getLogger(__name__)
@@ -129,6 +134,7 @@ def app_factory(global_conf: typing.Mapping, **local_conf) -> api.DataApp:
     """paste.deploy factory of the data app (``egg:imgmw#main``)."""
     options = config.parse(OPTS, global_conf, local_conf, 'data app')
     options['read_chunk_size'] = max(options['read_chunk_size'], 1)
+    malloc.tune()
     store_set = load_stores(global_conf, options)
     url = registry_mod.database_url({
         'database_connection': options['database_connection'],

@@ -1111,12 +1111,33 @@ def _block_columns(blocks: typing.Optional[hashing.BlockDigests]
             'block_digests': blocks.digests}
 
 
+# The statements of every read, built once (building a statement costs
+# more than SQLAlchemy's cached compilation of it).
+_IMAGE_BY_ID = sa.select(models.images).where(
+    models.images.c.id == sa.bindparam('image_id'))
+_IMAGE_BY_ID_FOR_UPDATE = _IMAGE_BY_ID.with_for_update()
+_IDS = sa.bindparam('ids', expanding=True)
+_TAGS_OF = (
+    sa.select(models.image_tags.c.image_id, models.image_tags.c.value)
+    .where(models.image_tags.c.image_id.in_(_IDS))
+    .order_by(models.image_tags.c.image_id, models.image_tags.c.value))
+_PROPERTIES_OF = (
+    sa.select(models.image_properties.c.image_id,
+              models.image_properties.c.name,
+              models.image_properties.c.value)
+    .where(models.image_properties.c.image_id.in_(_IDS)))
+_LOCATIONS_OF = (
+    sa.select(models.image_locations.c.image_id,
+              models.image_locations.c.store, models.image_locations.c.url)
+    .where(models.image_locations.c.image_id.in_(_IDS))
+    .order_by(models.image_locations.c.image_id,
+              models.image_locations.c.position))
+
+
 def _load(connection, image_id: str,
           for_update: bool = False) -> typing.Optional[Record]:
-    query = sa.select(models.images).where(models.images.c.id == image_id)
-    if for_update:
-        query = query.with_for_update()
-    row = connection.execute(query).mappings().first()
+    query = _IMAGE_BY_ID_FOR_UPDATE if for_update else _IMAGE_BY_ID
+    row = connection.execute(query, {'image_id': image_id}).mappings().first()
     if row is None:
         return None
     return _records(connection, [row])[0]
@@ -1128,22 +1149,11 @@ def _records(connection, rows) -> typing.List[Record]:
                for row in rows}
     if not records:
         return []
-    ids = list(records)
-    tags = models.image_tags
-    for row in connection.execute(
-            sa.select(tags).where(tags.c.image_id.in_(ids))
-            .order_by(tags.c.image_id, tags.c.value)):
-        records[row.image_id]['tags'].append(row.value)
-    properties = models.image_properties
-    for row in connection.execute(
-            sa.select(properties).where(properties.c.image_id.in_(ids))):
-        records[row.image_id]['properties'][row.name] = row.value
-    locations = models.image_locations
-    for row in connection.execute(
-            sa.select(locations.c.image_id, locations.c.store,
-                      locations.c.url)
-            .where(locations.c.image_id.in_(ids))
-            .order_by(locations.c.image_id, locations.c.position)):
-        records[row.image_id]['locations'].append(
-            {'store': row.store, 'url': row.url})
+    ids = {'ids': list(records)}
+    for image_id, value in connection.execute(_TAGS_OF, ids):
+        records[image_id]['tags'].append(value)
+    for image_id, name, value in connection.execute(_PROPERTIES_OF, ids):
+        records[image_id]['properties'][name] = value
+    for image_id, store, url in connection.execute(_LOCATIONS_OF, ids):
+        records[image_id]['locations'].append({'store': store, 'url': url})
     return [records[row['id']] for row in rows]

@@ -23,6 +23,28 @@ then loads it itself after the fork (gunicorn's ``preload_app`` is off), so
 database engines and store clients are never shared between processes. The
 ``serving ...`` line is logged once the sockets listen. Logs go to stderr;
 request bodies and tokens are never logged.
+
+Keep-alive clients and workers
+------------------------------
+gunicorn's workers all accept from one listening socket, each whenever it
+polls. A client that keeps its connection alive stays with the worker that
+accepted it, and a burst of new connections is often accepted by a single
+worker: 32 keep-alive clients were measured all on one of two workers,
+halving the rate of small requests. gunicorn cannot hand a connection
+to another worker once accepted. Two settings spread them:
+
+* ``--worker-connections N`` caps the connections of each gthread worker
+  (gunicorn's default is 1000); a worker at its cap stops accepting, so
+  the others take the next ones. Set it to about the expected number of
+  concurrent clients divided by the workers, and above ``--threads``:
+  gunicorn keeps at most ``worker_connections - threads`` connections
+  alive between requests. A client beyond every worker's cap waits in the
+  listen queue until a connection closes (idle keep-alive connections are
+  closed after 2 s).
+* ``--reuse-port`` sets ``SO_REUSEPORT`` on the listening socket, so that
+  several ``imgmw-api`` processes (for instance one per core, each with
+  ``--workers 1``) can listen on the same address: the kernel then
+  spreads new connections evenly between their sockets.
 """
 
 import argparse
@@ -82,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--threads', type=_positive, default=8,
         help='threads of each gthread worker (default: %(default)s)')
+    parser.add_argument(
+        '--worker-connections', type=_positive, default=1000,
+        help='most connections of one gthread worker, keep-alive ones '
+             'included (default: %(default)s)')
+    parser.add_argument(
+        '--reuse-port', action='store_true',
+        help='listen with SO_REUSEPORT, so that several imgmw-api '
+             'processes share the address and the kernel spreads '
+             'connections between them')
     parser.add_argument(
         '--worker-class', default=DEFAULT_WORKER_CLASS,
         help='gunicorn worker class (default: %(default)s, gthread with '
@@ -209,6 +240,8 @@ class Server(gunicorn_base.BaseApplication):
             'bind': args.bind,
             'workers': args.workers,
             'threads': args.threads,
+            'worker_connections': args.worker_connections,
+            'reuse_port': args.reuse_port,
             'worker_class': args.worker_class,
             'timeout': args.timeout,
             'preload_app': False,

@@ -58,6 +58,8 @@ class TestMultiHasher(testtools.TestCase):
             'imgmw.hashing._update_all', recording))
         hasher = hashing.MultiHasher(['sha512', 'md5'])
         hasher.update(DATA[:hashing.PARALLEL_THRESHOLD])
+        # update() of bytes may return before the worker ran: wait for it.
+        hasher.hexdigests()
         caller = threading.current_thread().name
         by_thread = {name: (names, size) for name, names, size in seen}
         self.assertEqual(2, len(by_thread))

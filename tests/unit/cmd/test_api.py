@@ -183,6 +183,13 @@ class TestServer(testtools.TestCase):
         self.assertIs(worker.ThreadWorker, server.cfg.worker_class)
         if 'control_socket_disable' in server.cfg.settings:
             self.assertTrue(server.cfg.control_socket_disable)
+        self.assertEqual(1000, server.cfg.worker_connections)
+        self.assertFalse(server.cfg.reuse_port)
+
+    def test_spreading_keep_alive_connections(self):
+        server = self.server('--worker-connections', '16', '--reuse-port')
+        self.assertEqual(16, server.cfg.worker_connections)
+        self.assertTrue(server.cfg.reuse_port)
 
     def test_load_passes_overrides_as_global_conf(self):
         server = self.server('-o', 'marker=from-command-line',
