@@ -18,9 +18,10 @@ a time (glance_store's name; default 2): the next part is read while the
 previous ones are sent, and at most that many part buffers exist, so an
 upload holds at most ``s3_store_thread_pools`` ×
 ``s3_store_large_object_chunk_size`` MiB (20 MiB by default). More parts
-at a time help an endpoint far away (each part waits for its answer); on
-a loaded machine next to the service they only cost memory. With 1, each
-part is sent before the next is read. The parts are fixed-size, so an
+at a time help wherever a part's round trip is what limits the rate (a
+remote endpoint, a service that stores each part before it answers); each
+costs one more part of memory per upload. With 1, each part is sent
+before the next is read. The parts are fixed-size, so an
 image may have up to 10,000 parts of that size (100 GiB with the default
 10 MiB); a larger one fails with 413 naming the option to raise.
 
