@@ -334,7 +334,8 @@ class TestCorruptedData(ClientTest):
                                  image.id, check=False)
         self.assertNotEqual(0, result.returncode)
         self.assert_not_a_complete_image(cli_file)
-        self.assertIn('Image %s: the data sent does not match' % image.id,
+        self.assertIn('Image %s, store fast: block 1 (bytes 1048576-2097151) '
+                      'does not match its digest' % image.id,
                       self.server.log())
 
     def assert_not_a_complete_image(self, path: str) -> None:

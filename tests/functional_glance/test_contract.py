@@ -29,6 +29,10 @@ ETAG = '"%s"' % MD5
 class ContractChecks(test_glance.GlanceChecks):
     """Rows of sections 2, 3, 5 and 6 on a real Glance."""
 
+    #: What the server hands on of a Content-Length body of which 500
+    #: bytes came before the client's half-close (row 3.15's count).
+    received_before_half_close = 500
+
     def active_image(self, data=DATA) -> str:
         image_id = self.create_image()
         resp = self.upload(image_id, data)
@@ -215,8 +219,8 @@ class ContractChecks(test_glance.GlanceChecks):
         finally:
             sock.close()
         self.assertEqual(400, resp.status, body)
-        self.assertIn(b'Size mismatch: expected 1000 bytes, got 500 bytes',
-                      body)
+        self.assertIn(b'Size mismatch: expected 1000 bytes, got %d bytes'
+                      % self.received_before_half_close, body)
         self.assertNothingStored(image_id)
         self.assertEqual(204, self.upload(image_id, DATA).status_code)
 
@@ -304,3 +308,7 @@ class UwsgiContractTest(ContractChecks, testtools.TestCase):
     """The contract's rows, Glance under uWSGI as devstack serves it."""
 
     server = glancefixture.UWSGI
+    #: uWSGI answers the first read of a body cut short with an error and
+    #: none of its bytes, so the filter counts none: row 3.15's status and
+    #: message, with the count the server delivered.
+    received_before_half_close = 0
