@@ -125,6 +125,10 @@ class KeystoneGlanceTest(testtools.TestCase):
             self.assertEqual(401, resp.status_code, (method, resp.text))
             self.assertIn(self.keystone.url,
                           resp.headers.get('WWW-Authenticate', ''))
+            # Contract section 2: a 401 of the pipeline carries the id.
+            self.assertTrue(resp.headers.get(
+                'x-openstack-request-id', '').startswith('req-'),
+                resp.headers)
         resp = self.upload(image_id, b'x' * 10, **{'X-Auth-Token': 'bogus'})
         self.assertEqual(401, resp.status_code, resp.text)
         self.assertNothingStored(image_id)
