@@ -82,6 +82,10 @@ import psutil
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# tests.glanceconfig: the standard-library-only configuration of Glance the
+# functional tests deploy, shared so that both start the same Glance.
+sys.path.insert(0, REPO)
+from tests import glanceconfig  # noqa: E402
 PASTE_FILE = os.path.join(REPO, 'etc', 'api-paste.ini')
 BIN_DIR = os.path.dirname(sys.executable)
 
@@ -89,6 +93,9 @@ KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
 
+GLANCE_VENV_VARIABLE = 'IMGMW_BENCH_GLANCE_VENV'
+#: Images in the list of the small section.
+LIST_IMAGES = 20
 SECTIONS = ('upload', 'download', 'small', 'rss', 'concurrent')
 OPTIONAL_SECTIONS = ('s3',)
 CLIENT_BUFFER = 4 * MiB
@@ -192,6 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
                              '"--workers 2 --threads 8"')
     parser.add_argument('--json', default='bench.json',
                         help='where to write the results (bench.json)')
+    parser.add_argument('--glance-venv',
+                        default=os.environ.get(GLANCE_VENV_VARIABLE) or None,
+                        help='a virtualenv with glance and uwsgi (as tox -e '
+                             'bench makes it; default $%s): Glance 33 is '
+                             'measured beside imgmw; without it, imgmw only'
+                             % GLANCE_VENV_VARIABLE)
+    parser.add_argument('--list-connections', default='8,32',
+                        help='wrk connections of the image list and the '
+                             'image show with Glance (8,32)')
     parser.add_argument('--no-install', action='store_true',
                         help='never run apt-get for nginx and wrk')
     return parser
@@ -595,6 +611,111 @@ class ApiServer:
         stop_process(self.process)
 
 
+#: The unauthenticated context has no roles: Glance 33's secure-RBAC
+#: defaults refuse it every write (403 on image create). Its legacy
+#: defaults let it do everything, as Glance did without Keystone.
+GLANCE_POLICY = """
+[oslo_policy]
+enforce_new_defaults = false
+enforce_scope = false
+"""
+
+
+class GlanceServer:
+    """Glance 33 under uWSGI, plain: no imgmw filter, no Keystone.
+
+    Configured as :class:`tests.glancefixture.Glance` configures it
+    (:mod:`tests.glanceconfig`: SQLite, one file store, uWSGI as devstack
+    runs it, 2 processes of 4 threads), in ``state_dir``, with Glance's own
+    default flavor of ``etc/glance-api-paste.ini``: its ``default``
+    pipeline, whose ``unauthenticated-context`` gives every request an
+    admin context (what Glance offers without Keystone), under the legacy
+    policy defaults (:data:`GLANCE_POLICY`).
+    """
+
+    variant = 'glance'
+
+    def __init__(self, venv: str, state_dir: str):
+        self.venv = venv
+        self.state_dir = state_dir
+        self.port = free_port()
+        values = {'tempdir': state_dir, 'port': self.port, 'flavor': '',
+                  'venv': venv,
+                  'database_url': 'sqlite:///%s/glance.sqlite' % state_dir}
+        for name in ('images', 'staging', 'tasks'):
+            os.makedirs(os.path.join(state_dir, name), exist_ok=True)
+        self.config_file = os.path.join(state_dir, 'glance-api.conf')
+        self._write('glance-api.conf',
+                    glanceconfig.GLANCE_API_CONF % values + GLANCE_POLICY)
+        self._write('uwsgi.ini', glanceconfig.UWSGI_INI % values)
+        with open(glanceconfig.PASTE_FILE) as stock:
+            self._write('glance-api-paste.ini', glanceconfig.set_defaults(
+                stock.read(), {
+                    name: value % values for name, value in
+                    glanceconfig.PASTE_DEFAULTS.items()}))
+        self.log_path = os.path.join(state_dir, 'server.log')
+        done = subprocess.run(
+            [os.path.join(venv, 'bin', 'glance-manage'), '--config-file',
+             self.config_file, 'db_sync'], stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, cwd=state_dir,
+            timeout=START_TIMEOUT * 3)
+        if done.returncode != 0:
+            raise BenchError('glance-manage db_sync failed:\n%s'
+                             % done.stderr[-4000:])
+        with open(self.log_path, 'ab') as log:
+            self.process = subprocess.Popen(
+                [os.path.join(venv, 'bin', 'uwsgi'), '--ini',
+                 os.path.join(state_dir, 'uwsgi.ini')],
+                stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, cwd=state_dir,
+                start_new_session=True)
+        try:
+            self._wait_ready()
+        except BenchError as err:
+            self.stop()
+            raise BenchError('Glance did not start (%s); its logs:\n%s'
+                             % (err, self.log()))
+
+    @property
+    def images_dir(self) -> str:
+        return os.path.join(self.state_dir, 'images')
+
+    def _write(self, name: str, text: str) -> None:
+        with open(os.path.join(self.state_dir, name), 'w') as out:
+            out.write(text)
+
+    def _wait_ready(self) -> None:
+        wait_port(self.port, self.process, 'uwsgi')
+        # The workers load Glance after uWSGI binds (lazy-apps).
+        deadline = time.monotonic() + START_TIMEOUT * 3
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchError('uwsgi exited with status %s'
+                                 % self.process.returncode)
+            try:
+                if request(self.port, 'GET', '/versions').status in (
+                        200, 300):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise BenchError('no answer to GET /versions')
+
+    def log(self) -> str:
+        parts = []
+        for name in ('server.log', 'glance-api.log'):
+            try:
+                with open(os.path.join(self.state_dir, name),
+                          errors='replace') as log:
+                    parts.append('--- %s\n%s' % (name, log.read()[-4000:]))
+            except FileNotFoundError:
+                pass
+        return '\n'.join(parts)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
 class Nginx:
     """Debian's nginx sending a directory with sendfile, on loopback."""
 
@@ -741,6 +862,21 @@ class Bench:
                     self.pipelines, variant, self.state_dir, self.work,
                     server_args)
 
+    def start_glance(self) -> None:
+        if not self.args.glance_venv:
+            self.notes.append('no --glance-venv (nor $%s): imgmw only, no '
+                              'Glance column' % GLANCE_VENV_VARIABLE)
+            return
+        print('starting Glance under uWSGI from %s' % self.args.glance_venv,
+              flush=True)
+        self.servers['glance'] = GlanceServer(
+            self.args.glance_venv,
+            tempfile.mkdtemp(prefix='glance-', dir=self.state_dir))
+
+    @property
+    def glance(self) -> typing.Optional[GlanceServer]:
+        return self.servers.get('glance')
+
     def run(self) -> None:
         sections = self.args.sections
         slice_size = min(self.args.concurrent_size, self.args.size)
@@ -749,10 +885,24 @@ class Bench:
         self.data = TestData(self.work, self.args.size, slice_size)
         self.start_servers(['full', 'bare', 'no-verify'] + [
             'no-' + name for name in OPTIONAL_FILTERS])
+        self.start_glance()
         for name in SECTIONS + OPTIONAL_SECTIONS:
             if name in sections:
                 print('[%s]' % name, flush=True)
                 getattr(self, 'section_' + name)()
+        self.rss_at_end()
+
+    def rss_at_end(self) -> None:
+        """The largest worker's RSS, imgmw's full pipeline and Glance's."""
+        for name, variant in (('RSS after the run, worker', 'full'),
+                              ('Glance: RSS after the run, worker',
+                               'glance')):
+            if variant in self.servers:
+                value = max(proc.memory_info().rss for proc in psutil.Process(
+                    self.servers[variant].process.pid).children(
+                        recursive=True)) / MiB
+                self.record(name, {'median': value, 'runs': [value],
+                                   'unit': 'MiB'})
 
     # Sections.
 
@@ -772,6 +922,9 @@ class Bench:
             if name in self.servers:
                 variants.append(('upload Content-Length, ' + name, name,
                                  False))
+        if self.glance:
+            variants += [('Glance: upload Content-Length', 'glance', False),
+                         ('Glance: upload chunked', 'glance', True)]
         timings = {figure: [] for figure, _, _ in variants}
         # Interleaved, so that a drift of the machine hits every variant.
         for _ in range(repeats):
@@ -817,13 +970,22 @@ class Bench:
         nginx = Nginx(self.tools['nginx'],
                       os.path.join(self.state_dir, 'images'),
                       os.path.join(self.work, 'nginx'))
+        glance_id = None
         try:
-            self._downloads(nginx, image_id)
+            if self.glance:
+                glance_id = create_image(self.glance.port, 'bench-download')
+                upload(self.glance.port, glance_id, data, 0, data.size)
+                self._check_intact(self.glance.port, glance_id, data.size,
+                                   data.md5)
+            self._downloads(nginx, image_id, glance_id)
         finally:
             nginx.stop()
             delete_image(full.port, image_id)
+            if glance_id:
+                delete_image(self.glance.port, glance_id)
 
-    def _downloads(self, nginx: Nginx, image_id: str) -> None:
+    def _downloads(self, nginx: Nginx, image_id: str,
+                   glance_id: typing.Optional[str]) -> None:
         size = self.data.size
         ranged = {'Range': 'bytes=1-'}
         api_path = '/v2/images/%s/file' % image_id
@@ -839,6 +1001,13 @@ class Bench:
             ('download ranged, verify off', noverify, api_path, ranged,
              size - 1),
         ]
+        if glance_id:
+            glance_path = '/v2/images/%s/file' % glance_id
+            cases += [
+                ('Glance: download full', self.glance, glance_path, None,
+                 size),
+                ('Glance: download ranged', self.glance, glance_path,
+                 ranged, size - 1)]
         timings = {case[0]: [] for case in cases}
         for _ in range(self.args.repeats):
             for name, server, path, headers, length in cases:
@@ -853,40 +1022,76 @@ class Bench:
                             [cpu for _, cpu in timings[name]], length)
 
     def section_small(self) -> None:
+        """Small requests with wrk, each server in turn, every repeat.
+
+        imgmw's full pipeline and the bare app at ``--small-connections``
+        (the keys ``small: <case>, full|bare``); imgmw's full pipeline and
+        Glance at each of ``--list-connections`` (``small: <case>,
+        full|glance at <n>``): the image show, the list of
+        :data:`LIST_IMAGES` images and (imgmw only) a 1 KiB download.
+        """
         small = 1 * KiB
         with open(self.data.path, 'rb') as source:
             payload = source.read(small)
-        full = self.server('full').port
-        image_id = create_image(full, 'bench-small')
-        request(full, 'PUT', '/v2/images/%s/file' % image_id, payload,
-                {'Content-Type': 'application/octet-stream'})
-        cases = [('image show', '/v2/images/%s' % image_id),
-                 ('1 KiB download', '/v2/images/%s/file' % image_id)]
+        made = {}
+        for variant in ('full', 'glance'):
+            if variant not in self.servers:
+                continue
+            port = self.servers[variant].port
+            ids = [create_image(port, 'bench-small-%d' % index)
+                   for index in range(LIST_IMAGES)]
+            request(port, 'PUT', '/v2/images/%s/file' % ids[0], payload,
+                    {'Content-Type': 'application/octet-stream'})
+            made[variant] = ids
+        image_id = made['full'][0]
+        cases = [('image show', 'full', '/v2/images/%s' % image_id),
+                 ('image show', 'bare', '/v2/images/%s' % image_id),
+                 ('1 KiB download', 'full',
+                  '/v2/images/%s/file' % image_id),
+                 ('1 KiB download', 'bare',
+                  '/v2/images/%s/file' % image_id)]
+        runs = [(label, variant, path, self.args.small_connections,
+                 'small: %s, %s' % (label, variant))
+                for label, variant, path in cases]
+        for connections in self._list_connections():
+            for variant, ids in made.items():
+                for label, path in (('image show', '/v2/images/' + ids[0]),
+                                    ('image list', '/v2/images')):
+                    runs.append((label, variant, path, connections,
+                                 'small: %s, %s at %d' % (
+                                     label, variant, connections)))
         rates = {}
         costs = {}
         for _ in range(self.args.repeats):
-            for label, path in cases:
-                for variant in ('full', 'bare'):
-                    key = 'small: %s, %s' % (label, variant)
-                    server = self.server(variant)
-                    cpu = cpu_seconds(server.process.pid)
-                    rate, count = self._wrk(server.port, path)
-                    cpu = cpu_seconds(server.process.pid) - cpu
-                    rates.setdefault(key, []).append(rate)
-                    costs.setdefault('CPU, ' + key, []).append(
-                        cpu / max(count, 1) * 1e6)
+            for label, variant, path, connections, key in runs:
+                server = self.server(variant)
+                cpu = cpu_seconds(server.process.pid)
+                rate, count = self._wrk(server.port, path, connections)
+                cpu = cpu_seconds(server.process.pid) - cpu
+                rates.setdefault(key, []).append(rate)
+                costs.setdefault('CPU, ' + key, []).append(
+                    cpu / max(count, 1) * 1e6)
         for key, runs in rates.items():
             self.record(key, {'median': statistics.median(runs),
                               'runs': runs, 'unit': 'req/s'})
         for key, runs in costs.items():
             self.record(key, {'median': statistics.median(runs),
                               'runs': runs, 'unit': 'CPU us/req'})
-        delete_image(full, image_id)
+        for variant, ids in made.items():
+            for one in ids:
+                delete_image(self.servers[variant].port, one)
 
-    def _wrk(self, port: int, path: str) -> typing.Tuple[float, int]:
+    def _list_connections(self) -> typing.List[int]:
+        return [int(part) for part in self.args.list_connections.split(',')
+                if part.strip()]
+
+    def _wrk(self, port: int, path: str, connections: int
+             ) -> typing.Tuple[float, int]:
         """Requests per second, and requests made."""
-        command = [self.tools['wrk'], '-t', '1',
-                   '-c', str(self.args.small_connections),
+        # wrk's default timeout of 2 s is an error it reports; Glance's
+        # list at 32 connections can take longer on a loaded machine.
+        command = [self.tools['wrk'], '-t', '1', '--timeout', '30s',
+                   '-c', str(connections),
                    '-d', '%ds' % self.args.small_duration,
                    'http://127.0.0.1:%d%s' % (port, path)]
         out = subprocess.run(command, check=True, capture_output=True,
@@ -904,6 +1109,9 @@ class Bench:
         server = self.server('full')
         self._peak_rss('peak RSS, %s upload' % _size_name(size), server,
                        size)
+        if self.glance:
+            self._peak_rss('Glance: peak RSS, %s upload' % _size_name(size),
+                           self.glance, size)
 
     def _peak_rss(self, name: str, server: ApiServer, size: int) -> None:
         image_id = create_image(server.port, 'bench-rss')
@@ -1040,12 +1248,100 @@ def ratios(results: dict, concurrent: int) -> typing.List[dict]:
                          'ratio': ratio, 'target': target,
                          'met': None if target is None else ratio >= target})
     for name, value in results.items():
-        if name.startswith('peak RSS') and name.endswith(', worker'):
+        if (name.startswith(('peak RSS', 'RSS after'))
+                and name.endswith(', worker')):
             limit = 150 if 's3' in name else 100
             rows.append({'figure': name, 'baseline': 'MiB',
                          'ratio': value['median'], 'target': limit,
                          'met': value['median'] < limit, 'limit': True})
     return rows
+
+
+#: (imgmw's figure, Glance's, the machine's baseline or None, target
+#: over Glance or None, target over the baseline or None): the rows of
+#: the table beside Glance (issue 18's targets).
+PEERS = (
+    ('upload Content-Length', 'Glance: upload Content-Length',
+     'md5 then sha512, one thread', 2.0, 1.0),
+    ('upload chunked', 'Glance: upload chunked',
+     'md5 then sha512, one thread', 2.0, 1.0),
+    ('download full, verify on', 'Glance: download full', 'nginx full',
+     1.0, None),
+    ('download full, verify off', 'Glance: download full', 'nginx full',
+     None, None),
+    ('download ranged, verify on', 'Glance: download ranged',
+     'nginx ranged', None, None),
+    ('download ranged, verify off', 'Glance: download ranged',
+     'nginx ranged', None, None),
+    ('CPU, download full, verify on', 'CPU, Glance: download full',
+     'CPU, nginx full', None, None),
+    ('CPU, upload Content-Length', 'CPU, Glance: upload Content-Length',
+     'CPU, md5 then sha512, one thread', None, None),
+    ('small: image show, full at 8', 'small: image show, glance at 8',
+     None, 3.0, None),
+    ('small: image show, full at 32', 'small: image show, glance at 32',
+     None, 3.0, None),
+    ('small: image list, full at 8', 'small: image list, glance at 8',
+     None, 3.0, None),
+    ('small: image list, full at 32', 'small: image list, glance at 32',
+     None, 3.0, None),
+    ('peak RSS, 5 GiB upload, worker', 'Glance: peak RSS, 5 GiB upload, '
+     'worker', None, None, None),
+    ('RSS after the run, worker', 'Glance: RSS after the run, worker',
+     None, None, None),
+)
+
+
+def peer_rows(results: dict) -> typing.List[dict]:
+    """imgmw beside Glance: each figure, the ratios, the targets met.
+
+    A ratio of CPU seconds or of RSS is the cost's ratio (lower is
+    better); the targets are on rates (higher is better).
+    """
+    rows = []
+    for figure, glance, baseline, over_glance, over_base in PEERS:
+        if figure not in results:
+            continue
+        value = results[figure]['median']
+        row = {'figure': figure, 'imgmw': value,
+               'unit': results[figure]['unit'], 'glance': None,
+               'x_glance': None, 'baseline': baseline, 'x_baseline': None,
+               'targets': [], 'met': None}
+        if glance in results:
+            row['glance'] = results[glance]['median']
+            row['x_glance'] = value / row['glance']
+            if over_glance is not None:
+                row['targets'].append(('Glance', over_glance,
+                                       row['x_glance'] >= over_glance))
+        if baseline and baseline in results:
+            row['x_baseline'] = value / results[baseline]['median']
+            if over_base is not None:
+                # Every repeat, not only the median, must meet it.
+                worst = min(results[figure]['runs']) / results[baseline][
+                    'median']
+                row['targets'].append(('baseline, every run', over_base,
+                                       worst >= over_base))
+        if row['targets']:
+            row['met'] = all(met for _, _, met in row['targets'])
+        rows.append(row)
+    return rows
+
+
+def peer_table(rows: typing.List[dict]) -> str:
+    lines = ['%-32s %9s %9s %-10s %7s %7s %-22s %s' % (
+        'figure', 'imgmw', 'Glance', 'unit', 'xGlance', 'xbase',
+        'targets', 'met')]
+    for row in rows:
+        targets = ', '.join('>= %.1fx %s' % (limit, what.split(',')[0])
+                            for what, limit, _ in row['targets'])
+        lines.append('%-32s %9.1f %9s %-10s %7s %7s %-22s %s' % (
+            row['figure'], row['imgmw'],
+            '-' if row['glance'] is None else '%.1f' % row['glance'],
+            row['unit'],
+            '-' if row['x_glance'] is None else '%.2f' % row['x_glance'],
+            '-' if row['x_baseline'] is None else '%.2f' % row['x_baseline'],
+            targets, {True: 'yes', False: 'NO', None: ''}[row['met']]))
+    return '\n'.join(lines)
 
 
 def table(rows: typing.List[dict]) -> str:
@@ -1099,14 +1395,17 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
         return 1
     rows = ratios(bench.results, args.concurrent)
     env = environment(args)
+    peers = peer_rows(bench.results)
     print('\n' + table(rows))
+    print('\nimgmw beside Glance 33 (uWSGI, 2 processes x 4 threads):\n'
+          + peer_table(peers))
     for note in bench.notes:
         print('note: %s' % note)
     with open(args.json, 'w') as out:
         env['pipelines'] = {
             name: ' '.join(pipeline)
             for name, pipeline in bench.pipelines.variants.items()}
-        json.dump({'environment': env, 'ratios': rows,
+        json.dump({'environment': env, 'ratios': rows, 'peers': peers,
                    'figures': bench.results, 'notes': bench.notes},
                   out, indent=2)
     print('\nwritten to %s' % args.json)
