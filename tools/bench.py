@@ -31,6 +31,13 @@ section         what is measured, against what
                 run only when asked (``--sections``)
 ==============  ==============================================================
 
+With ``--glance-venv`` (``tox -e bench`` passes it), plain Glance 33 under
+uWSGI (2 processes of 4 threads, as devstack runs it; configured by
+``tests/glanceconfig.py``, as the functional tests run it) is measured in
+the same sections, its runs interleaved with imgmw's, and a second table
+gives each figure beside Glance's with the ratios to Glance and to the
+machine's baseline (``doc/source/benchmark.rst``, "Beside Glance").
+
 Pipelines (built from the ``noauth`` pipeline of ``etc/api-paste.ini``):
 ``full`` is that pipeline as shipped; ``bare`` is the least the data app
 answers reads with, ``context-noauth imgmw`` (uploads also need ``stores``
@@ -208,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--list-connections', default='8,32',
                         help='wrk connections of the image list and the '
                              'image show with Glance (8,32)')
+    parser.add_argument('--client-cpu', type=int, default=None,
+                        help='pin the client (this process, after the '
+                             'servers start: they keep every CPU) to one '
+                             'CPU, to see what CPU placement does to a '
+                             'figure (default: unpinned)')
     parser.add_argument('--no-install', action='store_true',
                         help='never run apt-get for nginx and wrk')
     return parser
@@ -886,6 +898,10 @@ class Bench:
         self.start_servers(['full', 'bare', 'no-verify'] + [
             'no-' + name for name in OPTIONAL_FILTERS])
         self.start_glance()
+        if self.args.client_cpu is not None:
+            os.sched_setaffinity(0, {self.args.client_cpu})
+            self.notes.append('client pinned to CPU %d'
+                              % self.args.client_cpu)
         for name in SECTIONS + OPTIONAL_SECTIONS:
             if name in sections:
                 print('[%s]' % name, flush=True)
@@ -1374,6 +1390,7 @@ def environment(args: argparse.Namespace) -> dict:
             'command': ' '.join([os.path.basename(sys.argv[0])]
                                 + sys.argv[1:]),
             'server_args': args.server_args, 'size': args.size,
+            'client_cpu': args.client_cpu,
             'repeats': args.repeats}
 
 
