@@ -1344,13 +1344,15 @@ def peer_rows(results: dict) -> typing.List[dict]:
 
 
 def peer_table(rows: typing.List[dict]) -> str:
-    lines = ['%-32s %9s %9s %-10s %7s %7s %-22s %s' % (
+    lines = ['%-32s %9s %9s %-10s %7s %7s %-13s %s' % (
         'figure', 'imgmw', 'Glance', 'unit', 'xGlance', 'xbase',
         'targets', 'met')]
     for row in rows:
-        targets = ', '.join('>= %.1fx %s' % (limit, what.split(',')[0])
-                            for what, limit, _ in row['targets'])
-        lines.append('%-32s %9.1f %9s %-10s %7s %7s %-22s %s' % (
+        # G: over Glance; b: over the baseline in every repeat.
+        targets = ' '.join(
+            '%s>=%g' % ('G' if what == 'Glance' else 'b', limit)
+            for what, limit, _ in row['targets'])
+        lines.append('%-32s %9.1f %9s %-10s %7s %7s %-13s %s' % (
             row['figure'], row['imgmw'],
             '-' if row['glance'] is None else '%.1f' % row['glance'],
             row['unit'],
@@ -1414,8 +1416,9 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
     env = environment(args)
     peers = peer_rows(bench.results)
     print('\n' + table(rows))
-    print('\nimgmw beside Glance 33 (uWSGI, 2 processes x 4 threads):\n'
-          + peer_table(peers))
+    print('\nimgmw beside Glance 33 (uWSGI, 2 processes x 4 threads); '
+          'targets: G>=n n times Glance, b>=n n times the baseline in '
+          'every repeat:\n' + peer_table(peers))
     for note in bench.notes:
         print('note: %s' % note)
     with open(args.json, 'w') as out:
