@@ -23,11 +23,11 @@ from imgmw.app import registry
 from imgmw import config
 from imgmw import environ as keys
 from imgmw.filters import quota as quota_filter
-from imgmw import quota
-from imgmw.quota import keystone as keystone_limits
-from imgmw.quota import limits
-from imgmw.quota import reservations
-from imgmw.quota import schema
+from imgmw.filters.quota import keystone as keystone_limits
+from imgmw.filters.quota import limits
+from imgmw.filters.quota import reservations
+from imgmw.filters.quota import resources
+from imgmw.filters.quota import schema
 from tests import dbfixture
 from tests.unit import fakes
 
@@ -663,7 +663,7 @@ class TestUsageInfo(FilterTest):
         self.build()
         self.assertEqual(
             {resource: {'usage': 0, 'limit': -1}
-             for resource in quota.RESOURCES},
+             for resource in resources.RESOURCES},
             self.usage()('p1'))
 
     def test_registry_unreachable_is_503(self):
@@ -818,8 +818,8 @@ class TestConfiguration(testtools.TestCase):
 
     def test_static_limits(self):
         source = limits.StaticLimits(
-            {quota.IMAGE_SIZE_TOTAL: 100, quota.IMAGE_STAGE_TOTAL: 0},
-            {quota.IMAGE_SIZE_TOTAL: {'p2': 0, 'p3': 5}})
+            {resources.IMAGE_SIZE_TOTAL: 100, resources.IMAGE_STAGE_TOTAL: 0},
+            {resources.IMAGE_SIZE_TOTAL: {'p2': 0, 'p3': 5}})
         self.assertEqual(limits.ProjectLimits(100, None, None),
                          source.for_project('p1'))
         self.assertEqual(limits.ProjectLimits(None, None, None),

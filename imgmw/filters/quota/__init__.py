@@ -30,7 +30,7 @@ parallel uploads, on one API node or many, and for bodies of unknown size.
 Every upload in progress holds a *reservation* in the registry's SQL
 database, which every API node shares; reservations are checked and taken
 in one transaction that locks a per-project row (see
-:mod:`imgmw.quota.reservations`):
+:mod:`imgmw.filters.quota.reservations`):
 
 * a declared size (``x-openstack-image-size``, else ``Content-Length``, as
   the size filter publishes it) is reserved whole before the first byte is
@@ -176,7 +176,7 @@ option                      default          meaning
                                              are read: imgmw's registry,
                                              or ``glance``: Glance's
                                              tables (see
-                                             :mod:`imgmw.quota.glance`)
+                                             :mod:`imgmw.filters.quota.glance`)
 ``glance_connection``       (none)           ``usage_source = glance``:
                                              SQLAlchemy URL of Glance's
                                              database (read only)
@@ -224,7 +224,7 @@ What it cannot do: it cannot refuse over a limit before the app opens the
 body (by design, see above); staged bytes count in ``image_stage_total``
 only, not in ``image_size_total`` until imported, as in Glance. The
 reservation tables have their own migrations (``imgmw-manage db sync``;
-see :mod:`imgmw.quota.migrations`).
+see :mod:`imgmw.filters.quota.migrations`).
 """
 
 import configparser
@@ -242,12 +242,12 @@ from imgmw import config
 from imgmw import db
 from imgmw import environ as keys
 from imgmw import errors
+from imgmw.filters.quota import limits as limits_mod
+from imgmw.filters.quota import reservations
+from imgmw.filters.quota import resources
+from imgmw.filters.quota import schema
+from imgmw.filters.quota import usage as usage_mod
 from imgmw import paths
-from imgmw import quota
-from imgmw.quota import limits as limits_mod
-from imgmw.quota import reservations
-from imgmw.quota import schema
-from imgmw.quota import usage as usage_mod
 from imgmw import streams
 
 
@@ -263,10 +263,11 @@ _KINDS = {paths.IMAGE_DATA: schema.UPLOAD, paths.STAGE: schema.STAGE}
 
 #: Static options: ``{resource: (default option, overrides option)}``.
 STATIC_OPTIONS = {
-    quota.IMAGE_SIZE_TOTAL: ('user_storage_quota', 'project_storage_quota'),
-    quota.IMAGE_STAGE_TOTAL: ('user_stage_quota', 'project_stage_quota'),
-    quota.IMAGE_COUNT_UPLOADING: ('user_uploading_quota',
-                                  'project_uploading_quota'),
+    resources.IMAGE_SIZE_TOTAL: ('user_storage_quota',
+                                 'project_storage_quota'),
+    resources.IMAGE_STAGE_TOTAL: ('user_stage_quota', 'project_stage_quota'),
+    resources.IMAGE_COUNT_UPLOADING: ('user_uploading_quota',
+                                      'project_uploading_quota'),
 }
 
 _count = config.integer(minimum=0)
@@ -347,8 +348,9 @@ def keystone_limits(values: typing.Mapping, paste_file: typing.Optional[str],
                     here: typing.Optional[str]):
     """Configure oslo.limit and return the keystone limit source.
 
-    :mod:`imgmw.quota.keystone` (and with it oslo.limit, keystoneauth1 and
-    openstacksdk) is imported only here, when it is configured.
+    :mod:`imgmw.filters.quota.keystone` (and with it oslo.limit,
+    keystoneauth1 and openstacksdk) is imported only here, when it is
+    configured.
 
     :raises config.ConfigError: no or bad ``[oslo_limit]`` settings.
     """
@@ -365,7 +367,7 @@ def keystone_limits(values: typing.Mapping, paste_file: typing.Optional[str],
             raise config.ConfigError(
                 '%s: limit_source = keystone needs an [oslo_limit] section '
                 'in %s, or oslo_config_file' % (OWNER, paste_file))
-    from imgmw.quota import keystone
+    from imgmw.filters.quota import keystone
     conf, opts = keystone.oslo_limit_conf(section, config_file)
     keystone.apply_oslo_limit(conf, opts)
     return keystone.KeystoneLimits(cache_time=values['limits_cache_time'])
@@ -693,7 +695,7 @@ class QuotaMiddleware:
                          'limit of %d (usage %d, delta %d)', over.project_id,
                          over.resource, over.limit, over.usage,
                          over.requested)
-        if over.resource == quota.IMAGE_COUNT_UPLOADING:
+        if over.resource == resources.IMAGE_COUNT_UPLOADING:
             # Glance counts the request's own upload in the usage.
             return errors.over_limit(over.project_id, over.resource,
                                      over.limit, over.usage + 1, 0)
@@ -748,13 +750,13 @@ class QuotaMiddleware:
         return {resource: {'usage': in_units(resource, usage.get(resource)),
                            'limit': limit_in_units(
                                resource, project_limits.get(resource))}
-                for resource in quota.RESOURCES}
+                for resource in resources.RESOURCES}
 
 
 def in_units(resource: str, amount: int) -> int:
     """Glance's units: MiB (rounded down) for sizes, else as is."""
-    if resource in quota.MIB_RESOURCES:
-        return amount // quota.MiB
+    if resource in resources.MIB_RESOURCES:
+        return amount // resources.MiB
     return amount
 
 
