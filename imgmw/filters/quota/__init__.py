@@ -22,8 +22,8 @@ resource                   usage                                   applies
 
 A limit is breached only when ``usage + delta > limit``: an upload that
 fills the quota exactly passes. The project charged is the image's owner
-(as Glance), else the caller's project; a request with neither is not
-limited.
+(as Glance) when the app announces the image, else the caller's project
+(see below); a request with neither is not limited.
 
 Unlike Glance, whose enforcement is best effort, the limits hold under
 parallel uploads, on one API node or many, and for bodies of unknown size.
@@ -59,12 +59,18 @@ to an image anything of its owner's quota.
 The filter stands alone. It needs a context filter before it, imgmw's or
 Glance's, and nothing else:
 
-* the project charged is the image's owner when imgmw's app publishes it
-  (``imgmw.image``), else the caller's project (as Glance charges it):
-  from imgmw's context (``imgmw.context``), else from Glance's
-  RequestContext, else from the identity headers keystonemiddleware sets
-  (``X-Project-Id``, else ``X-Tenant-Id``, when ``X-Identity-Status`` is
-  ``Confirmed``); a caller without a project is not limited;
+* the project charged is the image's owner when the app hands the image
+  record over before its first read of the body (imgmw's app does, with
+  :func:`imgmw.streams.announce_image`), else the caller's project (as
+  Glance charges it): from imgmw's context (``imgmw.context``), else from
+  Glance's RequestContext, else from the identity headers
+  keystonemiddleware sets (``X-Project-Id``, else ``X-Tenant-Id``, when
+  ``X-Identity-Status`` is ``Confirmed``); a caller without a project is
+  not limited. In front of Glance, which announces nothing, the caller's
+  project is charged. The filter never looks the record up in the environ:
+  an app that reads without announcing, or announces after its first read,
+  is charged as the caller's project, and a late record that names another
+  owner is logged at WARNING;
 * the declared size is the size filter's (``imgmw.size``) when it stands
   before, else ``x-openstack-image-size`` (a plain decimal integer), else
   ``Content-Length``; bytes beyond it are reserved as they arrive.
@@ -207,8 +213,9 @@ option                      default          meaning
 Headers read, when no imgmw filter publishes the fact (see above):
 ``X-Identity-Status``, ``X-Project-Id``, ``X-Tenant-Id``,
 ``x-openstack-image-size``, ``Content-Length``. Logged: each refusal at
-INFO, naming the project, the resource, the limit and the usage; database
-and Keystone failures at ERROR.
+INFO, naming the project, the resource, the limit and the usage; an image
+announced after the first read whose owner is not the project charged at
+WARNING; database and Keystone failures at ERROR.
 
 With ``one_upload_per_image`` each upload or stage holds, from its
 arrival, a claim on its image: a reservation whose id is derived from the
@@ -450,19 +457,21 @@ class QuotaInput(streams.InputProxy):
     The first read (the app opens the body only after authorization)
     takes the reservation: the declared size, or a first increment. A chunk
     that takes the body past what is reserved grows it, or fails the body.
+    The project charged is the owner of the image record handed over by
+    :meth:`image_announced` before that read, else the caller's.
     """
 
     def __init__(self, wsgi_input, quota: Enforcement, stream_errors: str,
-                 environ: dict, route: paths.Route,
-                 declared: typing.Optional[int],
+                 route: paths.Route, declared: typing.Optional[int],
                  caller: typing.Optional[str],
                  claim: typing.Optional[reservations.Reservation] = None):
         super().__init__(wsgi_input, stream_errors=stream_errors)
         self.quota = quota
-        self.environ = environ
         self.route = route
         self.declared = declared
         self.caller = caller
+        #: The announced image's owner (see :meth:`image_announced`).
+        self.owner: typing.Optional[str] = None
         #: The image's claim (``one_upload_per_image``), held from arrival.
         self.claim = claim
         self.reservation: typing.Optional[reservations.Reservation] = None
@@ -504,12 +513,26 @@ class QuotaInput(streams.InputProxy):
             minimum, wanted = 0, self.quota.increment
         self.reserve(minimum, wanted, self.declared)
 
+    def image_announced(self, image: typing.Mapping) -> None:
+        """Learn the owner to charge, before the first read.
+
+        An announcement after the first read changes nothing: the
+        reservation is taken. It is logged when it names another owner
+        than the project charged.
+        """
+        if not self.started:
+            self.owner = image.get('owner') or None
+            return
+        charged = self.charged_project()
+        if image.get('owner') and image['owner'] != charged:
+            LOG.warning('Image %s was announced after its first read: '
+                        'charged to project %s, not to its owner %s',
+                        self.route.image_id, charged or '(none)',
+                        image['owner'])
+
     def charged_project(self) -> typing.Optional[str]:
-        """The image's owner, else the caller's project (as Glance)."""
-        image = self.environ.get(keys.IMAGE) or {}
-        if image.get('owner'):
-            return image['owner']
-        return self.caller
+        """The announced image's owner, else the caller's (as Glance)."""
+        return self.owner or self.caller
 
     def reserve(self, minimum: int, wanted: int,
                 reported: typing.Optional[int]) -> None:
@@ -670,7 +693,7 @@ class QuotaMiddleware:
         proxy = streams.install(environ, QuotaInput(
             chunked.server_input(environ), self.enforcement,
             self.stream_errors,
-            environ, route, declared_size(environ), caller, claim))
+            route, declared_size(environ), caller, claim))
         try:
             app_iter = streams.call_app(self.app, environ, start_response,
                                         proxy)

@@ -28,6 +28,7 @@ from imgmw.filters.quota import limits
 from imgmw.filters.quota import reservations
 from imgmw.filters.quota import resources
 from imgmw.filters.quota import schema
+from imgmw import streams
 from tests import dbfixture
 from tests.unit import fakes
 
@@ -51,26 +52,41 @@ def message(resp: webob.Response) -> str:
 
 
 class ImageApp(fakes.RecordingApp):
-    """The data app's order: refuse, or publish the image, then read.
+    """The data app's order: refuse, or announce the image, then read.
 
-    :param owner: the image's owner, published in ``environ[IMAGE]``.
+    :param owner: the image's owner, in the record the app announces.
     :param refuse: a response to answer instead of reading (rows 8 to 12).
     :param during: called with the environ after the first chunk is read.
+    :param announce: ``'first'``: :func:`imgmw.streams.announce_image`
+        before the first read (the app's order); ``'never'``: the record is
+        set in ``environ['imgmw.image']`` without the announcement, as an
+        app that skips the defined step; ``'late'``: announced after the
+        first chunk is read.
     """
 
-    def __init__(self, owner='p1', refuse=None, during=None, **kwargs):
+    def __init__(self, owner='p1', refuse=None, during=None,
+                 announce='first', **kwargs):
         kwargs.setdefault('chunk_size', 16)
         super().__init__(**kwargs)
         self.owner = owner
         self.refuse = refuse
         self.during = during
+        self.announce = announce
+        self.environ_now = None
+
+    @property
+    def record(self) -> dict:
+        return {'id': IMAGE_ID, 'owner': self.owner, 'status': 'saving'}
 
     def __call__(self, environ, start_response):
         if self.refuse is not None:
             self.calls.append(dict(environ))
             return self.refuse(environ, start_response)
-        environ[keys.IMAGE] = {'id': IMAGE_ID, 'owner': self.owner,
-                               'status': 'saving'}
+        self.environ_now = environ
+        if self.announce == 'first':
+            streams.announce_image(environ, self.record)
+        elif self.announce == 'never':
+            environ[keys.IMAGE] = self.record
         return super().__call__(environ, start_response)
 
     def _read_all(self, wsgi_input):
@@ -82,6 +98,8 @@ class ImageApp(fakes.RecordingApp):
                 self.eof = True
                 return
             self.received += chunk
+            if first and self.announce == 'late':
+                streams.announce_image(self.environ_now, self.record)
             if first and self.during is not None:
                 self.during()
             first = False
@@ -287,6 +305,35 @@ class TestStorageQuota(FilterTest):
                    project_storage_quota='owner:60, other:0')
         self.assertRefused(self.send(b'z' * 11, project='admin'),
                            row13(11, 10))
+
+    def test_an_unannounced_record_is_never_looked_up(self):
+        # An app that reads without announcing is charged as in front of
+        # Glance: the caller's project, whatever the environ holds.
+        self.build(ImageApp(owner='owner', announce='never'),
+                   user_storage_quota='1GB',
+                   project_storage_quota='owner:1GB, admin:5')
+        self.assertRefused(self.send(b'z' * 11, project='admin'),
+                           row13(11, 5))
+
+    def test_a_late_announcement_charges_the_caller_and_says_so(self):
+        log = self.useFixture(fixtures.FakeLogger(
+            name=quota_filter.__name__))
+        self.build(ImageApp(owner='owner', announce='late', chunk_size=4),
+                   user_storage_quota='1GB',
+                   project_storage_quota='owner:5')
+        self.assertEqual(204, self.send(b'z' * 11, project='admin')
+                         .status_int)
+        self.assertIn('Image %s was announced after its first read: '
+                      'charged to project admin, not to its owner owner'
+                      % IMAGE_ID, log.output)
+
+    def test_an_announcement_of_the_callers_own_image_is_quiet(self):
+        log = self.useFixture(fixtures.FakeLogger(
+            name=quota_filter.__name__))
+        self.build(ImageApp(owner='p1', announce='late', chunk_size=4),
+                   user_storage_quota='1GB')
+        self.assertEqual(204, self.send(b'z' * 11).status_int)
+        self.assertEqual('', log.output)
 
     def test_without_a_published_owner_the_caller_is_charged(self):
         self.build(ImageApp(owner=None), user_storage_quota='1GB',
