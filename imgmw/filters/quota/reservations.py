@@ -172,9 +172,14 @@ class ReservationStore:
         :class:`imgmw.filters.quota.usage.UsageProvider` of the records
         (none: nothing recorded, reservations only).
     :param ttl: seconds a reservation lives unless refreshed.
+    :param clock: the time now, in UTC (tests pass their own).
     :param create_schema: create the quota tables at first use when
         absent: for a database of the quota's own (in front of Glance),
         which no migration of imgmw's registry manages.
+    :param holder: the holder written in the rows, asked at each write;
+        default :func:`imgmw.holders.holder_id` of the process that writes
+        (a worker forked after the store was built writes its own), the
+        holder the data app records and recovery declares dead.
     """
 
     def __init__(self, url: str,
@@ -182,16 +187,24 @@ class ReservationStore:
                      usage_mod.UsageProvider] = None,
                  ttl: int = 300,
                  clock: typing.Callable[[], datetime.datetime] = utcnow,
-                 create_schema: bool = False):
+                 create_schema: bool = False,
+                 holder: typing.Optional[typing.Callable[[], str]] = None):
         self.url = url
         self.create_schema = create_schema
         self.usage_source = usage_source
         self.ttl = datetime.timedelta(seconds=ttl)
         self.clock = clock
-        self.holder = holders_mod.holder_id()
+        self._holder = holder
         self._engine = None
         self._engine_lock = threading.Lock()
         self._lock_rows: typing.Set[str] = set()
+
+    @property
+    def holder(self) -> str:
+        """The holder of the rows this process writes now."""
+        if self._holder is not None:
+            return self._holder()
+        return holders_mod.holder_id()
 
     @property
     def engine(self) -> sa.engine.Engine:

@@ -980,3 +980,35 @@ class StoreConcurrency:
 
 class TestStoreConcurrency(StoreConcurrency, DatabaseTest):
     pass
+
+
+class TestStoreHolder(DatabaseTest):
+    """The holder a reservation names, which recovery declares dead."""
+
+    def holders_of_rows(self):
+        return [row['holder'] for row in self.reservation_rows()]
+
+    def test_the_holder_is_the_process_that_writes(self):
+        # A server that builds the filter before it forks its workers
+        # (uWSGI without lazy-apps, Glance's own): each worker writes its
+        # own holder, the one the data app records.
+        store = reservations.ReservationStore(self.database.url)
+        self.addCleanup(store.dispose)
+        self.useFixture(fixtures.MockPatch(
+            'imgmw.holders.holder_id', return_value='worker:2:3.00'))
+        store.reserve(reservations.Reservation('p1', IMAGE_ID), 5, 5,
+                      limits.ProjectLimits())
+        self.assertEqual(['worker:2:3.00'], self.holders_of_rows())
+
+    def test_an_injected_holder_names_the_rows_recovery_releases(self):
+        store = reservations.ReservationStore(
+            self.database.url, holder=lambda: 'node:7:1.00')
+        self.addCleanup(store.dispose)
+        store.reserve(reservations.Reservation('p1', IMAGE_ID), 5, 5,
+                      limits.ProjectLimits())
+        self.assertEqual(['node:7:1.00'], self.holders_of_rows())
+        with self.engine.begin() as connection:
+            self.assertEqual({'node:7:1.00'},
+                             reservations.holders(connection))
+            reservations.release_held(connection, 'node:7:1.00')
+        self.assertEqual([], self.holders_of_rows())
