@@ -1000,6 +1000,17 @@ class TestStoreHolder(DatabaseTest):
                       limits.ProjectLimits())
         self.assertEqual(['worker:2:3.00'], self.holders_of_rows())
 
+    def test_the_app_and_the_store_name_one_holder(self):
+        # Recovery declares one holder dead for both its images and its
+        # reservations.
+        image_id = self.add_image(status='queued')
+        saving = self.registry.transition(image_id, 'queued', 'saving')
+        store = reservations.ReservationStore(self.database.url)
+        self.addCleanup(store.dispose)
+        store.reserve(reservations.Reservation('p1', image_id), 5, 5,
+                      limits.ProjectLimits())
+        self.assertEqual([saving['holder']], self.holders_of_rows())
+
     def test_an_injected_holder_names_the_rows_recovery_releases(self):
         store = reservations.ReservationStore(
             self.database.url, holder=lambda: 'node:7:1.00')
