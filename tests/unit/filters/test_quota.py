@@ -90,6 +90,15 @@ class ImageApp(fakes.RecordingApp):
         return super().__call__(environ, start_response)
 
     def _read_all(self, wsgi_input):
+        # Small chunks of a MiB body: gathered in a bytearray, not copied
+        # whole at each chunk.
+        received = bytearray()
+        try:
+            self._read_into(wsgi_input, received)
+        finally:
+            self.received += bytes(received)
+
+    def _read_into(self, wsgi_input, received: bytearray) -> None:
         first = True
         while True:
             chunk = wsgi_input.read(self.chunk_size)
@@ -97,7 +106,7 @@ class ImageApp(fakes.RecordingApp):
             if not chunk:
                 self.eof = True
                 return
-            self.received += chunk
+            received += chunk
             if first and self.announce == 'late':
                 streams.announce_image(self.environ_now, self.record)
             if first and self.during is not None:
