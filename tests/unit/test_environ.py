@@ -2,6 +2,7 @@
 
 import ast
 import collections
+import functools
 import importlib.util
 import pkgutil
 import re
@@ -46,8 +47,9 @@ def _party(module: str) -> str:
     return module.rpartition('.')[2]
 
 
+@functools.lru_cache(maxsize=None)
 def _modules() -> typing.Dict[str, ast.AST]:
-    """``{module name: parsed source}`` of every module of imgmw."""
+    """``{module name: parsed source}`` of every module of imgmw (once)."""
     trees = {}
     for info in pkgutil.walk_packages(imgmw.__path__, 'imgmw.'):
         spec = importlib.util.find_spec(info.name)
