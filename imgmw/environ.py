@@ -46,7 +46,10 @@ key                   set by    read by           holds
                                                   ``status``), handed over by
                                                   ``streams.announce_image``
                                                   before the app's first read
-                                                  of the body
+                                                  of the body; the readers'
+                                                  proxies receive it in
+                                                  ``image_announced`` and
+                                                  never look the key up
 ``imgmw.verified``    the data  checksum          ``True`` when the app
                       app                         verifies the body of this
                                                   download block by block as

@@ -40,12 +40,20 @@ import typing
 
 import fixtures
 import requests
+import testtools
 
 from tests.functional import base
 from tests import glanceconfig
 from tests import processes
 
 VENV_VARIABLE = 'IMGMW_TEST_GLANCE_VENV'
+
+#: A test class that runs only where ``tox -e functional-glance`` built
+#: the Glance virtualenv (with uWSGI); skipped elsewhere.
+needs_glance = testtools.skipUnless(
+    os.environ.get(VENV_VARIABLE),
+    'needs a Glance virtualenv (with uWSGI) in $%s: tox -e '
+    'functional-glance' % VENV_VARIABLE)
 START_TIMEOUT = 120
 COMMAND_TIMEOUT = 180
 GUNICORN = 'gunicorn'

@@ -14,7 +14,7 @@ import datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from imgmw.quota import schema as quota_schema
+from imgmw.filters.quota import schema as quota_schema
 
 metadata = sa.MetaData()
 
@@ -140,7 +140,7 @@ image_tasks = sa.Table(
 )
 
 # The quota filter's reservation tables live in the same database and come
-# with the same migrations (0002); they are declared by imgmw.quota, which
-# must not depend on the app.
+# with the same migrations (0002); they are declared by the quota filter's
+# engine (imgmw.filters.quota), which must not depend on the app.
 for _table in quota_schema.metadata.tables.values():
     _table.to_metadata(metadata)

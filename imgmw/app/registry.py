@@ -71,10 +71,10 @@ import sqlalchemy as sa
 from imgmw.app import migrations
 from imgmw.app import models
 from imgmw import db
+from imgmw.filters.quota import migrations as quota_migrations
+from imgmw.filters.quota import reservations as quota_reservations
 from imgmw import hashing
 from imgmw import holders
-from imgmw.quota import migrations as quota_migrations
-from imgmw.quota import reservations as quota_reservations
 
 LOG = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``usage_source = imgmw`` (the default) of :mod:`imgmw.filters.quota`: what
 a project already uses, read from the registry's ``images`` table (the
-interface is :class:`imgmw.quota.usage.UsageProvider`):
+interface is :class:`imgmw.filters.quota.usage.UsageProvider`):
 
 * stored bytes: ``size`` of its images that hold data (``active``,
   ``deactivated``) or are being imported (``importing``: the app checked
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from imgmw.app import models
 from imgmw.app import registry
-from imgmw.quota import usage
+from imgmw.filters.quota import usage
 
 WITH_DATA = ('active', 'deactivated', 'importing')
 STAGED = ('uploading', 'importing')

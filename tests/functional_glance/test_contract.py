@@ -290,20 +290,14 @@ class ContractChecks(test_glance.GlanceChecks):
         self.assertEqual(204, resp.status_code, resp.text)
 
 
-@testtools.skipUnless(
-    os.environ.get(glancefixture.VENV_VARIABLE),
-    'needs a Glance virtualenv in $%s: tox -e functional-glance'
-    % glancefixture.VENV_VARIABLE)
+@glancefixture.needs_glance
 class GunicornContractTest(ContractChecks, testtools.TestCase):
     """The contract's rows, Glance under gunicorn."""
 
     server = glancefixture.GUNICORN
 
 
-@testtools.skipUnless(
-    os.environ.get(glancefixture.VENV_VARIABLE),
-    'needs a Glance virtualenv in $%s: tox -e functional-glance'
-    % glancefixture.VENV_VARIABLE)
+@glancefixture.needs_glance
 class UwsgiContractTest(ContractChecks, testtools.TestCase):
     """The contract's rows, Glance under uWSGI as devstack serves it."""
 

@@ -296,20 +296,14 @@ class GlanceChecks:
             project, CHUNKED)
 
 
-@testtools.skipUnless(
-    os.environ.get(glancefixture.VENV_VARIABLE),
-    'needs a Glance virtualenv in $%s: tox -e functional-glance'
-    % glancefixture.VENV_VARIABLE)
+@glancefixture.needs_glance
 class GunicornGlanceTest(GlanceChecks, testtools.TestCase):
     """Glance under gunicorn, which decodes chunked bodies itself."""
 
     server = glancefixture.GUNICORN
 
 
-@testtools.skipUnless(
-    os.environ.get(glancefixture.VENV_VARIABLE),
-    'needs a Glance virtualenv in $%s: tox -e functional-glance'
-    % glancefixture.VENV_VARIABLE)
+@glancefixture.needs_glance
 class UwsgiGlanceTest(GlanceChecks, testtools.TestCase):
     """Glance under uWSGI as devstack serves it."""
 

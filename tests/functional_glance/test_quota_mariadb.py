@@ -33,10 +33,7 @@ LIMIT = MiB
 FLAVOR = 'trusted-headers+quota'
 
 
-@testtools.skipUnless(
-    os.environ.get(glancefixture.VENV_VARIABLE),
-    'needs a Glance virtualenv in $%s: tox -e functional-glance'
-    % glancefixture.VENV_VARIABLE)
+@glancefixture.needs_glance
 class QuotaMariaDBTest(testtools.TestCase):
     """One Glance for the class; each test uses a project of its own."""
 

@@ -14,8 +14,6 @@ skipped, saying so.
 import hashlib
 import os
 
-import testtools
-
 from tests import dbfixture
 from tests.functional import base
 from tests import glancefixture
@@ -53,10 +51,7 @@ class UwsgiApiServer(base.ApiServer):
         return [os.path.join(venv, 'bin', 'uwsgi'), '--ini', ini]
 
 
-@testtools.skipUnless(
-    os.environ.get(glancefixture.VENV_VARIABLE),
-    'needs the Glance virtualenv (with uWSGI) in $%s: tox -e '
-    'functional-glance' % glancefixture.VENV_VARIABLE)
+@glancefixture.needs_glance
 class UwsgiImgmwTest(base.FunctionalTest):
     """Chunked and Content-Length uploads to imgmw under uWSGI."""
 

@@ -2,6 +2,7 @@
 
 import ast
 import collections
+import functools
 import importlib.util
 import pkgutil
 import re
@@ -40,7 +41,23 @@ def _party(module: str) -> str:
     """Who a module of imgmw speaks for in the environ table."""
     if module == 'imgmw.app' or module.startswith('imgmw.app.'):
         return 'the data app'
+    if module.startswith('imgmw.filters.'):
+        # A filter's package (its engine beside it) speaks for the filter.
+        return module.split('.')[2]
     return module.rpartition('.')[2]
+
+
+@functools.lru_cache(maxsize=None)
+def _modules() -> typing.Dict[str, ast.AST]:
+    """``{module name: parsed source}`` of every module of imgmw (once)."""
+    trees = {}
+    for info in pkgutil.walk_packages(imgmw.__path__, 'imgmw.'):
+        spec = importlib.util.find_spec(info.name)
+        if info.name == 'imgmw.environ' or not spec.origin.endswith('.py'):
+            continue
+        with open(spec.origin) as source:
+            trees[info.name] = ast.parse(source.read())
+    return trees
 
 
 def _key_uses(tree: ast.AST) -> typing.Iterator[tuple]:
@@ -88,14 +105,7 @@ class TableTest(testtools.TestCase):
         ``image_announced`` (the defined step of :mod:`imgmw.streams`)
         reads ``imgmw.image``.
         """
-        trees = {}
-        for info in pkgutil.walk_packages(imgmw.__path__, 'imgmw.'):
-            spec = importlib.util.find_spec(info.name)
-            if info.name == 'imgmw.environ' or not spec.origin.endswith(
-                    '.py'):
-                continue
-            with open(spec.origin) as source:
-                trees[info.name] = ast.parse(source.read())
+        trees = _modules()
         announced = {module for module, tree in trees.items()
                      if any(isinstance(node, ast.FunctionDef)
                             and node.name == 'image_announced'
@@ -127,6 +137,22 @@ class TableTest(testtools.TestCase):
             self.assertEqual(set(environ.READERS[key]),
                              found.pop((constant, 'read'), set()), key)
         self.assertEqual({}, dict(found))
+
+    def test_the_image_record_reaches_its_readers_only_announced(self):
+        # The record is handed over (streams.announce_image calls each
+        # proxy's image_announced); no filter looks the key up.
+        for module, tree in _modules().items():
+            if module == 'imgmw.streams':
+                continue
+            reads = [function for function, constant, how in _key_uses(tree)
+                     if constant == 'IMAGE' and how == 'read']
+            self.assertEqual([], reads, module)
+
+    def test_a_filter_package_speaks_for_its_filter(self):
+        self.assertEqual('quota', _party('imgmw.filters.quota'))
+        self.assertEqual('quota', _party('imgmw.filters.quota.reservations'))
+        self.assertEqual('the data app', _party('imgmw.app.upload'))
+        self.assertEqual('streams', _party('imgmw.streams'))
 
     def test_the_doc_table_says_the_same(self):
         rows = {}

@@ -1,4 +1,4 @@
-"""Tests of imgmw.quota.glance: usage read from Glance's tables."""
+"""Tests of imgmw.filters.quota.glance: usage read from Glance's tables."""
 
 import os
 
@@ -8,11 +8,11 @@ import testtools
 
 from imgmw import config
 from imgmw.filters import quota as quota_filter
-from imgmw.quota import glance
-from imgmw.quota import limits
-from imgmw.quota import reservations
-from imgmw.quota import schema
-from imgmw.quota import usage
+from imgmw.filters.quota import glance
+from imgmw.filters.quota import limits
+from imgmw.filters.quota import reservations
+from imgmw.filters.quota import schema
+from imgmw.filters.quota import usage
 
 OWNER = 'p1'
 

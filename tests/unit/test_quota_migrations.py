@@ -1,4 +1,4 @@
-"""Tests of imgmw.quota.migrations: the quota tables' own Alembic chain."""
+"""Tests of imgmw.filters.quota.migrations: the quota's own Alembic chain."""
 
 import datetime
 
@@ -6,8 +6,8 @@ import sqlalchemy as sa
 import testtools
 
 from imgmw.app import registry
-from imgmw.quota import migrations
-from imgmw.quota import schema
+from imgmw.filters.quota import migrations
+from imgmw.filters.quota import schema
 from tests import dbfixture
 
 

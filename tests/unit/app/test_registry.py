@@ -20,8 +20,8 @@ import testtools
 from imgmw.app import migrations
 from imgmw.app import models
 from imgmw.app import registry
-from imgmw.quota import migrations as quota_migrations
-from imgmw.quota import schema as quota_schema
+from imgmw.filters.quota import migrations as quota_migrations
+from imgmw.filters.quota import schema as quota_schema
 from tests import dbfixture
 
 HOUR = datetime.timedelta(hours=1)

@@ -23,11 +23,12 @@ from imgmw.app import registry
 from imgmw import config
 from imgmw import environ as keys
 from imgmw.filters import quota as quota_filter
-from imgmw import quota
-from imgmw.quota import keystone as keystone_limits
-from imgmw.quota import limits
-from imgmw.quota import reservations
-from imgmw.quota import schema
+from imgmw.filters.quota import keystone as keystone_limits
+from imgmw.filters.quota import limits
+from imgmw.filters.quota import reservations
+from imgmw.filters.quota import resources
+from imgmw.filters.quota import schema
+from imgmw import streams
 from tests import dbfixture
 from tests.unit import fakes
 
@@ -51,29 +52,53 @@ def message(resp: webob.Response) -> str:
 
 
 class ImageApp(fakes.RecordingApp):
-    """The data app's order: refuse, or publish the image, then read.
+    """The data app's order: refuse, or announce the image, then read.
 
-    :param owner: the image's owner, published in ``environ[IMAGE]``.
+    :param owner: the image's owner, in the record the app announces.
     :param refuse: a response to answer instead of reading (rows 8 to 12).
     :param during: called with the environ after the first chunk is read.
+    :param announce: ``'first'``: :func:`imgmw.streams.announce_image`
+        before the first read (the app's order); ``'never'``: the record is
+        set in ``environ['imgmw.image']`` without the announcement, as an
+        app that skips the defined step; ``'late'``: announced after the
+        first chunk is read.
     """
 
-    def __init__(self, owner='p1', refuse=None, during=None, **kwargs):
+    def __init__(self, owner='p1', refuse=None, during=None,
+                 announce='first', **kwargs):
         kwargs.setdefault('chunk_size', 16)
         super().__init__(**kwargs)
         self.owner = owner
         self.refuse = refuse
         self.during = during
+        self.announce = announce
+        self.environ_now = None
+
+    @property
+    def record(self) -> dict:
+        return {'id': IMAGE_ID, 'owner': self.owner, 'status': 'saving'}
 
     def __call__(self, environ, start_response):
         if self.refuse is not None:
             self.calls.append(dict(environ))
             return self.refuse(environ, start_response)
-        environ[keys.IMAGE] = {'id': IMAGE_ID, 'owner': self.owner,
-                               'status': 'saving'}
+        self.environ_now = environ
+        if self.announce == 'first':
+            streams.announce_image(environ, self.record)
+        elif self.announce == 'never':
+            environ[keys.IMAGE] = self.record
         return super().__call__(environ, start_response)
 
     def _read_all(self, wsgi_input):
+        # Small chunks of a MiB body: gathered in a bytearray, not copied
+        # whole at each chunk.
+        received = bytearray()
+        try:
+            self._read_into(wsgi_input, received)
+        finally:
+            self.received += bytes(received)
+
+    def _read_into(self, wsgi_input, received: bytearray) -> None:
         first = True
         while True:
             chunk = wsgi_input.read(self.chunk_size)
@@ -81,7 +106,9 @@ class ImageApp(fakes.RecordingApp):
             if not chunk:
                 self.eof = True
                 return
-            self.received += chunk
+            received += chunk
+            if first and self.announce == 'late':
+                streams.announce_image(self.environ_now, self.record)
             if first and self.during is not None:
                 self.during()
             first = False
@@ -287,6 +314,35 @@ class TestStorageQuota(FilterTest):
                    project_storage_quota='owner:60, other:0')
         self.assertRefused(self.send(b'z' * 11, project='admin'),
                            row13(11, 10))
+
+    def test_an_unannounced_record_is_never_looked_up(self):
+        # An app that reads without announcing is charged as in front of
+        # Glance: the caller's project, whatever the environ holds.
+        self.build(ImageApp(owner='owner', announce='never'),
+                   user_storage_quota='1GB',
+                   project_storage_quota='owner:1GB, admin:5')
+        self.assertRefused(self.send(b'z' * 11, project='admin'),
+                           row13(11, 5))
+
+    def test_a_late_announcement_charges_the_caller_and_says_so(self):
+        log = self.useFixture(fixtures.FakeLogger(
+            name=quota_filter.__name__))
+        self.build(ImageApp(owner='owner', announce='late', chunk_size=4),
+                   user_storage_quota='1GB',
+                   project_storage_quota='owner:5')
+        self.assertEqual(204, self.send(b'z' * 11, project='admin')
+                         .status_int)
+        self.assertIn('Image %s was announced after its first read: '
+                      'charged to project admin, not to its owner owner'
+                      % IMAGE_ID, log.output)
+
+    def test_an_announcement_of_the_callers_own_image_is_quiet(self):
+        log = self.useFixture(fixtures.FakeLogger(
+            name=quota_filter.__name__))
+        self.build(ImageApp(owner='p1', announce='late', chunk_size=4),
+                   user_storage_quota='1GB')
+        self.assertEqual(204, self.send(b'z' * 11).status_int)
+        self.assertEqual('', log.output)
 
     def test_without_a_published_owner_the_caller_is_charged(self):
         self.build(ImageApp(owner=None), user_storage_quota='1GB',
@@ -663,7 +719,7 @@ class TestUsageInfo(FilterTest):
         self.build()
         self.assertEqual(
             {resource: {'usage': 0, 'limit': -1}
-             for resource in quota.RESOURCES},
+             for resource in resources.RESOURCES},
             self.usage()('p1'))
 
     def test_registry_unreachable_is_503(self):
@@ -818,8 +874,8 @@ class TestConfiguration(testtools.TestCase):
 
     def test_static_limits(self):
         source = limits.StaticLimits(
-            {quota.IMAGE_SIZE_TOTAL: 100, quota.IMAGE_STAGE_TOTAL: 0},
-            {quota.IMAGE_SIZE_TOTAL: {'p2': 0, 'p3': 5}})
+            {resources.IMAGE_SIZE_TOTAL: 100, resources.IMAGE_STAGE_TOTAL: 0},
+            {resources.IMAGE_SIZE_TOTAL: {'p2': 0, 'p3': 5}})
         self.assertEqual(limits.ProjectLimits(100, None, None),
                          source.for_project('p1'))
         self.assertEqual(limits.ProjectLimits(None, None, None),
@@ -933,3 +989,46 @@ class StoreConcurrency:
 
 class TestStoreConcurrency(StoreConcurrency, DatabaseTest):
     pass
+
+
+class TestStoreHolder(DatabaseTest):
+    """The holder a reservation names, which recovery declares dead."""
+
+    def holders_of_rows(self):
+        return [row['holder'] for row in self.reservation_rows()]
+
+    def test_the_holder_is_the_process_that_writes(self):
+        # A server that builds the filter before it forks its workers
+        # (uWSGI without lazy-apps, Glance's own): each worker writes its
+        # own holder, the one the data app records.
+        store = reservations.ReservationStore(self.database.url)
+        self.addCleanup(store.dispose)
+        self.useFixture(fixtures.MockPatch(
+            'imgmw.holders.holder_id', return_value='worker:2:3.00'))
+        store.reserve(reservations.Reservation('p1', IMAGE_ID), 5, 5,
+                      limits.ProjectLimits())
+        self.assertEqual(['worker:2:3.00'], self.holders_of_rows())
+
+    def test_the_app_and_the_store_name_one_holder(self):
+        # Recovery declares one holder dead for both its images and its
+        # reservations.
+        image_id = self.add_image(status='queued')
+        saving = self.registry.transition(image_id, 'queued', 'saving')
+        store = reservations.ReservationStore(self.database.url)
+        self.addCleanup(store.dispose)
+        store.reserve(reservations.Reservation('p1', image_id), 5, 5,
+                      limits.ProjectLimits())
+        self.assertEqual([saving['holder']], self.holders_of_rows())
+
+    def test_an_injected_holder_names_the_rows_recovery_releases(self):
+        store = reservations.ReservationStore(
+            self.database.url, holder=lambda: 'node:7:1.00')
+        self.addCleanup(store.dispose)
+        store.reserve(reservations.Reservation('p1', IMAGE_ID), 5, 5,
+                      limits.ProjectLimits())
+        self.assertEqual(['node:7:1.00'], self.holders_of_rows())
+        with self.engine.begin() as connection:
+            self.assertEqual({'node:7:1.00'},
+                             reservations.holders(connection))
+            reservations.release_held(connection, 'node:7:1.00')
+        self.assertEqual([], self.holders_of_rows())

@@ -24,11 +24,11 @@ from oslo_limit import limit as oslo_limit
 from oslo_limit import opts as limit_opts
 
 from imgmw import config
-from imgmw import quota
-from imgmw.quota.limits import DEFAULT_CACHE_TIME
-from imgmw.quota.limits import GROUP
-from imgmw.quota.limits import LimitsUnavailable
-from imgmw.quota.limits import ProjectLimits
+from imgmw.filters.quota.limits import DEFAULT_CACHE_TIME
+from imgmw.filters.quota.limits import GROUP
+from imgmw.filters.quota.limits import LimitsUnavailable
+from imgmw.filters.quota.limits import ProjectLimits
+from imgmw.filters.quota import resources
 
 
 LOG = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class KeystoneLimits:
         """:raises LimitsUnavailable: Keystone could not be asked."""
         try:
             pairs = self.enforcer().get_project_limits(
-                project_id, list(quota.RESOURCES))
+                project_id, list(resources.RESOURCES))
         except (KEYSTONE_ERRORS + (ValueError,)) as err:
             LOG.error('Could not read the unified limits of project %s '
                       'from Keystone: %s', project_id, err)
@@ -97,8 +97,8 @@ class KeystoneLimits:
         for resource, amount in pairs:
             if amount < 0:
                 values[resource] = None
-            elif resource in quota.MIB_RESOURCES:
-                values[resource] = amount * quota.MiB
+            elif resource in resources.MIB_RESOURCES:
+                values[resource] = amount * resources.MiB
             else:
                 values[resource] = amount
         return ProjectLimits(**values)

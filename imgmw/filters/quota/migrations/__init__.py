@@ -1,10 +1,10 @@
 """The quota tables' own Alembic chain.
 
-The reservation tables (:mod:`imgmw.quota.schema`) are migrated by a chain
-of their own, whose version is kept in the table :data:`VERSION_TABLE`
-(not ``alembic_version``), so that it lives beside the registry's chain in
-imgmw's database, or alone in a database of the quota's own in front of
-Glance (``quota_connection``).
+The reservation tables (:mod:`imgmw.filters.quota.schema`) are migrated by
+a chain of their own, whose version is kept in the table
+:data:`VERSION_TABLE` (not ``alembic_version``), so that it lives beside
+the registry's chain in imgmw's database, or alone in a database of the
+quota's own in front of Glance (``quota_connection``).
 
 Its first revision adopts the tables that the registry's migration
 ``0002`` created in earlier releases: it creates only those that are

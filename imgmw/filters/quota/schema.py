@@ -1,8 +1,9 @@
 """The quota tables, as SQLAlchemy Core metadata.
 
-They are migrated by a chain of their own (:mod:`imgmw.quota.migrations`,
-version table ``imgmw_quota_version``): in the registry's database by
-``imgmw-manage db sync`` (which adopts the tables the registry's migration
+They are migrated by a chain of their own
+(:mod:`imgmw.filters.quota.migrations`, version table
+``imgmw_quota_version``): in the registry's database by ``imgmw-manage db
+sync`` (which adopts the tables the registry's migration
 ``0002`` created in earlier releases; the registry's models still include
 them, as 0002 does), and in front of Glance (``usage_source = glance``) in
 a database of their own (``quota_connection``), which the quota filter

@@ -1,14 +1,14 @@
 """Alembic environment of the quota tables' chain.
 
-:func:`imgmw.quota.migrations.upgrade` hands in an open connection as
+:func:`imgmw.filters.quota.migrations.upgrade` hands in an open connection as
 ``config.attributes['connection']``; the revision is kept in
-:data:`imgmw.quota.migrations.VERSION_TABLE`.
+:data:`imgmw.filters.quota.migrations.VERSION_TABLE`.
 """
 
 from alembic import context
 
-from imgmw.quota import migrations
-from imgmw.quota import schema
+from imgmw.filters.quota import migrations
+from imgmw.filters.quota import schema
 
 
 def run_with(connection) -> None:

@@ -1,15 +1,16 @@
 """Reservations of uploads in progress, shared by every API node via SQL.
 
-A reservation is a row of ``quota_reservations`` (:mod:`imgmw.quota.schema`)
-in the registry's database. Every decision that grants bytes or an upload
-slot to a project is one transaction of :meth:`ReservationStore.reserve`:
+A reservation is a row of ``quota_reservations``
+(:mod:`imgmw.filters.quota.schema`) in the registry's database. Every
+decision that grants bytes or an upload slot to a project is one
+transaction of :meth:`ReservationStore.reserve`:
 
 1. lock the project: insert its ``quota_locks`` row if absent, then
    ``SELECT ... FOR UPDATE`` it (PostgreSQL, MySQL/MariaDB); SQLite
    serializes every writer with ``BEGIN IMMEDIATE``;
 2. delete the project's expired reservations;
 3. compute its usage: what the usage source reads from the image records
-   (a :class:`imgmw.quota.usage.UsageProvider`, reading on a connection
+   (a :class:`imgmw.filters.quota.usage.UsageProvider`, reading on a connection
    of its own), plus its live reservations but this one;
 4. refuse (:class:`OverLimit`) when ``usage + delta > limit``, else insert
    or grow this reservation and push its expiry ``ttl`` seconds ahead;
@@ -42,12 +43,12 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from imgmw import db
+from imgmw.filters.quota import limits as limits_mod
+from imgmw.filters.quota import migrations
+from imgmw.filters.quota import resources
+from imgmw.filters.quota import schema
+from imgmw.filters.quota import usage as usage_mod
 from imgmw import holders as holders_mod
-from imgmw import quota
-from imgmw.quota import limits as limits_mod
-from imgmw.quota import migrations
-from imgmw.quota import schema
-from imgmw.quota import usage as usage_mod
 
 
 LOG = logging.getLogger(__name__)
@@ -150,8 +151,8 @@ class Reservation:
     def resource(self) -> str:
         """The size resource this reservation counts against."""
         if self.kind == schema.STAGE:
-            return quota.IMAGE_STAGE_TOTAL
-        return quota.IMAGE_SIZE_TOTAL
+            return resources.IMAGE_STAGE_TOTAL
+        return resources.IMAGE_SIZE_TOTAL
 
 
 #: Names the one reservation an image may have at a time (a claim).
@@ -167,12 +168,18 @@ class ReservationStore:
     """Reservations in SQL; see the module documentation.
 
     :param url: SQLAlchemy URL of the registry's database.
-    :param usage_source: the :class:`imgmw.quota.usage.UsageProvider` of
-        the records (none: nothing recorded, reservations only).
+    :param usage_source: the
+        :class:`imgmw.filters.quota.usage.UsageProvider` of the records
+        (none: nothing recorded, reservations only).
     :param ttl: seconds a reservation lives unless refreshed.
+    :param clock: the time now, in UTC (tests pass their own).
     :param create_schema: create the quota tables at first use when
         absent: for a database of the quota's own (in front of Glance),
         which no migration of imgmw's registry manages.
+    :param holder: the holder written in the rows, asked at each write;
+        default :func:`imgmw.holders.holder_id` of the process that writes
+        (a worker forked after the store was built writes its own), the
+        holder the data app records and recovery declares dead.
     """
 
     def __init__(self, url: str,
@@ -180,16 +187,24 @@ class ReservationStore:
                      usage_mod.UsageProvider] = None,
                  ttl: int = 300,
                  clock: typing.Callable[[], datetime.datetime] = utcnow,
-                 create_schema: bool = False):
+                 create_schema: bool = False,
+                 holder: typing.Optional[typing.Callable[[], str]] = None):
         self.url = url
         self.create_schema = create_schema
         self.usage_source = usage_source
         self.ttl = datetime.timedelta(seconds=ttl)
         self.clock = clock
-        self.holder = holders_mod.holder_id()
+        self._holder = holder
         self._engine = None
         self._engine_lock = threading.Lock()
         self._lock_rows: typing.Set[str] = set()
+
+    @property
+    def holder(self) -> str:
+        """The holder of the rows this process writes now."""
+        if self._holder is not None:
+            return self._holder()
+        return holders_mod.holder_id()
 
     @property
     def engine(self) -> sa.engine.Engine:
@@ -339,7 +354,7 @@ class ReservationStore:
             used = usage.get(resource)
             try:
                 if not (alive and reservation.counted):
-                    _check(project, quota.IMAGE_COUNT_UPLOADING,
+                    _check(project, resources.IMAGE_COUNT_UPLOADING,
                            project_limits.image_count_uploading,
                            usage.image_count_uploading, 1)
                 _check(project, resource, size_limit, used, minimum)

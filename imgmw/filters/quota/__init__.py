@@ -22,15 +22,15 @@ resource                   usage                                   applies
 
 A limit is breached only when ``usage + delta > limit``: an upload that
 fills the quota exactly passes. The project charged is the image's owner
-(as Glance), else the caller's project; a request with neither is not
-limited.
+(as Glance) when the app announces the image, else the caller's project
+(see below); a request with neither is not limited.
 
 Unlike Glance, whose enforcement is best effort, the limits hold under
 parallel uploads, on one API node or many, and for bodies of unknown size.
 Every upload in progress holds a *reservation* in the registry's SQL
 database, which every API node shares; reservations are checked and taken
 in one transaction that locks a per-project row (see
-:mod:`imgmw.quota.reservations`):
+:mod:`imgmw.filters.quota.reservations`):
 
 * a declared size (``x-openstack-image-size``, else ``Content-Length``, as
   the size filter publishes it) is reserved whole before the first byte is
@@ -59,12 +59,18 @@ to an image anything of its owner's quota.
 The filter stands alone. It needs a context filter before it, imgmw's or
 Glance's, and nothing else:
 
-* the project charged is the image's owner when imgmw's app publishes it
-  (``imgmw.image``), else the caller's project (as Glance charges it):
-  from imgmw's context (``imgmw.context``), else from Glance's
-  RequestContext, else from the identity headers keystonemiddleware sets
-  (``X-Project-Id``, else ``X-Tenant-Id``, when ``X-Identity-Status`` is
-  ``Confirmed``); a caller without a project is not limited;
+* the project charged is the image's owner when the app hands the image
+  record over before its first read of the body (imgmw's app does, with
+  :func:`imgmw.streams.announce_image`), else the caller's project (as
+  Glance charges it): from imgmw's context (``imgmw.context``), else from
+  Glance's RequestContext, else from the identity headers
+  keystonemiddleware sets (``X-Project-Id``, else ``X-Tenant-Id``, when
+  ``X-Identity-Status`` is ``Confirmed``); a caller without a project is
+  not limited. In front of Glance, which announces nothing, the caller's
+  project is charged. The filter never looks the record up in the environ:
+  an app that reads without announcing, or announces after its first read,
+  is charged as the caller's project, and a late record that names another
+  owner is logged at WARNING;
 * the declared size is the size filter's (``imgmw.size``) when it stands
   before, else ``x-openstack-image-size`` (a plain decimal integer), else
   ``Content-Length``; bytes beyond it are reserved as they arrive.
@@ -176,7 +182,7 @@ option                      default          meaning
                                              are read: imgmw's registry,
                                              or ``glance``: Glance's
                                              tables (see
-                                             :mod:`imgmw.quota.glance`)
+                                             :mod:`imgmw.filters.quota.glance`)
 ``glance_connection``       (none)           ``usage_source = glance``:
                                              SQLAlchemy URL of Glance's
                                              database (read only)
@@ -207,8 +213,9 @@ option                      default          meaning
 Headers read, when no imgmw filter publishes the fact (see above):
 ``X-Identity-Status``, ``X-Project-Id``, ``X-Tenant-Id``,
 ``x-openstack-image-size``, ``Content-Length``. Logged: each refusal at
-INFO, naming the project, the resource, the limit and the usage; database
-and Keystone failures at ERROR.
+INFO, naming the project, the resource, the limit and the usage; an image
+announced after the first read whose owner is not the project charged at
+WARNING; database and Keystone failures at ERROR.
 
 With ``one_upload_per_image`` each upload or stage holds, from its
 arrival, a claim on its image: a reservation whose id is derived from the
@@ -224,7 +231,7 @@ What it cannot do: it cannot refuse over a limit before the app opens the
 body (by design, see above); staged bytes count in ``image_stage_total``
 only, not in ``image_size_total`` until imported, as in Glance. The
 reservation tables have their own migrations (``imgmw-manage db sync``;
-see :mod:`imgmw.quota.migrations`).
+see :mod:`imgmw.filters.quota.migrations`).
 """
 
 import configparser
@@ -242,12 +249,12 @@ from imgmw import config
 from imgmw import db
 from imgmw import environ as keys
 from imgmw import errors
+from imgmw.filters.quota import limits as limits_mod
+from imgmw.filters.quota import reservations
+from imgmw.filters.quota import resources
+from imgmw.filters.quota import schema
+from imgmw.filters.quota import usage as usage_mod
 from imgmw import paths
-from imgmw import quota
-from imgmw.quota import limits as limits_mod
-from imgmw.quota import reservations
-from imgmw.quota import schema
-from imgmw.quota import usage as usage_mod
 from imgmw import streams
 
 
@@ -263,10 +270,11 @@ _KINDS = {paths.IMAGE_DATA: schema.UPLOAD, paths.STAGE: schema.STAGE}
 
 #: Static options: ``{resource: (default option, overrides option)}``.
 STATIC_OPTIONS = {
-    quota.IMAGE_SIZE_TOTAL: ('user_storage_quota', 'project_storage_quota'),
-    quota.IMAGE_STAGE_TOTAL: ('user_stage_quota', 'project_stage_quota'),
-    quota.IMAGE_COUNT_UPLOADING: ('user_uploading_quota',
-                                  'project_uploading_quota'),
+    resources.IMAGE_SIZE_TOTAL: ('user_storage_quota',
+                                 'project_storage_quota'),
+    resources.IMAGE_STAGE_TOTAL: ('user_stage_quota', 'project_stage_quota'),
+    resources.IMAGE_COUNT_UPLOADING: ('user_uploading_quota',
+                                      'project_uploading_quota'),
 }
 
 _count = config.integer(minimum=0)
@@ -347,8 +355,9 @@ def keystone_limits(values: typing.Mapping, paste_file: typing.Optional[str],
                     here: typing.Optional[str]):
     """Configure oslo.limit and return the keystone limit source.
 
-    :mod:`imgmw.quota.keystone` (and with it oslo.limit, keystoneauth1 and
-    openstacksdk) is imported only here, when it is configured.
+    :mod:`imgmw.filters.quota.keystone` (and with it oslo.limit,
+    keystoneauth1 and openstacksdk) is imported only here, when it is
+    configured.
 
     :raises config.ConfigError: no or bad ``[oslo_limit]`` settings.
     """
@@ -365,7 +374,7 @@ def keystone_limits(values: typing.Mapping, paste_file: typing.Optional[str],
             raise config.ConfigError(
                 '%s: limit_source = keystone needs an [oslo_limit] section '
                 'in %s, or oslo_config_file' % (OWNER, paste_file))
-    from imgmw.quota import keystone
+    from imgmw.filters.quota import keystone
     conf, opts = keystone.oslo_limit_conf(section, config_file)
     keystone.apply_oslo_limit(conf, opts)
     return keystone.KeystoneLimits(cache_time=values['limits_cache_time'])
@@ -448,19 +457,21 @@ class QuotaInput(streams.InputProxy):
     The first read (the app opens the body only after authorization)
     takes the reservation: the declared size, or a first increment. A chunk
     that takes the body past what is reserved grows it, or fails the body.
+    The project charged is the owner of the image record handed over by
+    :meth:`image_announced` before that read, else the caller's.
     """
 
     def __init__(self, wsgi_input, quota: Enforcement, stream_errors: str,
-                 environ: dict, route: paths.Route,
-                 declared: typing.Optional[int],
+                 route: paths.Route, declared: typing.Optional[int],
                  caller: typing.Optional[str],
                  claim: typing.Optional[reservations.Reservation] = None):
         super().__init__(wsgi_input, stream_errors=stream_errors)
         self.quota = quota
-        self.environ = environ
         self.route = route
         self.declared = declared
         self.caller = caller
+        #: The announced image's owner (see :meth:`image_announced`).
+        self.owner: typing.Optional[str] = None
         #: The image's claim (``one_upload_per_image``), held from arrival.
         self.claim = claim
         self.reservation: typing.Optional[reservations.Reservation] = None
@@ -502,12 +513,26 @@ class QuotaInput(streams.InputProxy):
             minimum, wanted = 0, self.quota.increment
         self.reserve(minimum, wanted, self.declared)
 
+    def image_announced(self, image: typing.Mapping) -> None:
+        """Learn the owner to charge, before the first read.
+
+        An announcement after the first read changes nothing: the
+        reservation is taken. It is logged when it names another owner
+        than the project charged.
+        """
+        if not self.started:
+            self.owner = image.get('owner') or None
+            return
+        charged = self.charged_project()
+        if image.get('owner') and image['owner'] != charged:
+            LOG.warning('Image %s was announced after its first read: '
+                        'charged to project %s, not to its owner %s',
+                        self.route.image_id, charged or '(none)',
+                        image['owner'])
+
     def charged_project(self) -> typing.Optional[str]:
-        """The image's owner, else the caller's project (as Glance)."""
-        image = self.environ.get(keys.IMAGE) or {}
-        if image.get('owner'):
-            return image['owner']
-        return self.caller
+        """The announced image's owner, else the caller's (as Glance)."""
+        return self.owner or self.caller
 
     def reserve(self, minimum: int, wanted: int,
                 reported: typing.Optional[int]) -> None:
@@ -668,7 +693,7 @@ class QuotaMiddleware:
         proxy = streams.install(environ, QuotaInput(
             chunked.server_input(environ), self.enforcement,
             self.stream_errors,
-            environ, route, declared_size(environ), caller, claim))
+            route, declared_size(environ), caller, claim))
         try:
             app_iter = streams.call_app(self.app, environ, start_response,
                                         proxy)
@@ -693,7 +718,7 @@ class QuotaMiddleware:
                          'limit of %d (usage %d, delta %d)', over.project_id,
                          over.resource, over.limit, over.usage,
                          over.requested)
-        if over.resource == quota.IMAGE_COUNT_UPLOADING:
+        if over.resource == resources.IMAGE_COUNT_UPLOADING:
             # Glance counts the request's own upload in the usage.
             return errors.over_limit(over.project_id, over.resource,
                                      over.limit, over.usage + 1, 0)
@@ -748,13 +773,13 @@ class QuotaMiddleware:
         return {resource: {'usage': in_units(resource, usage.get(resource)),
                            'limit': limit_in_units(
                                resource, project_limits.get(resource))}
-                for resource in quota.RESOURCES}
+                for resource in resources.RESOURCES}
 
 
 def in_units(resource: str, amount: int) -> int:
     """Glance's units: MiB (rounded down) for sizes, else as is."""
-    if resource in quota.MIB_RESOURCES:
-        return amount // quota.MiB
+    if resource in resources.MIB_RESOURCES:
+        return amount // resources.MiB
     return amount
 
 

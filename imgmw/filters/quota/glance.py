@@ -32,7 +32,7 @@ import typing
 import sqlalchemy as sa
 
 from imgmw import config
-from imgmw.quota import usage
+from imgmw.filters.quota import usage
 
 
 #: Statuses whose images hold no data for Glance's quota code.

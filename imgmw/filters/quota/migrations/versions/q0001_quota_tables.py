@@ -8,7 +8,7 @@ Create Date: 2026-12-03 00:00:00
 from alembic import op
 import sqlalchemy as sa
 
-from imgmw.quota import schema
+from imgmw.filters.quota import schema
 
 revision = 'q0001'
 down_revision = None

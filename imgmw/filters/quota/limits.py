@@ -6,7 +6,7 @@ Two sources, chosen by the quota filter's ``limit_source``:
     from the filter's options: one limit for every project, with
     per-project overrides. Sizes are in bytes, in Glance's format
     (``10GB``); 0 means unlimited, as Glance's ``user_storage_quota``.
-``keystone`` (:class:`imgmw.quota.keystone.KeystoneLimits`)
+``keystone`` (:class:`imgmw.filters.quota.keystone.KeystoneLimits`)
     Keystone unified limits, read with oslo.limit from the ``[oslo_limit]``
     settings Glance uses (endpoint and service credentials). Sizes are
     registered in MiB, as for Glance; a limit of ``-1`` is unlimited, and a
@@ -16,7 +16,7 @@ Two sources, chosen by the quota filter's ``limit_source``:
 Either way a source answers :class:`ProjectLimits`: bytes for the sizes, a
 count for uploads in progress, ``None`` for unlimited.
 
-The Keystone source lives in :mod:`imgmw.quota.keystone`, imported only
+The Keystone source lives in :mod:`imgmw.filters.quota.keystone`, imported only
 when it is configured: oslo.limit brings keystoneauth1 and openstacksdk,
 about 15 MiB of every worker's memory that static limits do not need.
 """
@@ -25,7 +25,7 @@ import dataclasses
 import typing
 
 from imgmw import config
-from imgmw import quota
+from imgmw.filters.quota import resources
 
 
 GROUP = 'oslo_limit'
@@ -86,7 +86,7 @@ class StaticLimits:
 
     def for_project(self, project_id: str) -> ProjectLimits:
         values = {}
-        for resource in quota.RESOURCES:
+        for resource in resources.RESOURCES:
             amount = self.overrides.get(resource, {}).get(
                 project_id, self.defaults.get(resource, 0))
             values[resource] = amount or None

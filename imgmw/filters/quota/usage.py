@@ -1,8 +1,8 @@
 """Usage providers: what a project already uses, as the records say.
 
 The quota engine adds to these figures the reservations of uploads in
-progress (:mod:`imgmw.quota.reservations`); it never reads an image table
-itself. A provider answers :meth:`UsageProvider.recorded` in one short
+progress (:mod:`imgmw.filters.quota.reservations`); it never reads an image
+table itself. A provider answers :meth:`UsageProvider.recorded` in one short
 read-only statement on a connection of its own, so that it holds no lock
 between two of the records' writes (Glance's or imgmw's app's).
 
@@ -12,7 +12,7 @@ Providers, chosen by the quota filter's ``usage_source``:
     :class:`imgmw.app.usage.RegistryUsage`, imgmw's registry (its
     ``database_connection``);
 ``glance``
-    :class:`imgmw.quota.glance.GlanceUsage`, Glance's tables
+    :class:`imgmw.filters.quota.glance.GlanceUsage`, Glance's tables
     (``glance_connection``).
 
 Each is imported only when chosen: the filter does not import the app.
@@ -62,7 +62,7 @@ class UsageProvider(typing.Protocol):
 #: filter's typed options and raises :class:`config.ConfigError`.
 PROVIDERS = {
     'imgmw': 'imgmw.app.usage:RegistryUsage.from_conf',
-    'glance': 'imgmw.quota.glance:GlanceUsage.from_conf',
+    'glance': 'imgmw.filters.quota.glance:GlanceUsage.from_conf',
 }
 
 
