@@ -37,6 +37,11 @@ Request heads read by the event loop
     answered in milliseconds. A body that trickles still holds its thread:
     see :doc:`front-proxy`.
 
+Verified downloads with sendfile
+    A download verified block by block goes out with verify-then-sendfile
+    (:mod:`imgmw.cmd.sendfile`): each block is checked in a reused buffer,
+    then sent by the kernel from the file.
+
 Everything else, options included, is gunicorn's ``gthread`` (with TLS
 served by gunicorn itself, heads are read by threads as in gthread). Another
 worker class can be chosen with ``--worker-class`` (then without these
@@ -53,6 +58,8 @@ import typing
 from gunicorn.http import message
 from gunicorn.http import parser
 from gunicorn.workers import gthread
+
+from imgmw.cmd import sendfile
 
 CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
 
@@ -167,7 +174,7 @@ class ThreadWorker(gthread.ThreadWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        self.wsgi = expect_continue(self.wsgi)
+        self.wsgi = sendfile.install(expect_continue(self.wsgi))
 
     # Request heads are read by the event loop, not by a thread.
 

@@ -233,6 +233,8 @@ class FunctionalTest(testtools.TestCase):
     server_options: typing.Mapping[str, str] = {}
     #: Sections appended to its paste file (see :class:`ApiServer`).
     server_config = ''
+    #: More command-line arguments of its ``imgmw-api``.
+    server_args: typing.Sequence[str] = ()
     pipeline = 'noauth'
 
     @classmethod
@@ -244,7 +246,8 @@ class FunctionalTest(testtools.TestCase):
             sync_database(cls.database.url)
             cls.server = ApiServer(cls.database.url, pipeline=cls.pipeline,
                                    options=cls.server_options,
-                                   extra_config=cls.server_config)
+                                   extra_config=cls.server_config,
+                                   args=cls.server_args)
             cls.server.setUp()
         except BaseException:
             cls.database.cleanUp()

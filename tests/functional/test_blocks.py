@@ -5,7 +5,9 @@ download at that block: the client gets every byte before it, none of it,
 and never ``Content-Length`` bytes (contract section 5: a corrupt image is
 never delivered whole). File store, and s3 through moto in server mode.
 An image recorded without block digests is still verified, by the checksum
-filter's hash of the whole body.
+filter's hash of the whole body. The file store's downloads are tested
+under imgmw-api's worker (verify-then-sendfile) and under gunicorn's own
+gthread worker (verified in Python, as any other WSGI server).
 """
 
 import http.client
@@ -175,6 +177,17 @@ class TestFileStore(BlockVerificationMixin, base.FunctionalTest):
         # The size no longer matches: no location serves it (row 5.7).
         resp = self.download(image_id)
         self.assertEqual(503, resp.status_code)
+
+
+class TestFileStoreWithoutSendfileHook(TestFileStore):
+    """The same, under gunicorn's own gthread worker.
+
+    There the verified body is iterated in Python, as under any WSGI
+    server (imgmw-api's worker sends it with verify-then-sendfile,
+    :mod:`imgmw.cmd.sendfile`).
+    """
+
+    server_args = ('--worker-class', 'gthread')
 
 
 class TestS3Store(BlockVerificationMixin, base.FunctionalTest):

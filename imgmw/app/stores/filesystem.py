@@ -80,6 +80,14 @@ class FileSlice:
         self._left -= len(data)
         return data
 
+    def file_descriptor(self) -> int:
+        """The open file's descriptor.
+
+        For reads and sends at absolute offsets (``os.preadv``,
+        ``os.sendfile``), which leave the file's position as it is.
+        """
+        return self._file.fileno()
+
     def close(self) -> None:
         self._file.close()
 

@@ -2,6 +2,9 @@
 
 import io
 import os
+import socket
+import tempfile
+import threading
 
 import fixtures
 import testtools
@@ -9,6 +12,7 @@ import webob.exc
 
 from imgmw.app import blocks
 from imgmw.app import download
+from imgmw.app.stores import filesystem
 from imgmw import environ as keys
 from imgmw import hashing
 
@@ -127,6 +131,87 @@ class TestVerifiedSlice(testtools.TestCase):
     def test_empty_image(self):
         reader = blocks_slice(io.BytesIO(b''), digests_of(b''), 0, 0)
         self.assertEqual(b'', reader.read(BLOCK))
+
+
+class TestVerifiedSliceSendfile(testtools.TestCase):
+    """The same slices of a file, sent with verify-then-sendfile."""
+
+    def setUp(self):
+        super().setUp()
+        self.logger = self.useFixture(fixtures.FakeLogger(
+            name='imgmw.app.blocks'))
+        handle, self.path = tempfile.mkstemp()
+        os.close(handle)
+        self.addCleanup(os.unlink, self.path)
+
+    def send(self, stored, first, length):
+        """(bytes received, bytes sent or the exception, the slice)."""
+        with open(self.path, 'wb') as out:
+            out.write(stored)
+        digests = digests_of(DATA)
+        start, span = blocks.aligned(digests, len(DATA), first, length)
+        body = filesystem.FileSlice(open(self.path, 'rb'), start, span,
+                                    whole=False)
+        reader = blocks_slice(body, digests, first, length)
+        self.addCleanup(reader.close)
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        received = []
+        thread = threading.Thread(target=lambda: received.append(
+            read_all(theirs.makefile('rb'), 4096)))
+        thread.start()
+        try:
+            reader.prefetch()
+            self.assertTrue(reader.can_sendfile())
+            result = reader.sendfile(ours)
+        except blocks.CorruptBlock as err:
+            result = err
+        finally:
+            ours.shutdown(socket.SHUT_WR)
+            thread.join()
+        return received[0], result, reader
+
+    def test_every_range_is_sent_exactly(self):
+        for first, last in ((0, 0), (1, 998), (999, 1000), (5, 3000),
+                            (2999, 3320), (3320, 3320), (0, 3320)):
+            got, sent, reader = self.send(DATA, first, last - first + 1)
+            self.assertEqual(DATA[first:last + 1], got, (first, last))
+            self.assertEqual(last - first + 1, sent)
+            self.assertEqual(last - first + 1, reader.bytes_verified)
+
+    def test_a_flipped_byte_stops_before_its_block(self):
+        for position in (1000, 2500, len(DATA) - 1):
+            stored = bytearray(DATA)
+            stored[position] ^= 0x80
+            got, err, _ = self.send(bytes(stored), 0, len(DATA))
+            bad = position // BLOCK
+            self.assertIsInstance(err, blocks.CorruptBlock)
+            self.assertEqual(DATA[:bad * BLOCK], got)
+            self.assertIn('block %d (bytes %d-%d) does not match its digest'
+                          '; download cut after %d bytes'
+                          % (bad, bad * BLOCK,
+                             min(bad * BLOCK + BLOCK, len(DATA)) - 1,
+                             bad * BLOCK), self.logger.output)
+
+    def test_a_range_is_cut_at_a_bad_edge_block(self):
+        stored = bytearray(DATA)
+        stored[2990] ^= 1
+        # Bytes 1500..2100 are intact, but the block of the last is not.
+        got, err, _ = self.send(bytes(stored), 1500, 601)
+        self.assertIsInstance(err, blocks.CorruptBlock)
+        self.assertEqual(DATA[1500:2000], got)
+
+    def test_data_ending_early_is_cut(self):
+        got, err, _ = self.send(DATA[:2500], 0, len(DATA))
+        self.assertIsInstance(err, blocks.CorruptBlock)
+        self.assertEqual(DATA[:2000], got)
+        self.assertIn('ends after 500 of its 1000 bytes', self.logger.output)
+
+    def test_other_stores_cannot(self):
+        reader = blocks_slice(io.BytesIO(DATA), digests_of(DATA), 0,
+                              len(DATA))
+        self.assertFalse(reader.can_sendfile())
 
 
 def blocks_slice(body, digests, offset, length):
