@@ -102,6 +102,7 @@ import webob.exc
 from imgmw.app import errors
 from imgmw.app import forward
 from imgmw.app import images
+from imgmw.app import inspection
 from imgmw.app import registry as registry_mod
 from imgmw.app import stores
 from imgmw.app import tasks
@@ -205,6 +206,7 @@ class ImportRequest:
             # Importing, its bytes count as stored: or it failed to start.
             release()
         job = ImportJob(self.app, record, store_ids, holder)
+        job.scan = inspection.scan_for(self.req.environ, record)
         job.task_id = tasks.start(self.registry, self.req.environ,
                                   self.app.context(self.req), self.image_id,
                                   request, store_ids)
@@ -285,9 +287,10 @@ class ImportReader:
     """
 
     def __init__(self, source, hasher, beat: typing.Callable[[], bool],
-                 interval: float, clock=time.monotonic):
+                 interval: float, clock=time.monotonic, scan=None):
         self.source = source
         self.hasher = hasher
+        self.scan = scan
         self.beat = beat
         self.interval = interval
         self.clock = clock
@@ -302,6 +305,8 @@ class ImportReader:
         chunk = self.source.read(size)
         if self.hasher is not None and chunk:
             self.hasher.update(chunk)
+        if self.scan is not None:
+            self.scan.eat(chunk)
         return chunk
 
 
@@ -320,6 +325,10 @@ class ImportJob:
         self.holder = holder
         #: The import's task (:mod:`imgmw.app.tasks`), told how it ended.
         self.task_id = None
+        #: The inspect filter's scan of the staged data, or None
+        #: (:mod:`imgmw.app.inspection`).
+        self.scan = None
+        self.inspection = None
 
     def run(self) -> None:
         """Copy, hash and commit; on any failure clean up. Never raises."""
@@ -328,8 +337,12 @@ class ImportJob:
             hasher = hashing.MultiHasher(['md5', self.app.hashing_algorithm],
                                          block_size=hashing.BLOCK_SIZE)
             for index, store in enumerate(self.targets):
-                stored = self.copy(store, hasher if index == 0 else None)
+                first = index == 0
+                stored = self.copy(store, hasher if first else None,
+                                   self.scan if first else None)
                 written.append((store, stored))
+                if first:
+                    self.inspection = inspection.verdict(self.scan)
             self.commit(written, hasher)
         except BaseException as err:
             self.fail(written, err)
@@ -340,10 +353,10 @@ class ImportJob:
     def beat(self) -> bool:
         return self.registry.heartbeat(self.image_id, self.holder)
 
-    def copy(self, store: stores.Store, hasher) -> stores.Stored:
+    def copy(self, store: stores.Store, hasher, scan=None) -> stores.Stored:
         with contextlib.closing(self.staging.open(self.image_id)) as source:
             reader = ImportReader(source, hasher, self.beat,
-                                  self.app.heartbeat_interval)
+                                  self.app.heartbeat_interval, scan=scan)
             stored = store.add(self.image_id, reader, self.app.chunk_size)
         if stored.size != self.size:
             store.delete(stored.url)
@@ -357,8 +370,8 @@ class ImportJob:
             'checksum': hasher.hexdigest('md5'),
             'os_hash_algo': self.app.hashing_algorithm,
             'os_hash_value': hasher.hexdigest(self.app.hashing_algorithm),
-            'virtual_size': (self.size if self.disk_format == 'raw'
-                             and self.size else None),
+            'virtual_size': inspection.virtual_size(
+                self.inspection, self.disk_format, self.size),
             'locations': [{'store': store.store_id, 'url': stored.url,
                            'blocks': hasher.block_digests()}
                           for store, stored in written]}
