@@ -71,8 +71,11 @@ The move reads the staged file once per store and computes MD5 and the
 multihash (``hashing_algorithm`` of ``[DEFAULT]``, as the checksum filter)
 on the first pass, with :class:`imgmw.hashing.MultiHasher`; it refreshes
 the registry's heartbeat every ``heartbeat_interval`` seconds. At the end,
-``importing`` to ``active`` records size, checksums, ``virtual_size`` (the
-size for ``raw``) and the locations, and the staged file is removed. On any
+``importing`` to ``active`` records size, checksums, ``virtual_size`` and
+the locations, and the staged file is removed. With the inspect filter in
+the pipeline, the first pass also inspects the format of the data, and a
+refusal fails the import before it commits (:mod:`imgmw.app.inspection`);
+``virtual_size`` is then the inspection's, else the size for ``raw``. On any
 failure the data written is removed, the image returns to ``queued`` and
 the staged file is removed (contract section 9): the client stages again.
 If the worker dies meanwhile, the image stays ``importing`` with a dead

@@ -118,8 +118,19 @@ Logged: a refusal at INFO (image id, declared and detected formats, which
 safety checks failed), an inspector that gives up at DEBUG. Never a byte of
 the body.
 
-Stage (``PUT .../stage``) is not inspected here: Glance inspects staged
-data when it is imported.
+Stage (``PUT .../stage``) is not inspected, as in Glance; the import is.
+On ``POST .../import`` the filter publishes ``environ['imgmw.inspector']``
+(a factory of :class:`Scan`, with these options), and the data app feeds
+it the staged data while it copies it to the first store
+(:mod:`imgmw.app.inspection`): the same detector, verdict and options as
+for an upload, so inspection is configured once, here. A refused import
+fails as every failed import does: the copy is removed, the image returns
+to ``queued`` and the staged data is removed; its task (``GET
+.../tasks``) fails with ``InvalidImageData: <one of the messages above>``
+(Glance says ``Task failed due to Internal Error`` and leaves the image
+``importing``). A good one gets the inspection's ``virtual_size``, for
+every format. Without this filter in the pipeline imports are not
+inspected, as uploads are not, and only ``raw`` gets a ``virtual_size``.
 """
 
 import dataclasses
