@@ -104,6 +104,18 @@ key                   set by    read by           holds
                                                   raises the contract's 413
                                                   or 503; set on ``POST
                                                   .../import`` only
+``imgmw.inspector``   inspect   the data app      ``scan(image)``: a ``Scan``
+                                                  of the inspect filter, with
+                                                  its options, that the app
+                                                  feeds the staged data of
+                                                  an import
+                                                  (``eat(chunk)``) and asks
+                                                  for the verdict
+                                                  (``finish()``: an
+                                                  ``Inspection``, or raises
+                                                  ``StreamError`` with the
+                                                  contract's 415); set on
+                                                  ``POST .../import`` only
 ====================  ========  ================  =============================
 
 :data:`PUBLISHER` and :data:`READERS` hold the same table for code, and a
@@ -131,6 +143,7 @@ BLOCKS_VERIFIED = 'imgmw.verified'
 RANGE = 'imgmw.range'
 QUOTA_USAGE = 'imgmw.usage'
 QUOTA_IMPORT = 'imgmw.reserve'
+IMPORT_INSPECT = 'imgmw.inspector'
 
 #: Which filter publishes each key, for the messages of MissingFilter.
 PUBLISHER = {
@@ -146,6 +159,7 @@ PUBLISHER = {
     RANGE: 'download',
     QUOTA_USAGE: 'quota',
     QUOTA_IMPORT: 'quota',
+    IMPORT_INSPECT: 'inspect',
 }
 
 #: Who reads each key (the table above); "the data app" is :mod:`imgmw.app`.
@@ -162,6 +176,7 @@ READERS = {
     RANGE: ('download', 'the data app'),
     QUOTA_USAGE: ('the data app',),
     QUOTA_IMPORT: ('the data app',),
+    IMPORT_INSPECT: ('the data app',),
 }
 
 

@@ -71,8 +71,11 @@ The move reads the staged file once per store and computes MD5 and the
 multihash (``hashing_algorithm`` of ``[DEFAULT]``, as the checksum filter)
 on the first pass, with :class:`imgmw.hashing.MultiHasher`; it refreshes
 the registry's heartbeat every ``heartbeat_interval`` seconds. At the end,
-``importing`` to ``active`` records size, checksums, ``virtual_size`` (the
-size for ``raw``) and the locations, and the staged file is removed. On any
+``importing`` to ``active`` records size, checksums, ``virtual_size`` and
+the locations, and the staged file is removed. With the inspect filter in
+the pipeline, the first pass also inspects the format of the data, and a
+refusal fails the import before it commits (:mod:`imgmw.app.inspection`);
+``virtual_size`` is then the inspection's, else the size for ``raw``. On any
 failure the data written is removed, the image returns to ``queued`` and
 the staged file is removed (contract section 9): the client stages again.
 If the worker dies meanwhile, the image stays ``importing`` with a dead
@@ -102,6 +105,7 @@ import webob.exc
 from imgmw.app import errors
 from imgmw.app import forward
 from imgmw.app import images
+from imgmw.app import inspection
 from imgmw.app import registry as registry_mod
 from imgmw.app import stores
 from imgmw.app import tasks
@@ -205,6 +209,7 @@ class ImportRequest:
             # Importing, its bytes count as stored: or it failed to start.
             release()
         job = ImportJob(self.app, record, store_ids, holder)
+        job.scan = inspection.scan_for(self.req.environ, record)
         job.task_id = tasks.start(self.registry, self.req.environ,
                                   self.app.context(self.req), self.image_id,
                                   request, store_ids)
@@ -285,9 +290,10 @@ class ImportReader:
     """
 
     def __init__(self, source, hasher, beat: typing.Callable[[], bool],
-                 interval: float, clock=time.monotonic):
+                 interval: float, clock=time.monotonic, scan=None):
         self.source = source
         self.hasher = hasher
+        self.scan = scan
         self.beat = beat
         self.interval = interval
         self.clock = clock
@@ -302,6 +308,8 @@ class ImportReader:
         chunk = self.source.read(size)
         if self.hasher is not None and chunk:
             self.hasher.update(chunk)
+        if self.scan is not None:
+            self.scan.eat(chunk)
         return chunk
 
 
@@ -320,6 +328,10 @@ class ImportJob:
         self.holder = holder
         #: The import's task (:mod:`imgmw.app.tasks`), told how it ended.
         self.task_id = None
+        #: The inspect filter's scan of the staged data, or None
+        #: (:mod:`imgmw.app.inspection`).
+        self.scan = None
+        self.inspection = None
 
     def run(self) -> None:
         """Copy, hash and commit; on any failure clean up. Never raises."""
@@ -328,8 +340,12 @@ class ImportJob:
             hasher = hashing.MultiHasher(['md5', self.app.hashing_algorithm],
                                          block_size=hashing.BLOCK_SIZE)
             for index, store in enumerate(self.targets):
-                stored = self.copy(store, hasher if index == 0 else None)
+                first = index == 0
+                stored = self.copy(store, hasher if first else None,
+                                   self.scan if first else None)
                 written.append((store, stored))
+                if first:
+                    self.inspection = inspection.verdict(self.scan)
             self.commit(written, hasher)
         except BaseException as err:
             self.fail(written, err)
@@ -340,10 +356,10 @@ class ImportJob:
     def beat(self) -> bool:
         return self.registry.heartbeat(self.image_id, self.holder)
 
-    def copy(self, store: stores.Store, hasher) -> stores.Stored:
+    def copy(self, store: stores.Store, hasher, scan=None) -> stores.Stored:
         with contextlib.closing(self.staging.open(self.image_id)) as source:
             reader = ImportReader(source, hasher, self.beat,
-                                  self.app.heartbeat_interval)
+                                  self.app.heartbeat_interval, scan=scan)
             stored = store.add(self.image_id, reader, self.app.chunk_size)
         if stored.size != self.size:
             store.delete(stored.url)
@@ -357,8 +373,8 @@ class ImportJob:
             'checksum': hasher.hexdigest('md5'),
             'os_hash_algo': self.app.hashing_algorithm,
             'os_hash_value': hasher.hexdigest(self.app.hashing_algorithm),
-            'virtual_size': (self.size if self.disk_format == 'raw'
-                             and self.size else None),
+            'virtual_size': inspection.virtual_size(
+                self.inspection, self.disk_format, self.size),
             'locations': [{'store': store.store_id, 'url': stored.url,
                            'blocks': hasher.block_digests()}
                           for store, stored in written]}

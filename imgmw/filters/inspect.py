@@ -118,8 +118,19 @@ Logged: a refusal at INFO (image id, declared and detected formats, which
 safety checks failed), an inspector that gives up at DEBUG. Never a byte of
 the body.
 
-Stage (``PUT .../stage``) is not inspected here: Glance inspects staged
-data when it is imported.
+Stage (``PUT .../stage``) is not inspected, as in Glance; the import is.
+On ``POST .../import`` the filter publishes ``environ['imgmw.inspector']``
+(a factory of :class:`Scan`, with these options), and the data app feeds
+it the staged data while it copies it to the first store
+(:mod:`imgmw.app.inspection`): the same detector, verdict and options as
+for an upload, so inspection is configured once, here. A refused import
+fails as every failed import does: the copy is removed, the image returns
+to ``queued`` and the staged data is removed; its task (``GET
+.../tasks``) fails with ``InvalidImageData: <one of the messages above>``
+(Glance says ``Task failed due to Internal Error`` and leaves the image
+``importing``). A good one gets the inspection's ``virtual_size``, for
+every format. Without this filter in the pipeline imports are not
+inspected, as uploads are not, and only ``raw`` gets a ``virtual_size``.
 """
 
 import dataclasses
@@ -327,8 +338,38 @@ class Judge:
             raise streams.StreamError(errors.unsafe_image())
 
 
+class Scan:
+    """One stream judged as Glance does: a detector fed, then a verdict.
+
+    Used by the filter for an upload's body and, through
+    ``environ['imgmw.inspector']``, by the data app for the staged
+    data of an import. Data outside the ``bare`` container is not
+    inspected.
+    """
+
+    def __init__(self, judge: Judge, image: typing.Mapping):
+        self.judge = judge
+        self.image = dict(image)
+        container = self.image.get('container_format', INSPECTED_CONTAINER)
+        self.detector: typing.Optional[FormatDetector] = (
+            FormatDetector() if container == INSPECTED_CONTAINER else None)
+
+    def eat(self, chunk: bytes) -> None:
+        if self.detector is not None:
+            self.detector.eat(chunk)
+
+    def finish(self) -> Inspection:
+        """The inspection of the complete stream.
+
+        :raises streams.StreamError: the contract's 415 when refused.
+        """
+        if self.detector is None:
+            return Inspection(done=True)
+        return self.judge(self.detector, self.image)
+
+
 class InspectingInput(streams.InputProxy):
-    """Feeds the body to a :class:`FormatDetector`; judges it at its end.
+    """Feeds the body to a :class:`Scan`; judges it at its end.
 
     The record comes from :meth:`image_announced`, before the first read;
     a first chunk read unannounced means no record. ``inspection`` is
@@ -341,36 +382,25 @@ class InspectingInput(streams.InputProxy):
         super().__init__(wsgi_input, length, stream_errors=stream_errors)
         self.judge = judge
         self.inspection = inspection
-        self.image: typing.Optional[dict] = None
-        self.detector: typing.Optional[FormatDetector] = None
+        self.scan: typing.Optional[Scan] = None
 
     def image_announced(self, image: typing.Mapping) -> None:
-        if self.bytes_received == 0 and self.image is None:
-            self._start(image)
+        if self.bytes_received == 0 and self.scan is None:
+            self.scan = Scan(self.judge, image)
 
     def chunk_update(self, chunk: bytes, eof: bool) -> bytes:
-        if self.image is None:
-            self._start({})
-        if self.detector is not None:
-            self.detector.eat(chunk)
+        if self.scan is None:
+            self.scan = Scan(self.judge, {})
+        self.scan.eat(chunk)
         if eof:
             self._complete()
         return chunk
-
-    def _start(self, image: typing.Mapping) -> None:
-        self.image = dict(image)
-        container = self.image.get('container_format', INSPECTED_CONTAINER)
-        if container == INSPECTED_CONTAINER:
-            self.detector = FormatDetector()
 
     def _complete(self) -> None:
         if self.length is not None and self.bytes_received < self.length:
             raise streams.StreamError(errors.incomplete_body(
                 self.length, self.bytes_received))
-        if self.detector is None:
-            self.inspection.done = True
-            return
-        verdict = self.judge(self.detector, self.image)
+        verdict = self.scan.finish()
         self.inspection.format = verdict.format
         self.inspection.virtual_size = verdict.virtual_size
         self.inspection.done = True
@@ -391,7 +421,16 @@ class InspectMiddleware:
         self.judge = Judge(self.require_image_format_match,
                            self.gpt_safety_checks_nonfatal, self.logger)
 
+    def scan(self, image: typing.Mapping) -> Scan:
+        """A :class:`Scan` of data for ``image``, with these options."""
+        return Scan(self.judge, image)
+
     def __call__(self, environ: dict, start_response):
+        if (environ.get('REQUEST_METHOD') == 'POST' and getattr(
+                paths.route_of(environ), 'kind', None) == paths.IMPORT):
+            # The data app inspects the staged data as it imports it.
+            environ[env_keys.IMPORT_INSPECT] = self.scan
+            return self.app(environ, start_response)
         route = paths.is_data_upload(environ)
         if route is None or route.kind != paths.IMAGE_DATA:
             return self.app(environ, start_response)
