@@ -125,8 +125,12 @@ class ImportFailed(Exception):
     """The staged data does not match the image's record."""
 
 
-def parse_body(request: typing.Any) -> dict:
+def parse_body(request: typing.Any,
+               methods: typing.Collection[str] = METHODS) -> dict:
     """The import request of a parsed JSON body; rows 1 to 3.
+
+    :param methods: the methods offered (copy-image too with several
+        stores, :mod:`imgmw.app.copier`).
 
     :raises webob.exc.HTTPException: 400.
     """
@@ -138,7 +142,7 @@ def parse_body(request: typing.Any) -> dict:
     if not isinstance(name, str):
         raise errors.bad_import_request(
             "Import request requires a 'method' object with a 'name'.")
-    if name not in METHODS:
+    if name not in methods:
         raise errors.unknown_import_method(name)
     return request
 
@@ -177,17 +181,30 @@ def spawn_thread(target: typing.Callable[[], None], name: str) -> None:
     threading.Thread(target=target, name=name, daemon=True).start()
 
 
+def accepted() -> webob.Response:
+    """202 with no body: the import (or copy) runs on."""
+    resp = webob.Response(status=202)
+    del resp.content_type
+    resp.content_length = 0
+    return resp
+
+
 class ImportRequest:
     """The checks of one ``POST .../import`` and the start of its job."""
 
-    def __init__(self, app, req: webob.Request, image_id: str):
+    def __init__(self, app, req: webob.Request, image_id: str,
+                 request: typing.Optional[dict] = None):
         self.app = app
         self.registry = app.registry
         self.req = req
         self.image_id = image_id
+        #: The parsed body, when the caller read it already.
+        self.request = request
 
     def __call__(self) -> webob.Response:
-        request = parse_body(images.read_json(self.req))
+        request = self.request
+        if request is None:
+            request = parse_body(images.read_json(self.req))
         record = self.app.visible(self.req, self.image_id)
         self.app.authorize(self.req, 'modify_image',
                            images.policy_target(record))
@@ -216,10 +233,7 @@ class ImportRequest:
             raise
         LOG.info('Image %s: import into %s started', self.image_id,
                  ', '.join(store_ids))
-        resp = webob.Response(status=202)
-        del resp.content_type
-        resp.content_length = 0
-        return resp
+        return accepted()
 
     def check(self, record: typing.Mapping,
               method: str) -> typing.Optional[str]:
