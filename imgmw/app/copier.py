@@ -267,8 +267,8 @@ class CopyRequest(importer.ImportRequest):
             return held, task
         raise errors.image_has_active_task()
 
-    def reserve_quota(self, record: typing.Mapping,  # type: ignore
-                      copies: int) -> typing.Callable[[], None]:
+    def reserve_quota(self, record: typing.Mapping,
+                      copies: int = 1) -> typing.Callable[[], None]:
         """Row 11: the image's bytes once per copy it will have.
 
         Through the quota filter's ``imgmw.reserve``, whose reservation

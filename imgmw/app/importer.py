@@ -214,7 +214,7 @@ class ImportRequest:
         if stage_host is not None:
             return self.app.forward(self.req, self.image_id, stage_host,
                                     request)
-        release = self.reserve_quota(record)
+        release = self.reserve_quota(record, len(store_ids))
         holder = registry_mod.holder_id()
         try:
             self.start(holder)
@@ -263,9 +263,9 @@ class ImportRequest:
             raise errors.staged_data_lost(self.image_id)
         return None
 
-    def reserve_quota(self, record: typing.Mapping
+    def reserve_quota(self, record: typing.Mapping, copies: int = 1
                       ) -> typing.Callable[[], None]:
-        """The storage quota of the staged bytes (413 when over).
+        """The storage quota of the staged bytes, once per store (413).
 
         Through the quota filter's ``imgmw.reserve``; without it, no
         limit.
@@ -278,7 +278,7 @@ class ImportRequest:
         if not project_id:
             return lambda: None
         return reserve(project_id, self.image_id,
-                       self.app.stores.staging.size(self.image_id))
+                       self.app.stores.staging.size(self.image_id) * copies)
 
     def start(self, holder: str) -> None:
         """Row 12: win ``uploading`` to ``importing``."""
