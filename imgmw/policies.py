@@ -19,6 +19,8 @@ rule                      default
 ``deactivate``            idem
 ``reactivate``            idem
 ``communitize_image``     idem
+``copy_image``            admin (copy an image's data into more stores,
+                          ``copy-image`` import)
 ``publicize_image``       admin
 ``download_image``        admin, or ``member`` and the ``get_image``
                           visibility (a ``reader`` alone gets 403)
@@ -129,6 +131,9 @@ rules = [
     _image_rule('reactivate', ADMIN_OR_PROJECT_MEMBER,
                 'Reactivate an image.', 'POST',
                 _IMAGE + '/actions/reactivate'),
+    _image_rule('copy_image', ADMIN,
+                "Copy an image's data into more stores (copy-image).",
+                'POST', _IMAGE + '/import'),
     policy.DocumentedRuleDefault(
         name='stores_info_detail', check_str='%s or %s' % (ADMIN, SERVICE),
         description='Show the type, properties and weight of each store.',

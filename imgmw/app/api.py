@@ -21,6 +21,7 @@ import webob
 import webob.exc
 
 from imgmw.app import blocks
+from imgmw.app import copier
 from imgmw.app import download
 from imgmw.app import errors
 from imgmw.app import forward
@@ -42,6 +43,14 @@ LOG = logging.getLogger(__name__)
 READER = 'data app'
 
 IMPORT_METHODS = importer.METHODS
+
+
+def import_methods(store_set: 'StoreSet') -> typing.Tuple[str, ...]:
+    """The import methods offered: copy-image too with several stores."""
+    if copier.offered(store_set):
+        return IMPORT_METHODS + (copier.METHOD,)
+    return IMPORT_METHODS
+
 
 #: The most tags an image may have (Glance's ``image_tag_quota``).
 TAG_LIMIT = 128
@@ -171,6 +180,8 @@ class DataApp:
         self.spawn = importer.spawn_thread
         self.listed = {version for version, _ in
                        versions(store_set.multi_store)}
+        #: ``/v2/info/import`` and ``OpenStack-image-import-methods``.
+        self.import_methods = import_methods(store_set)
 
     def __call__(self, environ: dict, start_response):
         req = webob.Request(environ)
@@ -247,7 +258,7 @@ class DataApp:
     def on_import_info(self, req: webob.Request, _) -> webob.Response:
         return json_response({'import-methods': {
             'description': 'Import methods available.', 'type': 'array',
-            'value': list(IMPORT_METHODS)}})
+            'value': list(self.import_methods)}})
 
     def on_stores_info(self, req: webob.Request, _) -> webob.Response:
         if not self.stores.multi_store:
@@ -291,7 +302,7 @@ class DataApp:
         resp.location = '%s/v2/images/%s' % (self.endpoint(req),
                                              record['id'])
         resp.headers['OpenStack-image-import-methods'] = ','.join(
-            IMPORT_METHODS)
+            self.import_methods)
         if self.stores.multi_store:
             resp.headers['OpenStack-image-store-ids'] = ','.join(
                 store['id'] for store in self.stores.listing(detail=False))
@@ -471,9 +482,13 @@ class DataApp:
 
     def on_import(self, req: webob.Request,
                   image_id: str) -> webob.Response:
+        request = importer.parse_body(images.read_json(req),
+                                      self.import_methods)
+        if request['method']['name'] == copier.METHOD:
+            return copier.CopyRequest(self, req, image_id, request)()
         if self.stores.staging is None:
             raise errors.not_implemented('Importing image data')
-        return importer.ImportRequest(self, req, image_id)()
+        return importer.ImportRequest(self, req, image_id, request)()
 
 
 def _nameable(environ: dict) -> bool:

@@ -133,6 +133,39 @@ def staged_data_lost(image_id: str):
                   % image_id)
 
 
+# copy-image: a copy of an active image's data into more stores.
+
+def copy_needs_active():
+    """copy-image of an image that is not ``active`` (Glance's text)."""
+    return _error(webob.exc.HTTPConflict,
+                  'Only images with status active can be targeted for '
+                  'copying')
+
+
+def image_has_active_task():
+    """Another import or copy of the image holds its lock."""
+    return _error(webob.exc.HTTPConflict, 'Image has active task')
+
+
+def operation_in_progress(image_id: str):
+    """Another copy took the image's lock first (Glance's text)."""
+    return _error(webob.exc.HTTPConflict,
+                  "New operation on image '%s' is not permitted as prior "
+                  "operation is still in progress" % image_id)
+
+
+def already_in_store(store_id: str):
+    """copy-image into a store that holds the image already."""
+    return _error(webob.exc.HTTPBadRequest,
+                  "Image is already present at store '%s'" % store_id)
+
+
+def not_boolean(name: str):
+    """``all_stores`` or ``all_stores_must_succeed`` not a boolean."""
+    return _error(webob.exc.HTTPBadRequest,
+                  "'%s' must be boolean value only" % name)
+
+
 # Section 1 and 7: image records (as Glance words them).
 
 def json_body_too_large(limit: int):

@@ -63,8 +63,14 @@ READ_ONLY = ('created_at', 'updated_at', 'status', 'checksum',
 #: Never settable through the API (Glance's ``ReservedProperty``).
 RESERVED = ('location', 'locations', 'deleted', 'deleted_at')
 
-#: Extra properties with this prefix are the service's own; never shown.
+#: Extra properties with this prefix are the service's own, never set by
+#: a client; shown only when in :data:`SHOWN_RESERVED`.
 RESERVED_PREFIX = 'os_glance'
+
+#: The service's own properties an image shows, as Glance: the progress of
+#: a copy between stores (:mod:`imgmw.app.copier`).
+SHOWN_RESERVED = ('os_glance_import_task', 'os_glance_importing_to_stores',
+                  'os_glance_failed_import')
 
 #: Settable fields of the registry, besides ``properties``.
 SETTABLE = ('id', 'name', 'visibility', 'protected', 'os_hidden',
@@ -89,7 +95,8 @@ def view(record: typing.Mapping, multi_store: bool) -> dict:
     image['created_at'] = timestamp(record['created_at'])
     image['updated_at'] = timestamp(record['updated_at'])
     for key, value in record['properties'].items():
-        if not key.startswith(RESERVED_PREFIX) and key not in image:
+        if key not in image and (not key.startswith(RESERVED_PREFIX)
+                                 or key in SHOWN_RESERVED):
             image[key] = value
     image['self'] = '/v2/images/%s' % record['id']
     image['file'] = '/v2/images/%s/file' % record['id']

@@ -129,8 +129,12 @@ class ImportFailed(Exception):
     """The staged data does not match the image's record."""
 
 
-def parse_body(request: typing.Any) -> dict:
+def parse_body(request: typing.Any,
+               methods: typing.Collection[str] = METHODS) -> dict:
     """The import request of a parsed JSON body; rows 1 to 3.
+
+    :param methods: the methods offered (copy-image too with several
+        stores, :mod:`imgmw.app.copier`).
 
     :raises webob.exc.HTTPException: 400.
     """
@@ -142,7 +146,7 @@ def parse_body(request: typing.Any) -> dict:
     if not isinstance(name, str):
         raise errors.bad_import_request(
             "Import request requires a 'method' object with a 'name'.")
-    if name not in METHODS:
+    if name not in methods:
         raise errors.unknown_import_method(name)
     return request
 
@@ -181,17 +185,30 @@ def spawn_thread(target: typing.Callable[[], None], name: str) -> None:
     threading.Thread(target=target, name=name, daemon=True).start()
 
 
+def accepted() -> webob.Response:
+    """202 with no body: the import (or copy) runs on."""
+    resp = webob.Response(status=202)
+    del resp.content_type
+    resp.content_length = 0
+    return resp
+
+
 class ImportRequest:
     """The checks of one ``POST .../import`` and the start of its job."""
 
-    def __init__(self, app, req: webob.Request, image_id: str):
+    def __init__(self, app, req: webob.Request, image_id: str,
+                 request: typing.Optional[dict] = None):
         self.app = app
         self.registry = app.registry
         self.req = req
         self.image_id = image_id
+        #: The parsed body, when the caller read it already.
+        self.request = request
 
     def __call__(self) -> webob.Response:
-        request = parse_body(images.read_json(self.req))
+        request = self.request
+        if request is None:
+            request = parse_body(images.read_json(self.req))
         record = self.app.visible(self.req, self.image_id)
         self.app.authorize(self.req, 'modify_image',
                            images.policy_target(record))
@@ -201,7 +218,7 @@ class ImportRequest:
         if stage_host is not None:
             return self.app.forward(self.req, self.image_id, stage_host,
                                     request)
-        release = self.reserve_quota(record)
+        release = self.reserve_quota(record, len(store_ids))
         holder = registry_mod.holder_id()
         try:
             self.start(holder)
@@ -221,10 +238,7 @@ class ImportRequest:
             raise
         LOG.info('Image %s: import into %s started', self.image_id,
                  ', '.join(store_ids))
-        resp = webob.Response(status=202)
-        del resp.content_type
-        resp.content_length = 0
-        return resp
+        return accepted()
 
     def check(self, record: typing.Mapping,
               method: str) -> typing.Optional[str]:
@@ -254,9 +268,9 @@ class ImportRequest:
             raise errors.staged_data_lost(self.image_id)
         return None
 
-    def reserve_quota(self, record: typing.Mapping
+    def reserve_quota(self, record: typing.Mapping, copies: int = 1
                       ) -> typing.Callable[[], None]:
-        """The storage quota of the staged bytes (413 when over).
+        """The storage quota of the staged bytes, once per store (413).
 
         Through the quota filter's ``imgmw.reserve``; without it, no
         limit.
@@ -269,7 +283,7 @@ class ImportRequest:
         if not project_id:
             return lambda: None
         return reserve(project_id, self.image_id,
-                       self.app.stores.staging.size(self.image_id))
+                       self.app.stores.staging.size(self.image_id) * copies)
 
     def start(self, holder: str) -> None:
         """Row 12: win ``uploading`` to ``importing``."""

@@ -143,6 +143,13 @@ FILTER_OPERATORS = frozenset(('eq', 'neq', 'in', 'gt', 'gte', 'lt', 'lte'))
 #: of a staged image (Glance's name).
 STAGE_HOST_PROPERTY = 'os_glance_stage_host'
 
+#: The properties of a copy between stores (``copy-image``), Glance's
+#: names: the task holding the image's import lock, the stores being
+#: copied to and those whose copy failed (comma-separated, sorted).
+IMPORT_TASK_PROPERTY = 'os_glance_import_task'
+IMPORTING_PROPERTY = 'os_glance_importing_to_stores'
+FAILED_PROPERTY = 'os_glance_failed_import'
+
 #: How often a holder should call :meth:`Registry.heartbeat`, in seconds.
 HEARTBEAT_INTERVAL = 30
 
@@ -536,12 +543,139 @@ class Registry:
                 .values(updated_at=utcnow()))
             return 'removed', found[0]
 
+    # Copies between stores (copy-image).
+
+    @_retried
+    def lock_for_copy(self, image_id: str, task_id: str,
+                      store_ids: typing.Sequence[str],
+                      stale: typing.Optional[str] = None,
+                      stale_stores: typing.Sequence[str] = ()) -> str:
+        """Take the image's import lock for a copy into ``store_ids``.
+
+        In one transaction with the image's row locked: the image must be
+        ``active`` and its lock (:data:`IMPORT_TASK_PROPERTY`) free, or
+        held by ``stale``, a task the caller found abandoned, whose stores
+        ``stale_stores`` then leave both lists. ``store_ids`` join
+        :data:`IMPORTING_PROPERTY` and leave :data:`FAILED_PROPERTY`.
+
+        :returns: ``'locked'``; ``'missing'`` for an unknown or deleted
+            image; ``'status'`` when it is not active; ``'busy'`` when
+            another task holds the lock.
+        """
+        with self._transaction(write=True) as connection:
+            record = _load(connection, image_id, for_update=True)
+            if record is None or record['status'] == 'deleted':
+                return 'missing'
+            if record['status'] != 'active':
+                return 'status'
+            properties = record['properties']
+            held = properties.get(IMPORT_TASK_PROPERTY)
+            if held is not None and (stale is None or held != stale):
+                return 'busy'
+            _set_property(connection, image_id, IMPORT_TASK_PROPERTY,
+                          task_id)
+            _set_property(connection, image_id, IMPORTING_PROPERTY,
+                          merge_stores(properties.get(IMPORTING_PROPERTY),
+                                       store_ids, stale_stores))
+            _set_property(connection, image_id, FAILED_PROPERTY,
+                          merge_stores(properties.get(FAILED_PROPERTY), (),
+                                       list(store_ids) + list(stale_stores)))
+            _touch(connection, image_id)
+            return 'locked'
+
+    @_retried
+    def copy_done(self, image_id: str, task_id: str, store_id: str,
+                  location: typing.Optional[typing.Mapping] = None,
+                  checksum: typing.Optional[str] = None) -> bool:
+        """One store of ``task_id``'s copy is over: copied, or failed.
+
+        With ``location`` (``{'store', 'url', 'blocks'}``) the copy
+        succeeded: the location is added after the others, provided the
+        image is still ``active`` or ``deactivated`` with ``checksum``
+        (its data unchanged) and has no data in that store yet. Without
+        it the store joins :data:`FAILED_PROPERTY`. Either way it leaves
+        :data:`IMPORTING_PROPERTY`. Nothing is written unless ``task_id``
+        holds the image's lock.
+
+        :returns: False when nothing was recorded (lock lost, image
+            deleted or changed): the caller removes the data it wrote.
+        """
+        table = models.image_locations
+        with self._transaction(write=True) as connection:
+            record = _load(connection, image_id, for_update=True)
+            if (record is None or record['status'] == 'deleted'
+                    or record['properties'].get(IMPORT_TASK_PROPERTY)
+                    != task_id):
+                return False
+            properties = record['properties']
+            if location is not None:
+                if (record['status'] not in ('active', 'deactivated')
+                        or record['checksum'] != checksum
+                        or any(known['store'] == store_id
+                               for known in record['locations'])):
+                    return False
+                last = connection.execute(
+                    sa.select(sa.func.max(table.c.position))
+                    .where(table.c.image_id == image_id)).scalar()
+                connection.execute(table.insert().values(
+                    image_id=image_id,
+                    position=0 if last is None else last + 1,
+                    store=location['store'], url=location['url'],
+                    **_block_columns(location.get('blocks'))))
+            else:
+                _set_property(connection, image_id, FAILED_PROPERTY,
+                              merge_stores(properties.get(FAILED_PROPERTY),
+                                           [store_id]))
+            _set_property(connection, image_id, IMPORTING_PROPERTY,
+                          merge_stores(properties.get(IMPORTING_PROPERTY),
+                                       (), [store_id]))
+            _touch(connection, image_id)
+            return True
+
+    @_retried
+    def unlock_copy(self, image_id: str, task_id: str,
+                    store_ids: typing.Sequence[str] = ()) -> bool:
+        """Release ``task_id``'s lock; ``store_ids`` leave the copying list.
+
+        :returns: False when ``task_id`` did not hold the lock (nothing
+            changed).
+        """
+        with self._transaction(write=True) as connection:
+            record = _load(connection, image_id, for_update=True)
+            if (record is None or record['properties'].get(
+                    IMPORT_TASK_PROPERTY) != task_id):
+                return False
+            _set_property(connection, image_id, IMPORT_TASK_PROPERTY, None)
+            _set_property(connection, image_id, IMPORTING_PROPERTY,
+                          merge_stores(record['properties'].get(
+                              IMPORTING_PROPERTY), (), store_ids))
+            _touch(connection, image_id)
+            return True
+
+    def copies_in_progress(self) -> typing.List[Record]:
+        """The images whose import lock is held (copies under way)."""
+        images = models.images
+        properties = models.image_properties
+        with self._transaction() as connection:
+            rows = connection.execute(
+                sa.select(images).where(
+                    images.c.status != 'deleted',
+                    sa.exists().where(
+                        properties.c.image_id == images.c.id,
+                        properties.c.name == IMPORT_TASK_PROPERTY))
+                .order_by(images.c.created_at, images.c.id)
+            ).mappings().all()
+            return _records(connection, rows)
+
     # Import tasks.
 
     @_retried
     def create_task(self, values: typing.Mapping[str, typing.Any]) -> dict:
-        """Record a task (:data:`TASK_FIELDS`); returns it with its id."""
-        _check_fields(values, TASK_FIELDS)
+        """Record a task (:data:`TASK_FIELDS`, and ``id`` if chosen).
+
+        Returns it with its id.
+        """
+        _check_fields(values, TASK_FIELDS | {'id'})
         now = utcnow()
         row = {'id': str(uuid.uuid4()), 'status': 'pending', 'message': '',
                'created_at': now, 'updated_at': now}
@@ -866,6 +1000,20 @@ class Registry:
 
 
 # Query helpers.
+
+def merge_stores(listed: typing.Optional[str],
+                 added: typing.Iterable[str] = (),
+                 removed: typing.Iterable[str] = ()) -> str:
+    """A comma-separated store list with stores added and removed.
+
+    Sorted, without duplicates nor empty names, as Glance writes
+    :data:`IMPORTING_PROPERTY` and :data:`FAILED_PROPERTY`.
+    """
+    stores = {store for store in (listed or '').split(',') if store}
+    stores |= set(added)
+    stores -= set(removed)
+    return ','.join(sorted(stores))
+
 
 def _check_fields(values: typing.Mapping, allowed: typing.AbstractSet[str]
                   ) -> None:

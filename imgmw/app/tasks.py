@@ -33,16 +33,21 @@ REQUEST_ID = 'openstack.request_id'
 
 
 def start(registry, environ: dict, context, image_id: str,
-          request: typing.Mapping, store_ids: typing.Sequence[str]
-          ) -> typing.Optional[str]:
+          request: typing.Mapping, store_ids: typing.Sequence[str],
+          task_id: typing.Optional[str] = None) -> typing.Optional[str]:
     """Record the task of an accepted import; returns its id.
+
+    ``task_id`` is the id to give it (a copy's, which names it in the
+    image's lock); else a new one.
 
     A registry that fails here does not fail the import: the task is then
     simply not listed (logged).
     """
+    chosen = {} if task_id is None else {'id': task_id}
     try:
         task = registry.create_task({
-            'image_id': image_id, 'type': TASK_TYPE, 'status': 'processing',
+            **chosen, 'image_id': image_id, 'type': TASK_TYPE,
+            'status': 'processing',
             'owner': context.project_id, 'user_id': context.user_id,
             'request_id': environ.get(REQUEST_ID),
             'input': json.dumps({'image_id': image_id,

@@ -5,12 +5,16 @@ a project already uses, read from the registry's ``images`` table (the
 interface is :class:`imgmw.filters.quota.usage.UsageProvider`):
 
 * stored bytes: ``size`` of its images that hold data (``active``,
-  ``deactivated``) or are being imported (``importing``: the app checked
-  their size against the storage quota before the import started);
+  ``deactivated``) once per copy, as Glance counts (its locations, and the
+  stores a copy-image is writing to, ``os_glance_importing_to_stores``),
+  or are being imported (``importing``: the app checked their size
+  against the storage quota before the import started); at least once
+  each;
 * staged bytes: ``size`` of its images staged or importing
   (``uploading``, ``importing``);
-* busy images: its ``importing`` images (an upload or a stage in progress
-  holds a reservation, which the quota engine counts).
+* busy images: its ``importing`` images and those being copied (an
+  upload or a stage in progress holds a reservation, which the quota
+  engine counts).
 
 It lives with the registry, whose tables and statuses it reads; the quota
 engine never reads them.
@@ -29,6 +33,24 @@ STAGED = ('uploading', 'importing')
 BUSY = ('importing',)
 
 _images = models.images
+_locations = models.image_locations
+_properties = models.image_properties
+
+_copying = (sa.select(_properties.c.value)
+            .where(_properties.c.image_id == _images.c.id,
+                   _properties.c.name == registry.IMPORTING_PROPERTY)
+            .scalar_subquery())
+#: The stores a copy is writing to: commas plus one, none when empty.
+_copying_count = sa.case(
+    (sa.func.coalesce(_copying, '') == '', 0),
+    else_=sa.func.length(_copying)
+    - sa.func.length(sa.func.replace(_copying, ',', '')) + 1)
+_copies = (sa.select(sa.func.count()).where(
+    _locations.c.image_id == _images.c.id).scalar_subquery()
+    + _copying_count)
+#: Bytes of one image: its size once per copy, and at least once (an
+#: import has no location yet; an image recorded without one holds data).
+_stored = _images.c.size * sa.case((_copies == 0, 1), else_=_copies)
 
 
 class RegistryUsage(usage.ReadOnlyDatabase):
@@ -58,8 +80,13 @@ class RegistryUsage(usage.ReadOnlyDatabase):
         if excluded:
             mine = sa.and_(mine, _images.c.id.not_in(sorted(excluded)))
         total = sa.func.coalesce(sa.func.sum(_images.c.size), 0)
+        stored = sa.func.coalesce(sa.func.sum(_stored), 0)
+        busy = (sa.select(sa.func.count())
+                .where(mine, sa.or_(_images.c.status.in_(BUSY),
+                                    _copying_count > 0))
+                .scalar_subquery())
         query = sa.select(
-            self._of(mine, WITH_DATA, total).label('stored_bytes'),
+            self._of(mine, WITH_DATA, stored).label('stored_bytes'),
             self._of(mine, STAGED, total).label('staged_bytes'),
-            self._of(mine, BUSY, sa.func.count()).label('busy_images'))
+            busy.label('busy_images'))
         return self.read(query)

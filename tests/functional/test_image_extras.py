@@ -148,21 +148,6 @@ class TestDeleteFromStore(MultiStoreTest):
         self.assertEqual(1, len(self.store_files('fast', image['id'])))
 
 
-class TestCopyImageNotOffered(MultiStoreTest):
-
-    def test_copy_image_is_an_unknown_method(self):
-        resp = self.request('GET', '/v2/info/import')
-        self.assertEqual(['glance-direct'],
-                         resp.json()['import-methods']['value'])
-        image = self.imported(stores=['fast'])
-        resp = self.import_(image['id'], method={'name': 'copy-image'},
-                            stores=['cheap'])
-        self.assertEqual(400, resp.status_code, resp.text)
-        self.assertIn('Unknown import method name', resp.text)
-        self.assertEqual('fast', self.get_image(image['id'])['stores'])
-        self.assertEqual([], self.store_files('cheap', image['id']))
-
-
 class TestSingleStore(base.FunctionalTest):
 
     def test_store_delete_is_404_without_multi_store(self):

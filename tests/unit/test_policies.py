@@ -19,7 +19,7 @@ BIN = os.path.dirname(sys.executable)
 ACTIONS = ('get_image', 'get_images', 'add_image', 'modify_image',
            'delete_image', 'upload_image', 'download_image', 'deactivate',
            'reactivate', 'publicize_image', 'communitize_image',
-           'stores_info_detail')
+           'stores_info_detail', 'copy_image')
 
 
 def creds(project_id='p1', roles=('member', 'reader'), **extra):
@@ -106,6 +106,15 @@ class DefaultRulesTest(testtools.TestCase):
         self.assertFalse(self.allowed('publicize_image', image(), creds()))
         self.assertTrue(self.allowed('publicize_image', image(),
                                      creds(roles=['admin'])))
+
+    def test_copy_image_needs_admin(self):
+        """Glance's default: only an admin copies data between stores."""
+        self.assertFalse(self.allowed('copy_image', image(), creds()))
+        self.assertFalse(self.allowed('copy_image', image(),
+                                      creds(roles=['member', 'reader',
+                                                   'service'])))
+        self.assertTrue(self.allowed('copy_image', image('p2'),
+                                     creds('ops', ['admin'])))
 
     def test_stores_info_detail_admin_or_service(self):
         self.assertTrue(self.allowed('stores_info_detail', {},

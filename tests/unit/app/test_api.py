@@ -63,6 +63,8 @@ class Authorize:
             return 'member' in roles and visible
         if action in MEMBER_ACTIONS:
             return 'member' in roles and own
+        if action == 'copy_image':
+            return False  # admin only
         raise AssertionError('unexpected action %s' % action)
 
 

@@ -1,0 +1,496 @@
+"""copy-image: an active image's data copied into more stores.
+
+``POST /v2/images/{id}/import`` with ``{"method": {"name": "copy-image"}}``
+and ``"stores": [...]`` (or ``X-Image-Meta-Store``, or ``"all_stores":
+true``), as Glance 33 offers it: only with several stores (multi-store
+on and at least two stores), when ``/v2/info/import`` lists it. With one
+store the method is unknown (400), as before.
+
+Checks, in Glance's order:
+
+====  ================================================  ======  ==========
+#     condition                                         status  message
+====  ================================================  ======  ==========
+1     body not JSON, no ``method`` with a ``name``,     400     as for
+      unknown method (:mod:`imgmw.app.importer`)                ``glance-
+                                                                direct``
+2     ``all_stores_must_succeed`` or ``all_stores``     400     ``'<f>'
+      not a boolean                                             must be
+                                                                boolean
+                                                                value
+                                                                only``
+3     image unknown or invisible                        404     ``No image
+                                                                found with
+                                                                ID <id>``
+4     image not ``active``                              409     ``Only
+                                                                images
+                                                                with
+                                                                status
+                                                                active can
+                                                                be
+                                                                targeted
+                                                                for
+                                                                copying``
+5     ``container_format`` or ``disk_format`` unset     409     as for
+                                                                ``glance-
+                                                                direct``
+6     policy ``copy_image`` denies (admin by default)   403
+7     another copy of the image under way (its lock     409     ``Image
+      ``os_glance_import_task`` held by a live task)            has active
+                                                                task``
+8     ``stores``/``all_stores`` with the header, or     400,    as for
+      both; a store unknown or reserved                 409     ``glance-
+                                                                direct``
+9     with ``stores`` (or the header): a store that     400     ``Image is
+      holds the image already                                   already
+                                                                present at
+                                                                store
+                                                                '<s>'``
+10    with ``all_stores``: every store holds it         202     nothing
+                                                                done
+11    the storage quota (through the quota filter):     413     contract
+      the image's size once per location, those                 3.13
+      copied to included
+12    lost the race for the lock to another copy        409     ``New
+                                                                operation
+                                                                on image
+                                                                '<id>' is
+                                                                not
+                                                                permitted
+                                                                as prior
+                                                                operation
+                                                                is still
+                                                                in
+                                                                progress``
+13    accepted                                          202     no body
+====  ================================================  ======  ==========
+
+With ``all_stores``, the stores that hold the image already are left out
+(row 10). The image stays ``active`` throughout.
+
+**The copy** runs in a thread of the worker, one store after the other,
+and is recorded as a task of the image (``GET /v2/images/{id}/tasks``,
+:mod:`imgmw.app.tasks`), as an import is. Accepting it takes the image's
+lock (the hidden-from-nobody property ``os_glance_import_task``, the
+task's id, as Glance) and lists the stores in
+``os_glance_importing_to_stores``, removing them from
+``os_glance_failed_import``. For each store, the data is read from one of
+the image's locations and streamed into the store, in ``read_chunk_size``
+pieces (memory stays bounded whatever the image's size), and verified as
+an upload is: each 1 MiB block against the location's block digests as it
+is read (:mod:`imgmw.app.blocks`: a corrupt block is never written), then
+the size, MD5 ``checksum`` and multihash (``os_hash_algo``) against the
+image's record. Only then is the location added, in one transaction that
+also checks that the copy still holds the lock and that the image's data
+is unchanged; the store leaves ``os_glance_importing_to_stores``. A store
+whose copy fails keeps no data (the store removes a partial write; a
+complete one that does not verify is deleted) and joins
+``os_glance_failed_import``. With ``all_stores_must_succeed`` (the
+default), the first failure ends the copy and the stores copied by it are
+removed again; with ``false`` the copy goes on with the next store. At the
+end the lock is released and the task records ``success`` or ``failure``.
+
+The job refreshes its task every ``heartbeat_interval`` seconds, with
+Glance's message ``Copied <n> MiB``. A lock whose task is no longer
+``processing``, is gone, or has not been refreshed for
+:data:`imgmw.app.registry.DEFAULT_STALE_AFTER` (a crashed worker) is
+stale: the next copy takes it over (Glance busts such locks too, after an
+hour). ``imgmw-manage recover`` releases the stale locks and removes
+the unfinished writes of their stores; a copy that was complete in a
+store but not yet recorded is an orphan for ``imgmw-manage sweep``.
+"""
+
+import contextlib
+import datetime
+import logging
+import time
+import typing
+import uuid
+
+import webob
+
+from imgmw.app import blocks as blocks_mod
+from imgmw.app import errors
+from imgmw.app import images
+from imgmw.app import importer
+from imgmw.app import registry as registry_mod
+from imgmw.app import stores
+from imgmw.app import tasks
+from imgmw import backends
+from imgmw import environ as keys
+from imgmw import hashing
+
+
+LOG = logging.getLogger(__name__)
+
+METHOD = 'copy-image'
+
+MiB = 1024 * 1024
+
+
+def offered(store_set) -> bool:
+    """Whether copy-image is offered: multi-store with two stores or more."""
+    return store_set.multi_store and sum(
+        1 for store_id in store_set.by_id
+        if not backends.Backends.is_reserved(store_id)) >= 2
+
+
+class CopyLost(Exception):
+    """The copy no longer holds the image's lock, or the image changed."""
+
+
+class CopyFailed(Exception):
+    """The data copied does not match the image's record."""
+
+
+def _flag(request: typing.Mapping, name: str, default: bool) -> bool:
+    value = request.get(name, default)
+    if not isinstance(value, bool):
+        raise errors.not_boolean(name)
+    return value
+
+
+def stale_after(app) -> datetime.timedelta:
+    return getattr(app, 'copy_stale_after', registry_mod.DEFAULT_STALE_AFTER)
+
+
+def is_stale(task: typing.Optional[typing.Mapping],
+             older_than: datetime.timedelta) -> bool:
+    """Whether a lock held by ``task`` is abandoned (see the module)."""
+    return (task is None or task['status'] != 'processing'
+            or registry_mod.utcnow() - task['updated_at'] >= older_than)
+
+
+def lock_holder(registry, record: typing.Mapping
+                ) -> typing.Tuple[typing.Optional[str],
+                                  typing.Optional[dict]]:
+    """The task id in the image's lock, and that task if still listed."""
+    held = record['properties'].get(registry_mod.IMPORT_TASK_PROPERTY)
+    if held is None:
+        return None, None
+    for task in registry.tasks(record['id']):
+        if task['id'] == held:
+            return held, task
+    return held, None
+
+
+def task_stores(task: typing.Optional[typing.Mapping]) -> typing.List[str]:
+    """The stores a task was started for (its input's ``backend``)."""
+    if task is None:
+        return []
+    try:
+        return list(tasks.view(task)['input'].get('backend') or [])
+    except (ValueError, AttributeError):
+        return []
+
+
+class CopyRequest(importer.ImportRequest):
+    """The checks of one copy-image request and the start of its job.
+
+    Built with the parsed body (``request``).
+    """
+
+    def __call__(self) -> webob.Response:
+        must_succeed = _flag(self.request, 'all_stores_must_succeed', True)
+        every = _flag(self.request, 'all_stores', False)
+        record = self.app.visible(self.req, self.image_id)
+        if record['status'] != 'active':
+            raise errors.copy_needs_active()
+        for name in ('container_format', 'disk_format'):
+            if not record[name]:
+                raise errors.format_unset_for_import(name)
+        self.app.authorize(self.req, 'copy_image',
+                           images.policy_target(record))
+        stale, stale_task = self.check_lock(record)
+        store_ids = importer.requested_stores(self.request, self.req.environ,
+                                              self.app.stores)
+        present = [location['store'] for location in record['locations']]
+        if every:
+            store_ids = [store_id for store_id in store_ids
+                         if store_id not in present]
+            if not store_ids:
+                LOG.info('Image %s: already in every store; nothing to '
+                         'copy', self.image_id)
+                return importer.accepted()
+        for store_id in store_ids:
+            if store_id in present:
+                raise errors.already_in_store(store_id)
+        task_id = str(uuid.uuid4())
+        release = self.reserve_quota(record, len(present) + len(store_ids))
+        try:
+            outcome = self.registry.lock_for_copy(
+                self.image_id, task_id, store_ids, stale,
+                task_stores(stale_task))
+        finally:
+            # Locked, the stores being copied to count as stored (the
+            # usage counts os_glance_importing_to_stores); or it failed.
+            release()
+        if outcome == 'missing':
+            raise errors.image_not_found(self.image_id)
+        if outcome == 'status':
+            raise errors.copy_needs_active()
+        if outcome == 'busy':
+            raise errors.operation_in_progress(self.image_id)
+        if stale is not None:
+            LOG.warning('Image %s: took over the lock of copy %s, which '
+                        'was abandoned', self.image_id, stale)
+            if stale_task is not None and stale_task['status'] == (
+                    'processing'):
+                tasks.finish(self.registry, stale, self.image_id,
+                             CopyLost('Expired lock preempted'))
+        tasks.start(self.registry, self.req.environ,
+                    self.app.context(self.req), self.image_id,
+                    self.request, store_ids, task_id=task_id)
+        job = CopyJob(self.app, self.image_id, store_ids, task_id,
+                      must_succeed)
+        try:
+            self.app.spawn(job.run, 'imgmw-copy-%s' % self.image_id)
+        except BaseException as err:
+            job.end([], err)
+            raise
+        LOG.info('Image %s: copy into %s started', self.image_id,
+                 ', '.join(store_ids))
+        return importer.accepted()
+
+    def check_lock(self, record: typing.Mapping
+                   ) -> typing.Tuple[typing.Optional[str],
+                                     typing.Optional[dict]]:
+        """Row 7: 409 when another copy holds the lock.
+
+        :returns: the id and task of a stale lock to take over, or
+            ``(None, None)`` when the image is not locked.
+        """
+        held, task = lock_holder(self.registry, record)
+        if held is None:
+            return None, None
+        if is_stale(task, stale_after(self.app)):
+            return held, task
+        raise errors.image_has_active_task()
+
+    def reserve_quota(self, record: typing.Mapping,
+                      copies: int = 1) -> typing.Callable[[], None]:
+        """Row 11: the image's bytes once per copy it will have.
+
+        Through the quota filter's ``imgmw.reserve``, whose reservation
+        stands for the image (its recorded bytes are then left out of the
+        usage): the image's size times its locations and the new stores.
+        Without the filter, no limit.
+        """
+        reserve = self.req.environ.get(keys.QUOTA_IMPORT)
+        project_id = (record['owner']
+                      or self.app.context(self.req).project_id)
+        if reserve is None or not project_id:
+            return lambda: None
+        return reserve(project_id, self.image_id,
+                       (record['size'] or 0) * copies)
+
+
+class CopyReader:
+    """The source's data as the target store reads it: hashed, beating.
+
+    :param beat: refreshes the task with the bytes copied so far; False
+        when the copy no longer holds the image's lock.
+    """
+
+    def __init__(self, source, hasher: hashing.MultiHasher,
+                 beat: typing.Callable[[int], bool], interval: float,
+                 clock=time.monotonic):
+        self.source = source
+        self.hasher = hasher
+        self.beat = beat
+        self.interval = interval
+        self.clock = clock
+        self.last_beat = self.clock()
+        self.copied = 0
+
+    def read(self, size: int = -1) -> bytes:
+        now = self.clock()
+        if now - self.last_beat >= self.interval:
+            if not self.beat(self.copied):
+                raise CopyLost('the copy lost the image\'s lock')
+            self.last_beat = now
+        chunk = self.source.read(size)
+        if chunk:
+            self.hasher.update(chunk)
+            self.copied += len(chunk)
+        return chunk
+
+
+class CopyJob:
+    """Copies an active image's data into more stores (runs in a thread)."""
+
+    def __init__(self, app, image_id: str, store_ids: typing.Sequence[str],
+                 task_id: str, must_succeed: bool = True):
+        self.app = app
+        self.registry = app.registry
+        self.image_id = image_id
+        self.store_ids = list(store_ids)
+        self.task_id = task_id
+        self.must_succeed = must_succeed
+
+    def run(self) -> None:
+        """Copy into each store; record, roll back, unlock. Never raises."""
+        copied: typing.List[str] = []
+        error: typing.Optional[BaseException] = None
+        try:
+            record = self.registry.get(self.image_id)
+            if record is None:
+                raise CopyLost('the image was deleted')
+            for store_id in self.store_ids:
+                try:
+                    self.copy_to(record, store_id)
+                except CopyLost:
+                    raise
+                except Exception as err:
+                    LOG.error('Image %s: copy into store %s failed: %s: %s',
+                              self.image_id, store_id, type(err).__name__,
+                              err)
+                    self.registry.copy_done(self.image_id, self.task_id,
+                                            store_id)
+                    if self.must_succeed:
+                        error = err
+                        self.roll_back(copied)
+                        break
+                    continue
+                copied.append(store_id)
+        except BaseException as err:
+            error = err
+            LOG.error('Image %s: copy abandoned: %s: %s', self.image_id,
+                      type(err).__name__, err)
+        self.end(copied, error)
+
+    def end(self, copied: typing.Sequence[str],
+            error: typing.Optional[BaseException]) -> None:
+        """Release the lock and record how the task ended. Never raises."""
+        try:
+            self.registry.unlock_copy(self.image_id, self.task_id,
+                                      self.store_ids)
+        except Exception:
+            LOG.exception('Image %s: could not release the lock of copy %s; '
+                          'it expires', self.image_id, self.task_id)
+        tasks.finish(self.registry, self.task_id, self.image_id, error)
+        if error is None:
+            LOG.info('Image %s: copied into %s', self.image_id,
+                     ', '.join(copied) or 'no store')
+
+    def beat(self, copied: int) -> bool:
+        """Refresh the task; False when the copy lost the lock."""
+        record = self.registry.get(self.image_id)
+        if record is None or record['properties'].get(
+                registry_mod.IMPORT_TASK_PROPERTY) != self.task_id:
+            return False
+        self.registry.update_task(self.task_id, {
+            'message': 'Copied %d MiB' % (copied // MiB)})
+        return True
+
+    def sources(self, record: typing.Mapping):
+        """``(store, url, blocks)`` of each readable location, in order."""
+        recorded = self.registry.block_digests(self.image_id)
+        for location in record['locations']:
+            store = self.app.stores.locate(location)
+            if store is None:
+                continue
+            found = recorded.get(location['url'])
+            if found is not None and not found.usable_for(
+                    record['size'] or 0):
+                found = None
+            yield store, location['url'], found
+
+    def open_source(self, record: typing.Mapping):
+        """A reader of the image's data, verified by blocks if possible.
+
+        The first location that opens is used.
+
+        :returns: ``(reader, blocks)``.
+        :raises stores.StoreError: no location could be opened.
+        """
+        size = record['size'] or 0
+        last: typing.Optional[Exception] = None
+        for store, url, found in self.sources(record):
+            try:
+                body = store.open(url, 0, size)
+            except stores.StoreError as err:
+                LOG.warning('Image %s: cannot read its data in %s: %s',
+                            self.image_id, store.store_id, err)
+                last = err
+                continue
+            if found is None:
+                return body, None
+            where = 'Image %s, store %s' % (self.image_id, store.store_id)
+            return blocks_mod.VerifiedSlice(body, found, size, 0, size,
+                                            where), found
+        raise last or stores.DataNotFound(
+            'no location of image %s can be read' % self.image_id)
+
+    def copy_to(self, record: typing.Mapping, store_id: str) -> None:
+        """Copy, verify and record the image's data in one store."""
+        target = self.app.stores.by_id[store_id]
+        algorithms = ['md5']
+        if record['os_hash_algo']:
+            algorithms.append(record['os_hash_algo'])
+        hasher = hashing.MultiHasher(algorithms,
+                                     block_size=hashing.BLOCK_SIZE)
+        source, recorded = self.open_source(record)
+        with contextlib.closing(source):
+            reader = CopyReader(source, hasher, self.beat,
+                                self.app.heartbeat_interval)
+            stored = target.add(self.image_id, reader, self.app.chunk_size)
+        blocks = hasher.block_digests()
+        try:
+            self.verify(record, stored, hasher, recorded, blocks)
+            recorded_now = self.registry.copy_done(
+                self.image_id, self.task_id, store_id,
+                {'store': store_id, 'url': stored.url, 'blocks': blocks},
+                checksum=record['checksum'])
+        except BaseException:
+            self.discard(target, stored.url)
+            raise
+        if not recorded_now:
+            self.discard(target, stored.url)
+            raise CopyLost('the image changed or was deleted during the '
+                           'copy')
+        LOG.info('Image %s: %d bytes copied into %s', self.image_id,
+                 stored.size, store_id)
+
+    def verify(self, record: typing.Mapping, stored: stores.Stored,
+               hasher: hashing.MultiHasher,
+               recorded: typing.Optional[hashing.BlockDigests],
+               blocks: typing.Optional[hashing.BlockDigests]) -> None:
+        """The copy against the image's record.
+
+        :raises CopyFailed: size, checksum, multihash or block digests
+            differ.
+        """
+        if stored.size != (record['size'] or 0):
+            raise CopyFailed('%d bytes copied, the image has %s'
+                             % (stored.size, record['size']))
+        if record['checksum'] and hasher.hexdigest('md5') != (
+                record['checksum']):
+            raise CopyFailed('the data copied does not match the image\'s '
+                             'checksum')
+        algo = record['os_hash_algo']
+        if algo and record['os_hash_value'] and hasher.hexdigest(algo) != (
+                record['os_hash_value']):
+            raise CopyFailed('the data copied does not match the image\'s '
+                             '%s' % algo)
+        if recorded is not None and blocks != recorded:
+            raise CopyFailed('the data copied does not match the block '
+                             'digests of its source')
+
+    def discard(self, store: stores.Store, url: str) -> None:
+        try:
+            store.delete(url)
+        except Exception:
+            LOG.exception('Image %s: could not delete %s; the orphan sweep '
+                          'will', self.image_id, url)
+
+    def roll_back(self, copied: typing.Sequence[str]) -> None:
+        """Remove the copies made before a failure (all must succeed)."""
+        for store_id in copied:
+            outcome, location = self.registry.remove_location(
+                self.image_id, store_id)
+            if outcome != 'removed':
+                LOG.warning('Image %s: its copy in %s was not removed (%s)',
+                            self.image_id, store_id, outcome)
+                continue
+            self.discard(self.app.stores.by_id[store_id], location['url'])
