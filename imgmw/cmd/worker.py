@@ -32,10 +32,38 @@ Request heads read by the event loop
     connection that has not sent its whole head within ``--header-timeout``
     seconds (default 10; a kept-alive connection from the start of its
     next request) is cut, with ``408 Request Timeout`` when it had begun
-    one. Measured with ``tools/slow_clients.py``: with 200 connections
-    trickling their heads at one byte a second, normal requests are
-    answered in milliseconds. A body that trickles still holds its thread:
-    see :doc:`front-proxy`.
+    one.
+
+The first window of a body read by the event loop
+    After the head, the event loop also reads all of a small body, or the
+    first ``--body-window`` bytes of a larger one (default 65536; framing
+    bytes of a chunked body count), and only then hands the request to a
+    thread. A connection that has not sent them within ``--body-timeout``
+    seconds (default 30) is cut with ``408 Request Timeout`` without ever
+    taking a thread: the application never saw the request, so its image
+    stays as it was (queued) and nothing is stored. Buffered bytes are at
+    most ``--body-window`` times ``--worker-connections`` per worker
+    (64 MiB at the defaults). A request with ``Expect: 100-continue`` goes
+    to a thread at once (its client waits for the interim response, sent
+    at the first read), as does one with unusual framing (the thread
+    answers it as gthread does).
+
+Request bodies held to a minimum pace in the thread
+    The thread reads the rest of a body through
+    :class:`imgmw.cmd.body_guard.PacedSocket`: one read waits at most
+    ``--body-timeout`` seconds, and after 10 s the bytes read since the
+    thread took the request must average ``--body-min-rate`` bytes a second
+    (default 1024; a slow WAN upload at 64 KiB/s is far above it). A body
+    that breaks either fails like a client that went away: the upload
+    answers 400 (the body ended early) if the client still listens, the
+    image stays queued, nothing is stored, and the client may retry.
+
+    Measured with ``tools/slow_clients.py``: with 200 connections trickling
+    their heads, or their upload bodies, at one byte a second, normal
+    requests (reads and small uploads) are answered in milliseconds (see
+    :doc:`front-proxy`). A client that sends the first window at once and
+    then trickles holds a thread for about 10 s before it is cut; many of
+    those at once still call for a front proxy.
 
 Everything else, options included, is gunicorn's ``gthread`` (with TLS
 served by gunicorn itself, heads are read by threads as in gthread). Another
