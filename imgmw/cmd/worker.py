@@ -264,7 +264,7 @@ class ThreadWorker(gthread.ThreadWorker):
 
     def on_body_readable(self, conn, client) -> None:
         """Buffer the first window of the body; a thread gets it then."""
-        if not self.receive(conn, self.bodies):
+        if not self.receive(conn, self.bodies, hand_over_at_end=True):
             return
         body = conn.head.partition(_END_OF_HEAD)[2]
         if body_guard.window_filled(body, conn.body_needed,
@@ -286,8 +286,13 @@ class ThreadWorker(gthread.ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ,
                              functools.partial(on_readable, conn))
 
-    def receive(self, conn, queue) -> bool:
-        """Add what ``conn`` sent to its buffer; false if none or gone."""
+    def receive(self, conn, queue, hand_over_at_end: bool = False) -> bool:
+        """Add what ``conn`` sent to its buffer; false if none or gone.
+
+        :param hand_over_at_end: a connection whose client stopped sending
+            (a body that ended early, the client perhaps still listening)
+            goes to a thread, which answers it, instead of being closed.
+        """
         try:
             data = conn.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
@@ -296,8 +301,11 @@ class ThreadWorker(gthread.ThreadWorker):
             data = b''
         if not data:
             self.unwatch(conn, queue)
-            self.nr_conns -= 1
-            conn.close()
+            if hand_over_at_end:
+                self.hand_over(conn)
+            else:
+                self.nr_conns -= 1
+                conn.close()
             return False
         conn.head += data
         return True
