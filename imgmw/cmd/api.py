@@ -126,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
         help='seconds a client has to send a whole request head before '
              'it is cut with 408 (default: %(default)s)')
     parser.add_argument(
+        '--body-timeout', type=_positive, default=30,
+        help='seconds a client has to send the first --body-window bytes '
+             'of a body before it is cut with 408, and longest pause '
+             'between two reads of a body (default: %(default)s)')
+    parser.add_argument(
+        '--body-window', type=_positive, default=65536,
+        help='body bytes read without a thread before a request is '
+             'served (default: %(default)s)')
+    parser.add_argument(
+        '--body-min-rate', type=_positive, default=1024,
+        help='lowest average bytes a second of a body read by a thread, '
+             'enforced after 10 s (default: %(default)s)')
+    parser.add_argument(
         '--state-dir', default=None,
         help='local state directory, when [DEFAULT] sets no state_dir '
              '(default: ./%s)' % wsgi.DEFAULT_STATE_DIR)

@@ -32,10 +32,38 @@ Request heads read by the event loop
     connection that has not sent its whole head within ``--header-timeout``
     seconds (default 10; a kept-alive connection from the start of its
     next request) is cut, with ``408 Request Timeout`` when it had begun
-    one. Measured with ``tools/slow_clients.py``: with 200 connections
-    trickling their heads at one byte a second, normal requests are
-    answered in milliseconds. A body that trickles still holds its thread:
-    see :doc:`front-proxy`.
+    one.
+
+The first window of a body read by the event loop
+    After the head, the event loop also reads all of a small body, or the
+    first ``--body-window`` bytes of a larger one (default 65536; framing
+    bytes of a chunked body count), and only then hands the request to a
+    thread. A connection that has not sent them within ``--body-timeout``
+    seconds (default 30) is cut with ``408 Request Timeout`` without ever
+    taking a thread: the application never saw the request, so its image
+    stays as it was (queued) and nothing is stored. Buffered bytes are at
+    most ``--body-window`` times ``--worker-connections`` per worker
+    (64 MiB at the defaults). A request with ``Expect: 100-continue`` goes
+    to a thread at once (its client waits for the interim response, sent
+    at the first read), as does one with unusual framing (the thread
+    answers it as gthread does).
+
+Request bodies held to a minimum pace in the thread
+    The thread reads the rest of a body through
+    :class:`imgmw.cmd.body_guard.PacedSocket`: one read waits at most
+    ``--body-timeout`` seconds, and after 10 s the bytes read since the
+    thread took the request must average ``--body-min-rate`` bytes a second
+    (default 1024; a slow WAN upload at 64 KiB/s is far above it). A body
+    that breaks either fails like a client that went away: the upload
+    answers 400 (the body ended early) if the client still listens, the
+    image stays queued, nothing is stored, and the client may retry.
+
+    Measured with ``tools/slow_clients.py``: with 200 connections trickling
+    their heads, or their upload bodies, at one byte a second, normal
+    requests (reads and small uploads) are answered in milliseconds (see
+    :doc:`front-proxy`). A client that sends the first window at once and
+    then trickles holds a thread for about 10 s before it is cut; many of
+    those at once still call for a front proxy.
 
 Verified downloads with sendfile
     A download verified block by block goes out with verify-then-sendfile
@@ -59,6 +87,7 @@ from gunicorn.http import message
 from gunicorn.http import parser
 from gunicorn.workers import gthread
 
+from imgmw.cmd import body_guard
 from imgmw.cmd import sendfile
 
 CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
@@ -152,8 +181,13 @@ HEADER_TIMEOUT = 10.0
 
 #: The answer to a client too slow with its head (RFC 9110 15.5.9).
 REQUEST_TIMEOUT = (b'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n'
-                   b'Content-Type: text/plain\r\nContent-Length: 36\r\n'
-                   b'\r\nThe request head took too long.\r\n\r\n')
+                   b'Content-Type: text/plain\r\nContent-Length: 33\r\n'
+                   b'\r\nThe request head took too long.\r\n')
+
+#: The answer to a client too slow with the start of its body.
+SLOW_BODY = (b'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n'
+             b'Content-Type: text/plain\r\nContent-Length: 33\r\n'
+             b'\r\nThe request body took too long.\r\n')
 
 _END_OF_HEAD = b'\r\n\r\n'
 
@@ -168,9 +202,17 @@ class ThreadWorker(gthread.ThreadWorker):
         super().__init__(*args, **kwargs)
         #: Connections whose head is read by the event loop, oldest first.
         self.heads = collections.deque()
-        # imgmw-api's --header-timeout, when it is the application.
-        self.header_timeout = getattr(getattr(self.app, 'args', None),
-                                      'header_timeout', HEADER_TIMEOUT)
+        #: Connections whose first body window is read, oldest first.
+        self.bodies = collections.deque()
+        # imgmw-api's options, when it is the application.
+        args = getattr(self.app, 'args', None)
+        self.header_timeout = getattr(args, 'header_timeout', HEADER_TIMEOUT)
+        self.body_timeout = getattr(args, 'body_timeout',
+                                    body_guard.BODY_TIMEOUT)
+        self.body_window = getattr(args, 'body_window',
+                                   body_guard.BODY_WINDOW)
+        self.body_min_rate = getattr(args, 'body_min_rate',
+                                     body_guard.BODY_MIN_RATE)
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
@@ -204,58 +246,104 @@ class ThreadWorker(gthread.ThreadWorker):
     def await_head(self, conn) -> None:
         """Buffer ``conn``'s request head; a thread gets it when whole."""
         conn.head = b''
-        conn.head_deadline = time.monotonic() + self.header_timeout
-        self.heads.append(conn)
-        self.poller.register(conn.sock, selectors.EVENT_READ,
-                             functools.partial(self.on_head_readable, conn))
+        self.watch(conn, self.heads, self.header_timeout,
+                   self.on_head_readable)
 
     def on_head_readable(self, conn, client) -> None:
-        try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        if not self.receive(conn, self.heads):
             return
-        except OSError:
-            data = b''
-        if not data:
-            self.drop_head(conn)
-            self.nr_conns -= 1
-            conn.close()
-            return
-        conn.head += data
         limit = self.cfg.limit_request_line + self.cfg.limit_request_fields * (
             self.cfg.limit_request_field_size + 2) + 4
         if _END_OF_HEAD not in conn.head and len(conn.head) < max(limit,
                                                                   8192):
             return
-        self.drop_head(conn)
+        self.unwatch(conn, self.heads)
+        head, sep, body = conn.head.partition(_END_OF_HEAD)
+        needed = body_guard.body_window(head, self.body_window) if sep else 0
+        if needed == 0 or body_guard.window_filled(body, needed,
+                                                   self.body_window):
+            self.hand_over(conn)
+        else:
+            conn.body_needed = needed
+            self.watch(conn, self.bodies, self.body_timeout,
+                       self.on_body_readable)
+
+    def on_body_readable(self, conn, client) -> None:
+        """Buffer the first window of the body; a thread gets it then."""
+        if not self.receive(conn, self.bodies, hand_over_at_end=True):
+            return
+        body = conn.head.partition(_END_OF_HEAD)[2]
+        if body_guard.window_filled(body, conn.body_needed,
+                                    self.body_window):
+            self.unwatch(conn, self.bodies)
+            self.hand_over(conn)
+
+    def hand_over(self, conn) -> None:
+        """Give ``conn``, its buffered bytes put back, to a thread."""
         conn.parser.unreader.unread(conn.head)
         conn.head = b''
         conn.data_ready = True
         self.enqueue_req(conn)
 
-    def drop_head(self, conn) -> None:
+    def watch(self, conn, queue, timeout: float, on_readable) -> None:
+        """Read ``conn`` in the event loop for at most ``timeout`` s."""
+        conn.deadline = time.monotonic() + timeout
+        queue.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ,
+                             functools.partial(on_readable, conn))
+
+    def receive(self, conn, queue, hand_over_at_end: bool = False) -> bool:
+        """Add what ``conn`` sent to its buffer; false if none or gone.
+
+        :param hand_over_at_end: a connection whose client stopped sending
+            (a body that ended early, the client perhaps still listening)
+            goes to a thread, which answers it, instead of being closed.
+        """
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            data = b''
+        if not data:
+            self.unwatch(conn, queue)
+            if hand_over_at_end:
+                self.hand_over(conn)
+            else:
+                self.nr_conns -= 1
+                conn.close()
+            return False
+        conn.head += data
+        return True
+
+    def unwatch(self, conn, queue) -> None:
         try:
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
             pass
         try:
-            self.heads.remove(conn)
+            queue.remove(conn)
         except ValueError:
             pass
 
     def murder_pending(self) -> None:
         super().murder_pending()
         now = time.monotonic()
-        while self.heads and self.heads[0].head_deadline <= now:
-            conn = self.heads.popleft()
+        # A head begun and not finished, a body window not filled: say
+        # why the connection is cut.
+        self.cut_late(self.heads, now, REQUEST_TIMEOUT)
+        self.cut_late(self.bodies, now, SLOW_BODY)
+
+    def cut_late(self, queue, now: float, answer: bytes) -> None:
+        while queue and queue[0].deadline <= now:
+            conn = queue.popleft()
             try:
                 self.poller.unregister(conn.sock)
             except (KeyError, ValueError, OSError):
                 pass
             if conn.head:
-                # A head begun and not finished: say why it is cut.
                 try:
-                    conn.sock.send(REQUEST_TIMEOUT)
+                    conn.sock.send(answer)
                 except OSError:
                     pass
             self.nr_conns -= 1
@@ -269,4 +357,14 @@ class ThreadWorker(gthread.ThreadWorker):
     def handle_request(self, req, conn):
         # The interim response is sent by ContinueInput, if ever.
         req._expected_100_continue = False
+        if not self.cfg.is_ssl:
+            self.pace(conn)
         return super().handle_request(req, conn)
+
+    def pace(self, conn) -> None:
+        """Hold the body reads of this request to the minimum pace."""
+        unreader = conn.parser.unreader
+        if not isinstance(unreader.sock, body_guard.PacedSocket):
+            unreader.sock = body_guard.PacedSocket(
+                unreader.sock, self.body_timeout, self.body_min_rate)
+        unreader.sock.restart()

@@ -94,6 +94,9 @@ class TestArguments(testtools.TestCase):
         self.assertEqual(['127.0.0.1:9292'], args.bind)
         self.assertEqual('imgmw.cmd.worker.ThreadWorker', args.worker_class)
         self.assertEqual(10, args.header_timeout)
+        self.assertEqual(30, args.body_timeout)
+        self.assertEqual(65536, args.body_window)
+        self.assertEqual(1024, args.body_min_rate)
         self.assertEqual({}, args.options)
         self.assertFalse(args.allow_insecure_noauth)
 
