@@ -179,6 +179,17 @@ def incomplete_body(expected: typing.Optional[int], got: int):
                   'before its end' % got)
 
 
+def body_too_slow(got: int):
+    """A body that stopped arriving, or came below the server's pace.
+
+    The server waited as long as it was prepared to (RFC 9110 section
+    15.5.9): 408, not a short body's 400, so the client knows to retry.
+    """
+    return _error(webob.exc.HTTPRequestTimeout,
+                  'Request Timeout: the request body came too slowly and '
+                  'was cut after %d bytes' % got)
+
+
 def malformed_chunks(got: int, detail: str):
     """A chunked body the server could not decode (bad chunk size, ...)."""
     return _error(webob.exc.HTTPBadRequest,

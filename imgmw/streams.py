@@ -178,6 +178,11 @@ class InputProxy:
     def disconnected(self, cause: Exception) -> ClientDisconnected:
         """The error to raise when the server's input fails mid-body."""
         from imgmw import errors
+        if isinstance(cause, TimeoutError):
+            LOG.info('Request body too slow, cut after %d bytes: %s',
+                     self.bytes_received, cause)
+            return ClientDisconnected(errors.body_too_slow(
+                self.bytes_received))
         LOG.info('Request body ended early after %d bytes: %s',
                  self.bytes_received, cause)
         return ClientDisconnected(errors.incomplete_body(

@@ -14,6 +14,7 @@ import webob.exc
 
 from imgmw.errors import _error
 from imgmw.errors import bad_transition  # noqa: F401
+from imgmw.errors import body_too_slow  # noqa: F401
 from imgmw.errors import data_unavailable  # noqa: F401
 from imgmw.errors import incomplete_body  # noqa: F401
 from imgmw.errors import method_not_allowed  # noqa: F401

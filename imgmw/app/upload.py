@@ -53,9 +53,11 @@ class UploadLost(Exception):
 class InputFailed(Exception):
     """The server's input failed with no stream filter in front."""
 
-    def __init__(self, received: int):
+    def __init__(self, received: int, too_slow: bool = False):
         super().__init__('request body broke off after %d bytes' % received)
         self.received = received
+        #: The server stopped waiting (a timeout), not the client.
+        self.too_slow = too_slow
 
 
 class HeartbeatReader:
@@ -89,7 +91,8 @@ class HeartbeatReader:
             # A raw server input (no stream filter): a disconnect.
             LOG.info('Request body broke off after %d bytes: %s',
                      self.received, err)
-            raise InputFailed(self.received) from err
+            raise InputFailed(self.received,
+                              isinstance(err, TimeoutError)) from err
         self.received += len(chunk)
         return chunk
 
@@ -371,6 +374,8 @@ class Upload:
         if isinstance(err, registry_mod.RegistryUnavailable):
             return errors.registry_unavailable()
         if isinstance(err, InputFailed):
+            if err.too_slow:
+                return errors.body_too_slow(err.received)
             return errors.incomplete_body(None, err.received)
         if isinstance(err, UploadLost):
             try:

@@ -54,9 +54,10 @@ Request bodies held to a minimum pace in the thread
     ``--body-timeout`` seconds, and after 10 s the bytes read since the
     thread took the request must average ``--body-min-rate`` bytes a second
     (default 1024; a slow WAN upload at 64 KiB/s is far above it). A body
-    that breaks either fails like a client that went away: the upload
-    answers 400 (the body ended early) if the client still listens, the
-    image stays queued, nothing is stored, and the client may retry.
+    that breaks either fails the upload with ``408 Request Timeout`` (the
+    stream filters and the app tell a timeout from a body that ended
+    early, which is 400): the image stays queued, nothing is stored, and
+    the client may retry.
 
     Measured with ``tools/slow_clients.py``: with 200 connections trickling
     their heads, or their upload bodies, at one byte a second, normal

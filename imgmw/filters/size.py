@@ -340,13 +340,17 @@ class SizeCheckedInput(streams.InputProxy):
     def disconnected(self, cause: Exception) -> streams.ClientDisconnected:
         """The error of a server input that failed mid-body.
 
-        An ``OSError`` (gunicorn's ``NoMoreData`` included) is a body that
-        ended early: row 15. Any other exception is the server's refusal of
+        A ``TimeoutError`` (a socket timeout, or imgmw-api's minimum pace)
+        is a body that came too slowly: 408. Any other ``OSError``
+        (gunicorn's ``NoMoreData`` included) is a body that ended early:
+        row 15. Any other exception is the server's refusal of
         the framing itself (gunicorn's ``InvalidChunkSize``,
         ``ChunkMissingTerminator``, ...): the client is there and is told
         what was wrong, not that its body was short.
         """
         err = super().disconnected(cause)
+        if isinstance(cause, TimeoutError):
+            return err  # Too slow, not short: 408.
         if not isinstance(cause, OSError):
             return streams.ClientDisconnected(errors.malformed_chunks(
                 self.bytes_received, str(cause)))

@@ -106,13 +106,15 @@ def upload_request(path: str = '/v2/images/abc/file', body: bytes = b'',
 class FailingInput(io.BytesIO):
     """A server input that breaks after ``fail_after`` bytes, as on a reset."""
 
-    def __init__(self, data: bytes, fail_after: int):
+    def __init__(self, data: bytes, fail_after: int,
+                 error: BaseException = None):
         super().__init__(data)
         self.fail_after = fail_after
+        self.error = error or OSError('connection reset by peer')
 
     def read(self, size=-1):
         if self.tell() >= self.fail_after:
-            raise OSError('connection reset by peer')
+            raise self.error
         if size is None or size < 0:
             size = self.fail_after - self.tell()
         return super().read(min(size, self.fail_after - self.tell()))

@@ -156,6 +156,18 @@ class TestInputProxyErrors(testtools.TestCase):
         self.assertEqual('Size mismatch: expected 6 bytes, got 4 bytes',
                          err.http_error.explanation)
 
+    def test_input_timeout_is_a_request_timeout(self):
+        # The server stopped waiting (a socket timeout, or imgmw-api's
+        # minimum pace): 408 (RFC 9110 section 15.5.9), not row 15's 400.
+        proxy = streams.InputProxy(fakes.FailingInput(
+            b'abcdef', 4, TimeoutError('timed out')), length=6)
+        self.assertEqual(b'abcd', proxy.read(4))
+        err = self.assertRaises(streams.ClientDisconnected, proxy.read, 4)
+        self.assertEqual(408, err.http_error.status_int)
+        self.assertEqual('Request Timeout: the request body came too '
+                         'slowly and was cut after 4 bytes',
+                         err.http_error.explanation)
+
     def test_input_failure_unknown_length(self):
         proxy = streams.InputProxy(fakes.FailingInput(b'abcdef', 0))
         err = self.assertRaises(streams.ClientDisconnected, proxy.read)

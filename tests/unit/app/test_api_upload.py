@@ -204,6 +204,18 @@ class UploadTest(test_api.AppTestCase):
         self.assertEqual(400, resp.status_int)
         self.assertRestored(image['id'])
 
+    def test_raw_input_timeout_without_filters_is_408(self):
+        image = self.create()
+        req = self.put(image['id'])
+        req.environ['wsgi.input'] = fakes.FailingInput(
+            DATA, 6, TimeoutError('timed out'))
+        resp = self.call(req)
+        self.assertEqual(408, resp.status_int)
+        self.assertIn('came too slowly and was cut after 6 bytes',
+                      resp.json['message'])
+        self.assertRestored(image['id'])
+        self.assertRetryWorks(image['id'])
+
     def test_storage_full_is_413(self):
         """contract 3.20."""
         image = self.create()

@@ -701,6 +701,17 @@ class TestMalformedChunks(FilterTestCase):
         self.assertRefused(resp, 400, 'Size mismatch: the request body '
                            'ended after 0 bytes before its end')
 
+    def test_a_timeout_is_a_request_timeout(self):
+        for declared in (None, 10):
+            req = upload(b'x' * 10, chunked=True, declared=declared)
+            req.environ['wsgi.input'] = fakes.FailingInput(
+                b'x' * 10, 4, TimeoutError('timed out'))
+            resp = self.send(req, fakes.RecordingApp(chunk_size=3,
+                                                     catch=True))
+            self.assertRefused(resp, 408, 'Request Timeout: the request '
+                               'body came too slowly and was cut after '
+                               '4 bytes')
+
 
 class TestConfiguration(testtools.TestCase):
 
