@@ -27,8 +27,9 @@ section         what is measured, against what
 ``concurrent``  eight concurrent 256 MiB uploads: aggregate rate; each stored
                 image's MD5 and size are checked
 ``s3``          rate and peak RSS of a 2 GiB upload to the s3 store (a local
-                moto server), parts sent two at a time and one at a time;
-                run only when asked (``--sections``)
+                moto server, or OpenStack Swift with s3api with
+                ``--s3-server swift``), parts sent two at a time and one at
+                a time; run only when asked (``--sections``)
 ==============  ==============================================================
 
 With ``--glance-venv`` (``tox -e bench`` passes it), plain Glance 33 under
@@ -67,6 +68,7 @@ asserted. Test data goes to a temporary directory, removed at the end.
 import argparse
 import configparser
 import contextlib
+import functools
 import hashlib
 import http.client
 import json
@@ -184,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help='upload size of the rss section (5GiB)')
     parser.add_argument('--s3-size', type=byte_size, default=2 * GiB,
                         help='upload size of the s3 section (2GiB)')
+    parser.add_argument('--s3-server', choices=('moto', 'swift'),
+                        default='moto',
+                        help='the S3 service of the s3 section: moto, or '
+                             'OpenStack Swift with s3api started as '
+                             'tests/s3fixture.py does (Debian swift '
+                             'packages; tox -e s3-swift installs them)')
     parser.add_argument('--concurrent', type=int, default=8,
                         help='uploads of the concurrent section (8)')
     parser.add_argument('--concurrent-size', type=byte_size,
@@ -1188,42 +1196,75 @@ class Bench:
             'intact'] = True
 
     def section_s3(self) -> None:
-        """Multipart uploads to a local moto server, two ways.
+        """Multipart uploads to a local S3 service, two ways.
 
         The parts sent ``S3_PARALLEL_PARTS`` at a time (the default of
         ``s3_store_thread_pools``) and one at a time: the rate of each, the
-        worker's peak RSS of each, and the rate ratio.
+        worker's peak RSS of each, and the rate ratio. The service is
+        moto, or Swift with s3api (``--s3-server swift``).
         """
+        service = self._s3_service()
+        if service is None:
+            return
+        store, stop = service
+        try:
+            self._s3_uploads(store)
+        finally:
+            stop()
+
+    def _s3_service(self):
+        """``(store options, stop)`` of the S3 service, or None."""
+        if self.args.s3_server == 'swift':
+            from tests import s3fixture
+            if not s3fixture.swift_available():
+                self.notes.append('s3: Swift is not installed (tox -e '
+                                  's3-swift installs it); skipped')
+                return None
+            swift = s3fixture.SwiftServer()
+            swift.setUp()
+            bucket = swift.make_bucket('imgmw-bench')
+            return (S3_STORE % dict(endpoint=swift.endpoint,
+                                    access=swift.access_key,
+                                    secret=swift.secret_key,
+                                    bucket=bucket),
+                    swift.cleanUp)
         moto = shutil.which('moto_server', path=BIN_DIR)
         if moto is None:
             self.notes.append('s3: moto_server is not installed; skipped')
-            return
+            return None
         port = free_port()
         process = subprocess.Popen(
             [moto, '-H', '127.0.0.1', '-p', str(port)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
-        size = self.args.s3_size
-        names = {}
         try:
             wait_port(port, process, 'moto_server')
-            for parts in (S3_PARALLEL_PARTS, 1):
-                names[parts] = 'peak RSS, %s upload to s3%s' % (
-                    _size_name(size),
-                    '' if parts > 1 else ', one part at a time')
-                server = ApiServer(
-                    self.pipelines, 'full',
-                    tempfile.mkdtemp(prefix='s3-', dir=self.state_dir),
-                    self.work, self.args.server_args.split(),
-                    options={'enabled_backends': 's3:s3',
-                             'default_backend': 's3'},
-                    extra_config=S3_STORE % (port, parts))
-                try:
-                    self._peak_rss(names[parts], server, size)
-                finally:
-                    server.stop()
-        finally:
+        except BaseException:
             stop_process(process)
+            raise
+        return (S3_STORE % dict(endpoint='http://127.0.0.1:%d' % port,
+                                access='bench', secret='bench',
+                                bucket='imgmw-bench'),
+                functools.partial(stop_process, process))
+
+    def _s3_uploads(self, store: str) -> None:
+        size = self.args.s3_size
+        names = {}
+        for parts in (S3_PARALLEL_PARTS, 1):
+            names[parts] = 'peak RSS, %s upload to s3%s' % (
+                _size_name(size),
+                '' if parts > 1 else ', one part at a time')
+            server = ApiServer(
+                self.pipelines, 'full',
+                tempfile.mkdtemp(prefix='s3-', dir=self.state_dir),
+                self.work, self.args.server_args.split(),
+                options={'enabled_backends': 's3:s3',
+                         'default_backend': 's3'},
+                extra_config=store + S3_PARTS % parts)
+            try:
+                self._peak_rss(names[parts], server, size)
+            finally:
+                server.stop()
         parallel = self.results[names[S3_PARALLEL_PARTS] + ', rate']
         serial = self.results[names[1] + ', rate']
         ratio = parallel['median'] / serial['median']
@@ -1237,13 +1278,13 @@ S3_PARALLEL_PARTS = 2
 
 S3_STORE = """
 [store:s3]
-s3_store_host = http://127.0.0.1:%d
-s3_store_access_key = bench
-s3_store_secret_key = bench
-s3_store_bucket = imgmw-bench
+s3_store_host = %(endpoint)s
+s3_store_access_key = %(access)s
+s3_store_secret_key = %(secret)s
+s3_store_bucket = %(bucket)s
 s3_store_create_bucket_on_put = true
-s3_store_thread_pools = %d
 """
+S3_PARTS = "s3_store_thread_pools = %d\n"
 
 
 def _size_name(size: int) -> str:
