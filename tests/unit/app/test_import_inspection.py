@@ -10,16 +10,22 @@ import os
 
 from imgmw import environ as keys
 from imgmw.filters import inspect
+from tests.unit.app import test_api
 from tests.unit.app import test_import
 from tests.unit.filters import test_inspect as images
 
 
 MiB = 1 << 20
 
+#: Images of several MiB: read in 64 KiB pieces, not the 4 bytes of the
+#: app's other tests (the inspect filter's tests cross every boundary).
+OPTIONS = dict(test_api.OPTIONS, read_chunk_size=64 * 1024)
+
 
 class ImportInspectionTest(test_import.ImportTestCase):
 
     options = {}
+    app_options = OPTIONS
 
     def setUp(self):
         super().setUp()
@@ -111,6 +117,8 @@ class ImportInspectionTest(test_import.ImportTestCase):
 
 class MatchNotRequiredTest(test_import.ImportTestCase):
     """``require_image_format_match = false`` of the filter applies."""
+
+    app_options = OPTIONS
 
     def setUp(self):
         super().setUp()

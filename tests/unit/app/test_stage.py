@@ -30,6 +30,9 @@ DATA = b'staged image data, not yet imported'
 class StagingAppTestCase(test_api.AppTestCase):
     """A data app with a staging area; imports run synchronously."""
 
+    #: The data app's options (4-byte reads, to cross every boundary).
+    app_options = test_api.OPTIONS
+
     def setUp(self):
         super().setUp()
         self.staging_dir = os.path.realpath(
@@ -49,7 +52,7 @@ class StagingAppTestCase(test_api.AppTestCase):
         self.store_set = api.StoreSet(by_id, default, self.multi_store,
                                       self.staging)
         self.app = api.DataApp(self.registry, self.store_set,
-                               test_api.OPTIONS)
+                               self.app_options)
         self.spawned = []
         self.app.spawn = self.run_now
 
