@@ -239,6 +239,25 @@ class TestKill(CrashTest):
         self.assert_left_nothing(restarted, image_id)
         self.assert_retry_succeeds(restarted, image_id, BIG)
 
+    def test_node_killed_during_an_upload_frees_its_quota(self):
+        """Issue 17 item 3: a killed upload does not hold the quota.
+
+        ``user_storage_quota`` holds one 200 MiB upload, not two. After
+        kill -9 and a restart, the project's next upload (of another image)
+        is stored at once: the dead upload's reservation no longer counts,
+        where waiting for ``reservation_ttl`` would have made it a 413.
+        """
+        node = self.start_node(user_storage_quota='300MB')
+        image_id = self.create_image(node)
+        upload = self.half_upload(node, image_id, BIG)
+        node.kill()
+        upload.close()
+
+        restarted = self.start_node(user_storage_quota='300MB')
+        self.assert_left_nothing(restarted, image_id)
+        self.assert_retry_succeeds(restarted, self.create_image(restarted),
+                                   BIG)
+
     def test_worker_killed_master_replaces_it(self):
         """The streaming worker dies alone; its replacement recovers.
 
