@@ -428,16 +428,19 @@ class CopyJob:
         algorithms = ['md5']
         if record['os_hash_algo']:
             algorithms.append(record['os_hash_algo'])
-        hasher = hashing.MultiHasher(algorithms,
-                                     block_size=hashing.BLOCK_SIZE)
         source, recorded = self.open_source(record)
+        # A source verified by blocks has, when read whole, the recorded
+        # block digests: they are the copy's, not computed again.
+        hasher = hashing.MultiHasher(
+            algorithms,
+            block_size=None if recorded is not None else hashing.BLOCK_SIZE)
         with contextlib.closing(source):
             reader = CopyReader(source, hasher, self.beat,
                                 self.app.heartbeat_interval)
             stored = target.add(self.image_id, reader, self.app.chunk_size)
-        blocks = hasher.block_digests()
+        blocks = recorded if recorded is not None else hasher.block_digests()
         try:
-            self.verify(record, stored, hasher, recorded, blocks)
+            self.verify(record, stored, hasher)
             recorded_now = self.registry.copy_done(
                 self.image_id, self.task_id, store_id,
                 {'store': store_id, 'url': stored.url, 'blocks': blocks},
@@ -453,13 +456,13 @@ class CopyJob:
                  stored.size, store_id)
 
     def verify(self, record: typing.Mapping, stored: stores.Stored,
-               hasher: hashing.MultiHasher,
-               recorded: typing.Optional[hashing.BlockDigests],
-               blocks: typing.Optional[hashing.BlockDigests]) -> None:
+               hasher: hashing.MultiHasher) -> None:
         """The copy against the image's record.
 
-        :raises CopyFailed: size, checksum, multihash or block digests
-            differ.
+        Its blocks were checked as they were read, when the source has
+        block digests (:class:`imgmw.app.blocks.VerifiedSlice`).
+
+        :raises CopyFailed: size, checksum or multihash differ.
         """
         if stored.size != (record['size'] or 0):
             raise CopyFailed('%d bytes copied, the image has %s'
@@ -473,9 +476,6 @@ class CopyJob:
                 record['os_hash_value']):
             raise CopyFailed('the data copied does not match the image\'s '
                              '%s' % algo)
-        if recorded is not None and blocks != recorded:
-            raise CopyFailed('the data copied does not match the block '
-                             'digests of its source')
 
     def discard(self, store: stores.Store, url: str) -> None:
         try:
