@@ -8,7 +8,10 @@ An upload is written to a hidden temporary file in the same directory
 (``.<id>.<random>.partial``), flushed to disk with ``fsync``, renamed to its
 final name and the directory entry made durable: a crash leaves either no
 file under the final name or the whole data. Any failure removes the
-temporary file before the error propagates. Downloads open the file and
+temporary file before the error propagates. A thread of the upload's own
+writes each chunk while the request's thread reads (and the filters hash)
+the next, so that the write does not add to the hashes' time; at most two
+chunks are held. Downloads open the file and
 hand the server a bounded file-like object; for a whole-file read it has
 ``fileno()``, so servers with sendfile (gunicorn) use it.
 
@@ -30,6 +33,7 @@ Errors: ``ENOSPC``, ``EFBIG`` and ``EDQUOT`` are :class:`StorageFull`
 :class:`StorageUnavailable` (503).
 """
 
+import concurrent.futures
 import errno
 import glob
 import logging
@@ -135,16 +139,39 @@ class FilesystemStore(stores.Store):
         return stores.Stored(SCHEME + final, size)
 
     def _copy(self, reader: stores.Reader, out, chunk_size: int) -> int:
+        """Copy ``reader`` into ``out``, one chunk written as the next is read.
+
+        A thread of the upload's own writes each chunk while the request's
+        thread reads (and the filters hash) the next one: the write into
+        the filesystem no longer adds to the time of the hashes. At most
+        two chunks are held; a write's failure is raised at the next read.
+        """
         size = 0
-        while True:
-            chunk = reader.read(chunk_size)
-            if not chunk:
-                return size
-            view = memoryview(chunk)
-            while view:
-                written = self._call(out.write, view)
-                view = view[written:]
-            size += len(chunk)
+        pending = None
+        with concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix='imgmw-store-write'
+        ) as writer:
+            try:
+                while True:
+                    chunk = reader.read(chunk_size)
+                    if pending is not None:
+                        pending, done = None, pending
+                        done.result()
+                    if not chunk:
+                        return size
+                    pending = writer.submit(self._write_all, out, chunk)
+                    size += len(chunk)
+            finally:
+                if pending is not None:
+                    # The body failed: its last write ends before the
+                    # caller removes the file.
+                    concurrent.futures.wait([pending])
+
+    def _write_all(self, out, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            written = self._call(out.write, view)
+            view = view[written:]
 
     def _sync_directory(self) -> None:
         fd = self._call(os.open, self.datadir, os.O_RDONLY | os.O_DIRECTORY)

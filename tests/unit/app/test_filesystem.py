@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from unittest import mock
 
 import fixtures
@@ -104,6 +105,85 @@ class FilesystemStoreTest(testtools.TestCase):
             'os.fsync', side_effect=OSError(errno.ENOSPC, 'full')))
         err = self.assertRaises(stores.StorageFull, self.add, b'abc')
         self.assertEqual('store fast: No space left on device', str(err))
+        self.assertEqual([], os.listdir(self.datadir))
+
+    def test_each_chunk_is_written_while_the_next_is_read(self):
+        written = []
+        real_write = filesystem.FilesystemStore._write_all
+
+        def write_all(store, out, chunk):
+            written.append((threading.current_thread().name, bytes(chunk)))
+            real_write(store, out, chunk)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'imgmw.app.stores.filesystem.FilesystemStore._write_all',
+            write_all))
+        data = os.urandom(4096 * 5 + 7)
+        stored = self.add(data, chunk_size=4096)
+        self.assertEqual(len(data), stored.size)
+        with open(os.path.join(self.datadir, IMAGE_ID), 'rb') as f:
+            self.assertEqual(data, f.read())
+        # In order, by the upload's writer thread, never the reader's.
+        self.assertEqual(data, b''.join(chunk for _, chunk in written))
+        self.assertEqual({'imgmw-store-write'},
+                         {name.rsplit('_', 1)[0] for name, _ in written})
+
+    def test_a_failed_write_fails_the_upload_at_the_next_read(self):
+        reads = []
+
+        class Reader(io.BytesIO):
+            def read(self, size=-1):
+                reads.append(size)
+                return super().read(size)
+
+        real_write = filesystem.FilesystemStore._write_all
+        calls = []
+
+        def write_all(store, out, chunk):
+            calls.append(len(chunk))
+            if len(calls) == 2:
+                store._call(self._raise, OSError(errno.ENOSPC, 'full'))
+            real_write(store, out, chunk)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'imgmw.app.stores.filesystem.FilesystemStore._write_all',
+            write_all))
+        reader = Reader(b'x' * 100)
+        self.assertRaises(stores.StorageFull, self.store.add, IMAGE_ID,
+                          reader, 10)
+        # The second chunk's write failed; the upload stopped after the
+        # third read, not at the end of the body.
+        self.assertEqual(2, len(calls))
+        self.assertEqual(3, len(reads))
+        self.assertEqual([], os.listdir(self.datadir))
+
+    @staticmethod
+    def _raise(err):
+        raise err
+
+    def test_a_failed_read_waits_for_the_pending_write(self):
+        gate = threading.Event()
+        finished = []
+        real_write = filesystem.FilesystemStore._write_all
+
+        def slow_write(store, out, chunk):
+            gate.wait(5)
+            real_write(store, out, chunk)
+            finished.append(len(chunk))
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'imgmw.app.stores.filesystem.FilesystemStore._write_all',
+            slow_write))
+
+        class Reader(BrokenReader):
+            def read(self, size=-1):
+                if self.tell() >= self.fail_after:
+                    threading.Timer(0.05, gate.set).start()
+                return super().read(size)
+
+        reader = Reader(b'x' * 100, 10, ValueError('boom'))
+        self.assertRaises(ValueError, self.store.add, IMAGE_ID, reader, 10)
+        self.assertEqual([10], finished)
         self.assertEqual([], os.listdir(self.datadir))
 
     def test_unwritable_directory_is_storage_unavailable(self):
