@@ -113,6 +113,10 @@ START_TIMEOUT = 60
 REQUEST_TIMEOUT = 600
 RSS_INTERVAL = 0.05
 
+#: The machine's write of the test data into the state directory's
+#: filesystem, where the file store keeps the uploads.
+WRITE_BASELINE = 'write into the store\'s filesystem'
+
 #: (figure, baseline, target ratio or None, what the target is).
 TARGETS = (
     ('upload Content-Length', 'md5 then sha512, one thread', 1.0),
@@ -368,6 +372,38 @@ def hash_baseline(data: TestData, chunk: int = MiB
         cpu = time.process_time() - cpu
     if md5.hexdigest() != data.md5:
         raise BenchError('baseline MD5 differs from the data file\'s')
+    return elapsed, cpu
+
+
+def write_baseline(data: TestData, directory: str, chunk: int = MiB
+                   ) -> typing.Tuple[float, float]:
+    """Seconds (wall, CPU) to write the data into a new file of ``directory``.
+
+    What any store on that filesystem pays for the bytes alone: 1 MiB
+    writes from the page-cached data, then ``fsync``; the file is removed.
+    On a virtual machine whose freed memory goes back to the host (a
+    balloon's free page reporting), writing into fresh page cache or tmpfs
+    pages is at times several times slower than at others: the upload
+    section measures this in every repeat beside the uploads.
+    """
+    path = os.path.join(directory, 'bench-write-baseline')
+    with data.view() as view:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            cpu = time.process_time()
+            started = time.perf_counter()
+            for start in range(0, data.size, chunk):
+                with view[start:start + chunk] as piece:
+                    done = 0
+                    while done < len(piece):
+                        with piece[done:] as rest:
+                            done += os.write(fd, rest)
+            os.fsync(fd)
+            elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+        finally:
+            os.close(fd)
+            os.unlink(path)
     return elapsed, cpu
 
 
@@ -950,10 +986,25 @@ class Bench:
             variants += [('Glance: upload Content-Length', 'glance', False),
                          ('Glance: upload chunked', 'glance', True)]
         timings = {figure: [] for figure, _, _ in variants}
-        # Interleaved, so that a drift of the machine hits every variant.
+        writes = []
+        # Interleaved, so that a drift of the machine hits every variant
+        # and the write baseline of the same repeat.
         for _ in range(repeats):
+            writes.append(write_baseline(data, self.state_dir))
             for figure, variant, chunked in variants:
                 timings[figure].append(self._timed_upload(variant, chunked))
+        # Repeat by repeat: a slow upload beside a slow write is the
+        # machine's filesystem, not the pipeline.
+        for index, (write, _) in enumerate(writes):
+            print('  repeat %d: %s %.0f MiB/s; %s' % (
+                index + 1, WRITE_BASELINE, data.size / MiB / write,
+                ', '.join('%s %.0f' % (figure, data.size / MiB
+                                       / timings[figure][index][0])
+                          for figure, _, _ in variants)), flush=True)
+        self.record(WRITE_BASELINE, median_rate(
+            [wall for wall, _ in writes], data.size))
+        self.record_cpu('CPU, ' + WRITE_BASELINE,
+                        [cpu for _, cpu in writes], data.size)
         for figure, _, _ in variants:
             self.record(figure, median_rate(
                 [wall for wall, _ in timings[figure]], data.size))

@@ -3,6 +3,7 @@
 import importlib.util
 import os
 
+import fixtures
 import testtools
 
 from tests import glanceconfig
@@ -74,3 +75,21 @@ class GlanceConfigTest(testtools.TestCase):
 
     def test_bench_glance_runs_legacy_policy_defaults(self):
         self.assertIn('enforce_new_defaults = false', bench.GLANCE_POLICY)
+
+
+class WriteBaselineTest(testtools.TestCase):
+
+    def test_writes_the_data_syncs_and_removes_the_file(self):
+        work = self.useFixture(fixtures.TempDir()).path
+        store = self.useFixture(fixtures.TempDir()).path
+        data = bench.TestData(work, 3 * bench.MiB + 5, bench.MiB)
+        synced = []
+        real_fsync = os.fsync
+        self.useFixture(fixtures.MonkeyPatch(
+            'os.fsync', lambda fd: synced.append(os.fstat(fd).st_size)
+            or real_fsync(fd)))
+        wall, cpu = bench.write_baseline(data, store)
+        self.assertEqual([data.size], synced)
+        self.assertEqual([], os.listdir(store))
+        self.assertGreater(wall, 0)
+        self.assertGreaterEqual(cpu, 0)
