@@ -66,6 +66,12 @@ Request bodies held to a minimum pace in the thread
     then trickles holds a thread for about 10 s before it is cut; many of
     those at once still call for a front proxy.
 
+New connections spread across the workers
+    The workers share a small table of the connections each holds
+    (:mod:`imgmw.cmd.balance`); a worker that holds more than another
+    leaves a new connection to it for 10 ms, then takes it if it still
+    waits. Kept-alive clients no longer end up all on one worker.
+
 Verified downloads with sendfile
     A download verified block by block goes out with verify-then-sendfile
     (:mod:`imgmw.cmd.sendfile`): each block is checked in a reused buffer,
@@ -101,6 +107,7 @@ from gunicorn.http import message
 from gunicorn.http import parser
 from gunicorn.workers import gthread
 
+from imgmw.cmd import balance
 from imgmw.cmd import body_guard
 from imgmw.cmd import lean_body
 from imgmw.cmd import sendfile
@@ -217,6 +224,9 @@ class ThreadWorker(gthread.ThreadWorker):
     #: Least seconds between two releases of free memory.
     release_interval = 1.0
 
+    #: This worker's side of the table of connections (none with TLS).
+    balancer = None
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         #: Connections whose head is read by the event loop, oldest first.
@@ -237,6 +247,26 @@ class ThreadWorker(gthread.ThreadWorker):
         self.body_min_rate = getattr(args, 'body_min_rate',
                                      body_guard.BODY_MIN_RATE)
 
+    def init_process(self) -> None:
+        if not self.cfg.is_ssl:
+            self.balancer = balance.Balancer(
+                balance.TABLE, balance.TABLE.slot_of(self.age),
+                time.monotonic)
+        super().init_process()
+
+    # New connections spread across the workers (imgmw.cmd.balance).
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        if enabled and self.balancer is not None and \
+                self.balancer.deferring():
+            enabled = False
+        super().set_accept_enabled(enabled)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        if self.balancer is not None and self.balancer.deferring():
+            timeout = min(timeout, self.balancer.wait_left())
+        super().wait_for_and_dispatch_events(timeout)
+
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.wsgi = sendfile.install(
@@ -247,6 +277,10 @@ class ThreadWorker(gthread.ThreadWorker):
     def accept(self, listener) -> None:
         if self.cfg.is_ssl:
             return super().accept(listener)
+        if not self.balancer.should_accept(self.nr_conns):
+            # A less loaded worker was woken for it too.
+            self.set_accept_enabled(False)
+            return
         try:
             client, address = listener.accept()
         except OSError as err:
@@ -258,6 +292,7 @@ class ThreadWorker(gthread.ThreadWorker):
         conn = gthread.TConn(self.cfg, client, address,
                              listener.getsockname())
         conn.parser = RequestParser(self.cfg, conn.sock, conn.client)
+        self.balancer.publish(self.nr_conns)
         self.await_head(conn)
 
     def on_client_socket_readable(self, conn, client) -> None:
@@ -358,6 +393,8 @@ class ThreadWorker(gthread.ThreadWorker):
         self.cut_late(self.heads, now, REQUEST_TIMEOUT)
         self.cut_late(self.bodies, now, SLOW_BODY)
         self.release_memory(now)
+        if self.balancer is not None:
+            self.balancer.publish(self.nr_conns)
 
     def release_memory(self, now: float) -> None:
         """Give the heaps' free memory back, after requests were served.
