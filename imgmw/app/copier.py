@@ -143,13 +143,6 @@ class CopyFailed(Exception):
     """The data copied does not match the image's record."""
 
 
-def _flag(request: typing.Mapping, name: str, default: bool) -> bool:
-    value = request.get(name, default)
-    if not isinstance(value, bool):
-        raise errors.not_boolean(name)
-    return value
-
-
 def stale_after(app) -> datetime.timedelta:
     return getattr(app, 'copy_stale_after', registry_mod.DEFAULT_STALE_AFTER)
 
@@ -191,8 +184,9 @@ class CopyRequest(importer.ImportRequest):
     """
 
     def __call__(self) -> webob.Response:
-        must_succeed = _flag(self.request, 'all_stores_must_succeed', True)
-        every = _flag(self.request, 'all_stores', False)
+        must_succeed = importer.flag(self.request,
+                                     'all_stores_must_succeed', True)
+        every = importer.flag(self.request, 'all_stores', False)
         record = self.app.visible(self.req, self.image_id)
         if record['status'] != 'active':
             raise errors.copy_needs_active()
