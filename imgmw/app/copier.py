@@ -85,9 +85,11 @@ also checks that the copy still holds the lock and that the image's data
 is unchanged; the store leaves ``os_glance_importing_to_stores``. A store
 whose copy fails keeps no data (the store removes a partial write; a
 complete one that does not verify is deleted) and joins
-``os_glance_failed_import``. With ``all_stores_must_succeed`` (the
-default), the first failure ends the copy and the stores copied by it are
-removed again; with ``false`` the copy goes on with the next store. At the
+``os_glance_failed_import`` (the registry writes both lists, for the
+``glance-direct`` import too: :mod:`imgmw.app.registry`). With
+``all_stores_must_succeed`` (the default), the first failure ends the
+copy and the stores copied by it are removed again; with ``false`` the
+copy goes on with the next store. At the
 end the lock is released and the task records ``success`` or ``failure``.
 
 The job refreshes its task every ``heartbeat_interval`` seconds, with

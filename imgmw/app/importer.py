@@ -88,21 +88,19 @@ again.
 is one transaction of the registry, which alone writes these properties,
 for the ``copy-image`` copy too, :mod:`imgmw.app.copier`):
 
-===============================  ==========================  ===============
-moment                           ``os_glance_importing_to_   ``os_glance_
-                                 stores``                    failed_import``
-===============================  ==========================  ===============
-accepted (``importing``)         the stores, sorted, comma-  the stores
-                                 separated                   removed from it
-a store took the data (its       the store removed           unchanged
-location is recorded: the
-image's ``stores`` grows)
-a store failed                   the store removed           the store added
-the import succeeded             ``""``                      the stores that
-(``active``)                                                 failed
-the import failed (``queued``)   ``""``                      the stores that
-                                                             failed
-===============================  ==========================  ===============
+the import is accepted (``importing``)
+    ``os_glance_importing_to_stores``: its stores; they leave
+    ``os_glance_failed_import``.
+a store took the data
+    its location is recorded (the image's ``stores`` grows) and it leaves
+    ``os_glance_importing_to_stores``, in one transaction.
+a store failed
+    it leaves ``os_glance_importing_to_stores`` and joins
+    ``os_glance_failed_import``.
+the import ends (``active`` or ``queued``)
+    ``os_glance_importing_to_stores`` is ``""``;
+    ``os_glance_failed_import`` lists the stores that failed (an earlier
+    import's too, unless this one tried them again).
 
 Both lists are sorted, without duplicates, and written even when empty
 (``""``), as Glance writes them; an image that was never imported has
