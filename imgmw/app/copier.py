@@ -85,9 +85,11 @@ also checks that the copy still holds the lock and that the image's data
 is unchanged; the store leaves ``os_glance_importing_to_stores``. A store
 whose copy fails keeps no data (the store removes a partial write; a
 complete one that does not verify is deleted) and joins
-``os_glance_failed_import``. With ``all_stores_must_succeed`` (the
-default), the first failure ends the copy and the stores copied by it are
-removed again; with ``false`` the copy goes on with the next store. At the
+``os_glance_failed_import`` (the registry writes both lists, for the
+``glance-direct`` import too: :mod:`imgmw.app.registry`). With
+``all_stores_must_succeed`` (the default), the first failure ends the
+copy and the stores copied by it are removed again; with ``false`` the
+copy goes on with the next store. At the
 end the lock is released and the task records ``success`` or ``failure``.
 
 The job refreshes its task every ``heartbeat_interval`` seconds, with
@@ -143,13 +145,6 @@ class CopyFailed(Exception):
     """The data copied does not match the image's record."""
 
 
-def _flag(request: typing.Mapping, name: str, default: bool) -> bool:
-    value = request.get(name, default)
-    if not isinstance(value, bool):
-        raise errors.not_boolean(name)
-    return value
-
-
 def stale_after(app) -> datetime.timedelta:
     return getattr(app, 'copy_stale_after', registry_mod.DEFAULT_STALE_AFTER)
 
@@ -191,8 +186,9 @@ class CopyRequest(importer.ImportRequest):
     """
 
     def __call__(self) -> webob.Response:
-        must_succeed = _flag(self.request, 'all_stores_must_succeed', True)
-        every = _flag(self.request, 'all_stores', False)
+        must_succeed = importer.flag(self.request,
+                                     'all_stores_must_succeed', True)
+        every = importer.flag(self.request, 'all_stores', False)
         record = self.app.visible(self.req, self.image_id)
         if record['status'] != 'active':
             raise errors.copy_needs_active()

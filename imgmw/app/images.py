@@ -68,7 +68,8 @@ RESERVED = ('location', 'locations', 'deleted', 'deleted_at')
 RESERVED_PREFIX = 'os_glance'
 
 #: The service's own properties an image shows, as Glance: the progress of
-#: a copy between stores (:mod:`imgmw.app.copier`).
+#: an import or a copy between stores (:mod:`imgmw.app.importer`,
+#: :mod:`imgmw.app.copier`).
 SHOWN_RESERVED = ('os_glance_import_task', 'os_glance_importing_to_stores',
                   'os_glance_failed_import')
 

@@ -63,21 +63,57 @@ Checks, in this order:
 Stores: with multi-store on, ``X-Image-Meta-Store`` (validated by the
 ``stores`` filter, which publishes ``environ['imgmw.store']``), or
 ``"stores": [...]`` in the body, or ``"all_stores": true``; without any,
-``default_backend``. With several stores, the import succeeds only when
-every store took the data (Glance's ``all_stores_must_succeed``). With
-multi-store off these are ignored and the one store is used.
+``default_backend``. With multi-store off these are ignored and the one
+store is used. ``all_stores_must_succeed`` (default true; 400 ``'<f>' must
+be boolean value only`` when not a boolean, checked before the image
+lookup, as Glance) decides what a store that fails does: with true it
+fails the import; with false the import goes on with the next store, and
+succeeds when at least one store took the data.
 
-The move reads the staged file once per store and computes MD5 and the
-multihash (``hashing_algorithm`` of ``[DEFAULT]``, as the checksum filter)
-on the first pass, with :class:`imgmw.hashing.MultiHasher`; it refreshes
-the registry's heartbeat every ``heartbeat_interval`` seconds. At the end,
-``importing`` to ``active`` records size, checksums, ``virtual_size`` and
-the locations, and the staged file is removed. With the inspect filter in
-the pipeline, the first pass also inspects the format of the data, and a
-refusal fails the import before it commits (:mod:`imgmw.app.inspection`);
-``virtual_size`` is then the inspection's, else the size for ``raw``. On any
-failure the data written is removed, the image returns to ``queued`` and
-the staged file is removed (contract section 9): the client stages again.
+The move reads the staged file once per store, in the order of the
+request, and computes MD5 and the multihash (``hashing_algorithm`` of
+``[DEFAULT]``, as the checksum filter) on the first pass that succeeds,
+with :class:`imgmw.hashing.MultiHasher`; it refreshes the registry's
+heartbeat every ``heartbeat_interval`` seconds. At the end, ``importing``
+to ``active`` records size, checksums and ``virtual_size``, and the staged
+file is removed. With the inspect filter in the pipeline, that pass also
+inspects the format of the data, and a refusal fails the import whatever
+``all_stores_must_succeed`` says (:mod:`imgmw.app.inspection`);
+``virtual_size`` is then the inspection's, else the size for ``raw``. On
+a failure the data written is removed, the image returns to ``queued``
+and the staged file is removed (contract section 9): the client stages
+again.
+
+**The stores' progress**, on the image as Glance 33 shows it (each change
+is one transaction of the registry, which alone writes these properties,
+for the ``copy-image`` copy too, :mod:`imgmw.app.copier`):
+
+the import is accepted (``importing``)
+    ``os_glance_importing_to_stores``: its stores; they leave
+    ``os_glance_failed_import``.
+a store took the data
+    its location is recorded (the image's ``stores`` grows) and it leaves
+    ``os_glance_importing_to_stores``, in one transaction.
+a store failed
+    it leaves ``os_glance_importing_to_stores`` and joins
+    ``os_glance_failed_import``.
+the import ends (``active`` or ``queued``)
+    ``os_glance_importing_to_stores`` is ``""``;
+    ``os_glance_failed_import`` lists the stores that failed (an earlier
+    import's too, unless this one tried them again).
+
+Both lists are sorted, without duplicates, and written even when empty
+(``""``), as Glance writes them; an image that was never imported has
+neither. With ``all_stores_must_succeed`` true, a failed import forgets
+the locations of the stores that had taken the data (their data is
+removed) without listing them as failed; the stores not yet tried leave
+``os_glance_importing_to_stores`` too, where Glance leaves them listed
+for good (and counts the image as being imported in its quota usage). A
+recovered import (a dead worker, below) also empties the list. The quota
+usage (:mod:`imgmw.app.usage`) counts the image's size once per store
+listed or recorded as a location, so each store of a running import
+counts exactly once: it leaves the list in the transaction that records
+its location.
 If the worker dies meanwhile, the image stays ``importing`` with a dead
 holder; start-up of the API and ``imgmw-manage recover`` return it to
 ``queued`` and remove its staged and partial data.
@@ -151,6 +187,17 @@ def parse_body(request: typing.Any,
     return request
 
 
+def flag(request: typing.Mapping, name: str, default: bool) -> bool:
+    """A boolean of the import request, e.g. ``all_stores``.
+
+    :raises webob.exc.HTTPException: 400, as Glance, when not a boolean.
+    """
+    value = request.get(name, default)
+    if not isinstance(value, bool):
+        raise errors.not_boolean(name)
+    return value
+
+
 def requested_stores(request: typing.Mapping, environ: dict,
                      store_set) -> typing.List[str]:
     """The ids of the stores to import into; rows 6 and 7."""
@@ -209,6 +256,7 @@ class ImportRequest:
         request = self.request
         if request is None:
             request = parse_body(images.read_json(self.req))
+        must_succeed = flag(request, 'all_stores_must_succeed', True)
         record = self.app.visible(self.req, self.image_id)
         self.app.authorize(self.req, 'modify_image',
                            images.policy_target(record))
@@ -221,12 +269,14 @@ class ImportRequest:
         release = self.reserve_quota(record, len(store_ids))
         holder = registry_mod.holder_id()
         try:
-            self.start(holder)
+            self.start(holder, store_ids)
         finally:
-            # Importing, its bytes count as stored: or it failed to start.
+            # Importing, its bytes count as stored, once per store in
+            # os_glance_importing_to_stores: or it failed to start.
             release()
-        job = ImportJob(self.app, record, store_ids, holder)
-        job.scan = inspection.scan_for(self.req.environ, record)
+        job = ImportJob(self.app, record, store_ids, holder, must_succeed)
+        environ = self.req.environ
+        job.new_scan = lambda: inspection.scan_for(environ, record)
         job.task_id = tasks.start(self.registry, self.req.environ,
                                   self.app.context(self.req), self.image_id,
                                   request, store_ids)
@@ -285,10 +335,15 @@ class ImportRequest:
         return reserve(project_id, self.image_id,
                        self.app.stores.staging.size(self.image_id) * copies)
 
-    def start(self, holder: str) -> None:
-        """Row 12: win ``uploading`` to ``importing``."""
+    def start(self, holder: str, store_ids: typing.Sequence[str]) -> None:
+        """Row 12: win ``uploading`` to ``importing``.
+
+        The stores join ``os_glance_importing_to_stores`` and leave
+        ``os_glance_failed_import`` in the same transaction.
+        """
         importing = self.registry.transition(self.image_id, 'uploading',
-                                             'importing', holder=holder)
+                                             'importing', holder=holder,
+                                             stores=store_ids)
         if importing is None:
             current = self.registry.get(self.image_id)
             if current is None:
@@ -328,10 +383,16 @@ class ImportReader:
 
 
 class ImportJob:
-    """Moves a staged image into its stores (runs in a thread)."""
+    """Moves a staged image into its stores (runs in a thread).
+
+    :param must_succeed: ``all_stores_must_succeed``: the first store that
+        fails fails the import; else the import goes on with the next
+        store and succeeds when one store took the data.
+    """
 
     def __init__(self, app, record: typing.Mapping,
-                 store_ids: typing.Sequence[str], holder: str):
+                 store_ids: typing.Sequence[str], holder: str,
+                 must_succeed: bool = True):
         self.app = app
         self.registry = app.registry
         self.staging = app.stores.staging
@@ -340,26 +401,46 @@ class ImportJob:
         self.disk_format = record['disk_format']
         self.targets = [app.stores.by_id[store_id] for store_id in store_ids]
         self.holder = holder
+        self.must_succeed = must_succeed
         #: The import's task (:mod:`imgmw.app.tasks`), told how it ended.
         self.task_id = None
-        #: The inspect filter's scan of the staged data, or None
-        #: (:mod:`imgmw.app.inspection`).
-        self.scan = None
+        #: Starts the inspect filter's scan of the staged data, which
+        #: returns None without that filter (:mod:`imgmw.app.inspection`).
+        self.new_scan: typing.Callable[[], typing.Any] = lambda: None
         self.inspection = None
 
     def run(self) -> None:
         """Copy, hash and commit; on any failure clean up. Never raises."""
         written: typing.List[typing.Tuple[stores.Store, stores.Stored]] = []
         try:
-            hasher = hashing.MultiHasher(['md5', self.app.hashing_algorithm],
-                                         block_size=hashing.BLOCK_SIZE)
-            for index, store in enumerate(self.targets):
-                first = index == 0
-                stored = self.copy(store, hasher if first else None,
-                                   self.scan if first else None)
-                written.append((store, stored))
+            hasher = None
+            for store in self.targets:
+                first = not written
                 if first:
-                    self.inspection = inspection.verdict(self.scan)
+                    # Until one store took the data, each pass hashes and
+                    # inspects it.
+                    hasher = hashing.MultiHasher(
+                        ['md5', self.app.hashing_algorithm],
+                        block_size=hashing.BLOCK_SIZE)
+                scan = self.new_scan() if first else None
+                try:
+                    stored = self.copy(store, hasher if first else None,
+                                       scan)
+                except ImportLost:
+                    raise
+                except Exception as err:
+                    self.store_failed(store, err)
+                    continue
+                try:
+                    if first:
+                        self.inspection = inspection.verdict(scan)
+                    self.record(store, stored, hasher)
+                except BaseException:
+                    self.discard_data([(store, stored)])
+                    raise
+                written.append((store, stored))
+            if not written:
+                raise ImportFailed('no store took the data')
             self.commit(written, hasher)
         except BaseException as err:
             self.fail(written, err)
@@ -380,6 +461,37 @@ class ImportJob:
             raise ImportFailed('the staged data has %d bytes, the stage '
                                'recorded %s' % (stored.size, self.size))
         return stored
+
+    def record(self, store: stores.Store, stored: stores.Stored,
+               hasher: hashing.MultiHasher) -> None:
+        """The store took the data: its location, in the registry.
+
+        The store leaves ``os_glance_importing_to_stores`` in the same
+        transaction.
+
+        :raises ImportLost: the image is no longer this import's.
+        """
+        location = {'store': store.store_id, 'url': stored.url,
+                    'blocks': hasher.block_digests()}
+        if not self.registry.import_store_done(self.image_id, self.holder,
+                                               store.store_id, location):
+            raise ImportLost()
+
+    def store_failed(self, store: stores.Store, err: Exception) -> None:
+        """The store did not take the data: it is listed as failed.
+
+        It joins ``os_glance_failed_import``.
+
+        :raises: ``err`` again when every store must succeed.
+        :raises ImportLost: the image is no longer this import's.
+        """
+        LOG.error('Image %s: import into store %s failed: %s: %s',
+                  self.image_id, store.store_id, type(err).__name__, err)
+        if not self.registry.import_store_done(self.image_id, self.holder,
+                                               store.store_id):
+            raise ImportLost()
+        if self.must_succeed:
+            raise err
 
     def commit(self, written, hasher) -> None:
         values = {

@@ -47,6 +47,20 @@ releases the hold. An ``uploading`` image without a holder is staged and
 waits for its import: it is never stale. Leaving ``uploading`` or
 ``importing`` for ``queued`` or ``active`` forgets the stage host.
 
+**The stores of an import or a copy.** The registry alone keeps Glance's
+:data:`IMPORTING_PROPERTY` (the stores still being written) and
+:data:`FAILED_PROPERTY` (those that failed), for the ``glance-direct``
+import and the ``copy-image`` copy alike, each change in the transaction
+that changes the image: the stores join the first and leave the second
+when the import enters ``importing`` (:meth:`Registry.transition`) or the
+copy takes the image's lock (:meth:`Registry.lock_for_copy`); a store
+leaves the first in the transaction that records its location, or joins
+the second when its copy fails (:meth:`Registry.import_store_done`,
+:meth:`Registry.copy_done`); the rest leave the first when the import
+leaves ``importing`` (committed, failed or recovered) or the copy unlocks.
+A store is thus always counted once by the quota's usage
+(:mod:`imgmw.app.usage`): being written, or as a location.
+
 **Errors.** A database that cannot be reached (connection refused, server
 gone, SQLite file locked past the timeout or unreadable) raises
 :class:`RegistryUnavailable`, which the app answers with 503 ``Image
@@ -574,12 +588,8 @@ class Registry:
                 return 'busy'
             _set_property(connection, image_id, IMPORT_TASK_PROPERTY,
                           task_id)
-            _set_property(connection, image_id, IMPORTING_PROPERTY,
-                          merge_stores(properties.get(IMPORTING_PROPERTY),
-                                       store_ids, stale_stores))
-            _set_property(connection, image_id, FAILED_PROPERTY,
-                          merge_stores(properties.get(FAILED_PROPERTY), (),
-                                       list(store_ids) + list(stale_stores)))
+            _stores_begin(connection, image_id, store_ids, stale_stores,
+                          properties)
             _touch(connection, image_id)
             return 'locked'
 
@@ -600,35 +610,45 @@ class Registry:
         :returns: False when nothing was recorded (lock lost, image
             deleted or changed): the caller removes the data it wrote.
         """
-        table = models.image_locations
         with self._transaction(write=True) as connection:
             record = _load(connection, image_id, for_update=True)
             if (record is None or record['status'] == 'deleted'
                     or record['properties'].get(IMPORT_TASK_PROPERTY)
                     != task_id):
                 return False
-            properties = record['properties']
-            if location is not None:
-                if (record['status'] not in ('active', 'deactivated')
-                        or record['checksum'] != checksum
-                        or any(known['store'] == store_id
-                               for known in record['locations'])):
-                    return False
-                last = connection.execute(
-                    sa.select(sa.func.max(table.c.position))
-                    .where(table.c.image_id == image_id)).scalar()
-                connection.execute(table.insert().values(
-                    image_id=image_id,
-                    position=0 if last is None else last + 1,
-                    store=location['store'], url=location['url'],
-                    **_block_columns(location.get('blocks'))))
-            else:
-                _set_property(connection, image_id, FAILED_PROPERTY,
-                              merge_stores(properties.get(FAILED_PROPERTY),
-                                           [store_id]))
-            _set_property(connection, image_id, IMPORTING_PROPERTY,
-                          merge_stores(properties.get(IMPORTING_PROPERTY),
-                                       (), [store_id]))
+            if location is not None and (
+                    record['status'] not in ('active', 'deactivated')
+                    or record['checksum'] != checksum
+                    or any(known['store'] == store_id
+                           for known in record['locations'])):
+                return False
+            _store_over(connection, image_id, store_id, location,
+                        record['properties'])
+            _touch(connection, image_id)
+            return True
+
+    @_retried
+    def import_store_done(self, image_id: str, holder: str, store_id: str,
+                          location: typing.Optional[typing.Mapping] = None
+                          ) -> bool:
+        """One store of ``holder``'s ``glance-direct`` import is over.
+
+        As :meth:`copy_done`, for an image ``importing`` held by
+        ``holder``: with ``location`` the store's data is recorded
+        (after the other locations), without it the store joins
+        :data:`FAILED_PROPERTY`; either way it leaves
+        :data:`IMPORTING_PROPERTY`. The image stays ``importing``.
+
+        :returns: False when nothing was recorded (the image was
+            deleted, recovered, or is held by another process).
+        """
+        with self._transaction(write=True) as connection:
+            record = _load(connection, image_id, for_update=True)
+            if (record is None or record['status'] != 'importing'
+                    or record['holder'] != holder):
+                return False
+            _store_over(connection, image_id, store_id, location,
+                        record['properties'])
             _touch(connection, image_id)
             return True
 
@@ -646,9 +666,8 @@ class Registry:
                     IMPORT_TASK_PROPERTY) != task_id):
                 return False
             _set_property(connection, image_id, IMPORT_TASK_PROPERTY, None)
-            _set_property(connection, image_id, IMPORTING_PROPERTY,
-                          merge_stores(record['properties'].get(
-                              IMPORTING_PROPERTY), (), store_ids))
+            _stores_end(connection, image_id, store_ids,
+                        record['properties'])
             _touch(connection, image_id)
             return True
 
@@ -715,7 +734,8 @@ class Registry:
     @_retried
     def transition(self, image_id: str, from_status: str, to_status: str,
                    values: typing.Optional[typing.Mapping] = None,
-                   holder: typing.Optional[str] = None
+                   holder: typing.Optional[str] = None,
+                   stores: typing.Sequence[str] = ()
                    ) -> typing.Optional[Record]:
         """Compare-and-set the status from ``from_status`` to ``to_status``.
 
@@ -726,7 +746,9 @@ class Registry:
         checksums, locations and holder. Entering ``saving``,
         ``uploading`` or ``importing`` records ``holder`` (default:
         :func:`holder_id`) and starts its heartbeat; leaving them clears
-        it.
+        it. Entering ``importing``, the import's ``stores`` join
+        :data:`IMPORTING_PROPERTY` and leave :data:`FAILED_PROPERTY`;
+        leaving it, every store leaves :data:`IMPORTING_PROPERTY`.
 
         :returns: the new record, or None when the image was not in
             ``from_status`` (changed meanwhile, deleted or unknown).
@@ -755,6 +777,10 @@ class Registry:
                     and to_status in ('queued', 'active')):
                 _set_property(connection, image_id, STAGE_HOST_PROPERTY,
                               None)
+            if to_status == 'importing':
+                _stores_begin(connection, image_id, stores)
+            elif from_status == 'importing':
+                _stores_end(connection, image_id)
             return _load(connection, image_id)
 
     @_retried
@@ -868,6 +894,8 @@ class Registry:
             if result.rowcount != 1:
                 return None
             _replace_locations(connection, record['id'], ())
+            if record['status'] == 'importing':
+                _stores_end(connection, record['id'])
             if record['holder']:
                 # The upload is over: so is its quota reservation.
                 quota_reservations.release_held(
@@ -1013,6 +1041,82 @@ def merge_stores(listed: typing.Optional[str],
     stores |= set(added)
     stores -= set(removed)
     return ','.join(sorted(stores))
+
+
+# The stores of an import or a copy: the one place that writes
+# IMPORTING_PROPERTY and FAILED_PROPERTY (see the module).
+
+def _properties(connection, image_id: str) -> typing.Dict[str, str]:
+    return {name: value for _, name, value in connection.execute(
+        _PROPERTIES_OF, {'ids': [image_id]})}
+
+
+def _stores_begin(connection, image_id: str,
+                  store_ids: typing.Iterable[str],
+                  cleared: typing.Iterable[str] = (),
+                  properties: typing.Optional[typing.Mapping] = None
+                  ) -> None:
+    """An import or a copy into ``store_ids`` begins.
+
+    They join :data:`IMPORTING_PROPERTY` and leave
+    :data:`FAILED_PROPERTY` (both written, as Glance, even when empty);
+    ``cleared`` (an abandoned copy's stores) leave both.
+    """
+    if properties is None:
+        properties = _properties(connection, image_id)
+    store_ids, cleared = list(store_ids), list(cleared)
+    _set_property(connection, image_id, IMPORTING_PROPERTY,
+                  merge_stores(properties.get(IMPORTING_PROPERTY),
+                               store_ids, cleared))
+    _set_property(connection, image_id, FAILED_PROPERTY,
+                  merge_stores(properties.get(FAILED_PROPERTY), (),
+                               store_ids + cleared))
+
+
+def _store_over(connection, image_id: str, store_id: str,
+                location: typing.Optional[typing.Mapping],
+                properties: typing.Mapping) -> None:
+    """One store is over: its ``location`` recorded, or it failed.
+
+    With ``location`` (``{'store', 'url', 'blocks'}``) it is added after
+    the image's others; without it the store joins
+    :data:`FAILED_PROPERTY`. Either way it leaves
+    :data:`IMPORTING_PROPERTY`, in the same transaction.
+    """
+    if location is not None:
+        table = models.image_locations
+        last = connection.execute(
+            sa.select(sa.func.max(table.c.position))
+            .where(table.c.image_id == image_id)).scalar()
+        connection.execute(table.insert().values(
+            image_id=image_id, position=0 if last is None else last + 1,
+            store=location['store'], url=location['url'],
+            **_block_columns(location.get('blocks'))))
+    else:
+        _set_property(connection, image_id, FAILED_PROPERTY,
+                      merge_stores(properties.get(FAILED_PROPERTY),
+                                   [store_id]))
+    _set_property(connection, image_id, IMPORTING_PROPERTY,
+                  merge_stores(properties.get(IMPORTING_PROPERTY), (),
+                               [store_id]))
+
+
+def _stores_end(connection, image_id: str,
+                store_ids: typing.Optional[typing.Iterable[str]] = None,
+                properties: typing.Optional[typing.Mapping] = None
+                ) -> None:
+    """``store_ids`` (None: every store) leave :data:`IMPORTING_PROPERTY`.
+
+    Nothing is written when the image has no such property.
+    """
+    if properties is None:
+        properties = _properties(connection, image_id)
+    listed = properties.get(IMPORTING_PROPERTY)
+    if listed is None:
+        return
+    _set_property(connection, image_id, IMPORTING_PROPERTY,
+                  merge_stores(listed, (), listed.split(',')
+                               if store_ids is None else store_ids))
 
 
 def _check_fields(values: typing.Mapping, allowed: typing.AbstractSet[str]

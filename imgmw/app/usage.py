@@ -5,11 +5,13 @@ a project already uses, read from the registry's ``images`` table (the
 interface is :class:`imgmw.filters.quota.usage.UsageProvider`):
 
 * stored bytes: ``size`` of its images that hold data (``active``,
-  ``deactivated``) once per copy, as Glance counts (its locations, and the
-  stores a copy-image is writing to, ``os_glance_importing_to_stores``),
-  or are being imported (``importing``: the app checked their size
-  against the storage quota before the import started); at least once
-  each;
+  ``deactivated``) or are being imported (``importing``: the app checked
+  their size against the storage quota, once per store, before the import
+  started), once per copy: its locations, and the stores a copy-image or
+  an import is writing to (``os_glance_importing_to_stores``); at least
+  once each. A store leaves that list in the transaction that records its
+  location (:mod:`imgmw.app.registry`), so each store counts once, never
+  twice, while an import or a copy runs;
 * staged bytes: ``size`` of its images staged or importing
   (``uploading``, ``importing``);
 * busy images: its ``importing`` images and those being copied (an

@@ -391,3 +391,110 @@ class MultiStoreImportTest(ImportTestCase):
         self.call(self.import_request(image['id'], body, store='fast'))
         self.assertQueuedAndEmpty(image['id'])
         self.assertEqual([], os.listdir(self.cheap_dir))
+
+
+class ImportProgressTest(ImportTestCase):
+    """The stores' progress on the image, as Glance 33 shows it."""
+
+    multi_store = True
+
+    def progress(self, image_id: str):
+        """``(importing, failed, stores recorded)`` of the image."""
+        record = self.registry.get(image_id)
+        properties = record['properties']
+        return (properties.get(registry.IMPORTING_PROPERTY),
+                properties.get(registry.FAILED_PROPERTY),
+                [location['store'] for location in record['locations']])
+
+    def import_into(self, image_id: str, stores_ids, **body):
+        body = dict(GLANCE_DIRECT, stores=list(stores_ids), **body)
+        resp = self.call(self.import_request(image_id, body, store='fast'))
+        self.assertEqual(202, resp.status_int, resp.body)
+
+    def failing(self, store) -> None:
+        self.useFixture(fixtures.MockPatchObject(
+            store, '_copy',
+            side_effect=stores.StorageUnavailable('store: EACCES')))
+
+    def test_stores_listed_when_accepted_and_emptied_at_the_end(self):
+        image = self.staged()
+        held = []
+        self.app.spawn = lambda target, name: held.append(target)
+        self.import_into(image['id'], ['fast', 'cheap'])
+        self.assertEqual(('cheap,fast', '', []), self.progress(image['id']))
+        self.assertEqual('importing', self.status_of(image['id']))
+        held[0]()
+        self.assertActive(image['id'], ['fast', 'cheap'])
+        self.assertEqual(('', '', ['fast', 'cheap']),
+                         self.progress(image['id']))
+
+    def test_a_store_leaves_the_list_as_its_location_is_recorded(self):
+        image = self.staged()
+        seen = []
+        real_add = self.cheap.add
+
+        def add(*args):
+            seen.append(self.progress(image['id']))
+            return real_add(*args)
+
+        self.useFixture(fixtures.MockPatchObject(self.cheap, 'add', add))
+        self.import_into(image['id'], ['fast', 'cheap'])
+        self.assertEqual([('cheap', '', ['fast'])], seen)
+        self.assertActive(image['id'], ['fast', 'cheap'])
+
+    def test_a_failed_store_fails_the_import_when_all_must_succeed(self):
+        image = self.staged()
+        self.failing(self.cheap)
+        self.import_into(image['id'], ['fast', 'cheap'])
+        self.assertQueuedAndEmpty(image['id'])
+        self.assertEqual([], os.listdir(self.cheap_dir))
+        # The store copied to first is forgotten, not listed as failed.
+        self.assertEqual(('', 'cheap', []), self.progress(image['id']))
+
+    def test_stores_not_tried_leave_the_list_when_the_import_fails(self):
+        image = self.staged()
+        self.failing(self.store)
+        self.import_into(image['id'], ['fast', 'cheap'])
+        self.assertQueuedAndEmpty(image['id'])
+        self.assertEqual([], os.listdir(self.cheap_dir))
+        self.assertEqual(('', 'fast', []), self.progress(image['id']))
+
+    def test_a_failed_store_is_skipped_unless_all_must_succeed(self):
+        image = self.staged()
+        self.failing(self.cheap)
+        # The failing store first: the next pass hashes the data again.
+        self.import_into(image['id'], ['cheap', 'fast'],
+                         all_stores_must_succeed=False)
+        self.assertActive(image['id'], ['fast'])
+        self.assertEqual([], os.listdir(self.cheap_dir))
+        self.assertEqual(('', 'cheap', ['fast']), self.progress(image['id']))
+
+    def test_no_store_taking_the_data_fails_the_import(self):
+        image = self.staged()
+        self.failing(self.cheap)
+        self.failing(self.store)
+        self.import_into(image['id'], ['cheap', 'fast'],
+                         all_stores_must_succeed=False)
+        self.assertQueuedAndEmpty(image['id'])
+        self.assertEqual(('', 'cheap,fast', []), self.progress(image['id']))
+
+    def test_all_stores_must_succeed_not_a_boolean_is_400(self):
+        image = self.staged()
+        body = dict(GLANCE_DIRECT, all_stores_must_succeed='false')
+        for image_id in (image['id'], 'unknown'):
+            resp = self.call(self.import_request(image_id, body,
+                                                 store='fast'))
+            self.assertEqual(400, resp.status_int)
+            self.assertIn("'all_stores_must_succeed' must be boolean value "
+                          "only", resp.json['message'])
+        self.assertEqual('uploading', self.status_of(image['id']))
+
+    def test_a_recovered_import_empties_the_list(self):
+        image = self.staged()
+        dead = '%s:1:1' % socket.gethostname()
+        self.registry.transition(image['id'], 'uploading', 'importing',
+                                 holder=dead, stores=['cheap', 'fast'])
+        self.assertEqual(('cheap,fast', '', []), self.progress(image['id']))
+        data_app.recover(self.registry, self.store_set)
+        self.assertQueuedAndEmpty(image['id'])
+        self.assertEqual(('', '', []), self.progress(image['id']))

@@ -70,3 +70,50 @@ class RegistryUsageTest(testtools.TestCase):
         self.assertEqual(7, recorded.stored_bytes)
         self.assertEqual(7, recorded.staged_bytes)
         self.assertEqual(1, recorded.busy_images)
+
+    def test_an_import_counts_each_of_its_stores_once_as_it_runs(self):
+        """Listed as being written, then as a location: never both."""
+        image = self.registry.create({'owner': OWNER})
+        image_id = image['id']
+        self.registry.transition(image_id, 'queued', 'uploading')
+        self.registry.finish_stage(
+            image_id, self.registry.get(image_id)['holder'], 7, 'h')
+        self.registry.transition(image_id, 'uploading', 'importing',
+                                 holder='me', stores=['fast', 'cheap'])
+
+        def assertUsage(stored):
+            recorded = self.usage.recorded(OWNER)
+            self.assertEqual(stored, recorded.stored_bytes)
+            self.assertEqual(7, recorded.staged_bytes)
+            self.assertEqual(1, recorded.busy_images)
+
+        assertUsage(14)
+        locations = [{'store': store, 'url': 'file:///%s/%s'
+                      % (store, image_id)} for store in ('fast', 'cheap')]
+        self.assertTrue(self.registry.import_store_done(
+            image_id, 'me', 'fast', locations[0]))
+        assertUsage(14)
+        self.assertTrue(self.registry.import_store_done(
+            image_id, 'me', 'cheap', locations[1]))
+        assertUsage(14)
+        self.registry.transition(image_id, 'importing', 'active', values={
+            'size': 7, 'checksum': 'c', 'locations': locations})
+        recorded = self.usage.recorded(OWNER)
+        self.assertEqual(14, recorded.stored_bytes)
+        self.assertEqual(0, recorded.staged_bytes)
+        self.assertEqual(0, recorded.busy_images)
+
+    def test_a_failed_import_counts_nothing_more(self):
+        image = self.registry.create({'owner': OWNER})
+        image_id = image['id']
+        self.registry.transition(image_id, 'queued', 'uploading')
+        self.registry.finish_stage(
+            image_id, self.registry.get(image_id)['holder'], 7, 'h')
+        self.registry.transition(image_id, 'uploading', 'importing',
+                                 holder='me', stores=['fast', 'cheap'])
+        self.registry.import_store_done(image_id, 'me', 'fast')
+        self.registry.transition(image_id, 'importing', 'queued')
+        recorded = self.usage.recorded(OWNER)
+        self.assertEqual((0, 0, 0), (recorded.stored_bytes,
+                                     recorded.staged_bytes,
+                                     recorded.busy_images))
