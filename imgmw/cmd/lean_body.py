@@ -117,24 +117,31 @@ class LeanBody:
             got = held
             self.pending, self.offset = b'', 0
         if reader.buf.tell():
-            parts.append(reader.buf.getvalue())
-            got += len(parts[-1])
+            held = reader.buf.getvalue()
             reader.buf = type(reader.buf)()
+            if size is not None and got + len(held) > size:
+                keep = size - got
+                self.pending, self.offset = held, keep
+                held = held[:keep]
+            parts.append(held)
+            got += len(held)
         while reader.parser and (size is None or got < size):
             try:
                 piece = next(reader.parser)
             except StopIteration:
                 reader.parser = None
                 break
+            if size is not None and got + len(piece) > size:
+                # Only the piece that goes past the read is split; its
+                # rest is kept for the next read, not copied now.
+                keep = size - got
+                parts.append(piece[:keep])
+                self.pending, self.offset = piece, keep
+                got = size
+                break
             parts.append(piece)
             got += len(piece)
-        data = parts[0] if len(parts) == 1 else b''.join(parts)
-        if size is not None and len(data) > size:
-            # Kept here, not given back to gunicorn: a small read after a
-            # large piece costs the bytes it returns, not the whole piece.
-            self.pending, self.offset = data, size
-            return data[:size]
-        return data
+        return parts[0] if len(parts) == 1 else b''.join(parts)
 
     def _give_back(self) -> None:
         """Hand bytes held here back to gunicorn's chunk reader."""
