@@ -32,7 +32,7 @@ import struct
 import typing
 
 #: Workers the table holds (a worker's slot is its age modulo this).
-SLOTS = 256
+SLOTS = 64
 
 #: Seconds a worker leaves a new connection to a less loaded one.
 DEFER = 0.01
@@ -60,11 +60,9 @@ class LoadTable:
         """Fewest connections a live worker other than ``slot``'s holds."""
         fewest = None
         mine = self.read(slot)[0]
-        for other in range(self.slots):
-            if other == slot:
-                continue
-            pid, connections = self.read(other)
-            if pid <= 0 or pid == mine or not _alive(pid):
+        for other, (pid, connections) in enumerate(
+                _SLOT.iter_unpack(self.memory)):
+            if pid <= 0 or other == slot or pid == mine or not _alive(pid):
                 continue
             if fewest is None or connections < fewest:
                 fewest = connections
