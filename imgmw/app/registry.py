@@ -38,6 +38,10 @@ and a heartbeat that the holder refreshes while it streams
 is a dead process of this host, or whose heartbeat is older than
 :data:`DEFAULT_STALE_AFTER`; ``imgmw-manage recover`` and the API's start-up
 call it, and the stores remove the partial data of the images it returns.
+A ``copy-image`` leaves its image ``active`` and holds its import lock
+(:data:`IMPORT_TASK_PROPERTY`) instead; its task records the holder, and
+:meth:`Registry.release_dead_copy` releases the lock of one found dead
+(:func:`imgmw.app.copier.recover_copies`).
 
 **Staged images.** A stage (``PUT .../stage``) streams as ``uploading``
 with a holder; :meth:`Registry.finish_stage` then records the size and the
@@ -129,7 +133,7 @@ METADATA_FIELDS = frozenset(('name', 'visibility', 'protected', 'os_hidden',
 #: JSON text.
 TASK_FIELDS = frozenset(('image_id', 'type', 'status', 'owner', 'user_id',
                          'request_id', 'input', 'result', 'message',
-                         'expires_at'))
+                         'expires_at', 'holder'))
 
 #: Fields a status change may set (:meth:`Registry.transition`).
 DATA_FIELDS = frozenset(('size', 'virtual_size', 'checksum', 'os_hash_algo',
@@ -670,6 +674,49 @@ class Registry:
                         record['properties'])
             _touch(connection, image_id)
             return True
+
+    @_retried
+    def release_dead_copy(self, image_id: str, task_id: str,
+                          seen: typing.Optional[datetime.datetime],
+                          store_ids: typing.Optional[
+                              typing.Sequence[str]] = None
+                          ) -> typing.Optional[typing.List[str]]:
+        """Release the lock of a copy found dead (recovery), unless it moved.
+
+        Compare-and-set, in one transaction with the image's row locked:
+        ``task_id`` must still hold the lock and its task must still have
+        been refreshed last at ``seen`` (None: the task was not recorded,
+        and still is not), so a copy that heartbeats meanwhile is left
+        alone. Its stores still in :data:`IMPORTING_PROPERTY` (of
+        ``store_ids``, the stores it was started for; None: any) leave it
+        and join :data:`FAILED_PROPERTY`, as for a failed copy.
+
+        :returns: the stores the copy failed in (sorted), or None when
+            nothing changed.
+        """
+        tasks = models.image_tasks
+        with self._transaction(write=True) as connection:
+            record = _load(connection, image_id, for_update=True)
+            if (record is None or record['properties'].get(
+                    IMPORT_TASK_PROPERTY) != task_id):
+                return None
+            updated_at = connection.execute(
+                sa.select(tasks.c.updated_at)
+                .where(tasks.c.id == task_id)).scalar()
+            if updated_at != seen:
+                return None
+            properties = record['properties']
+            importing = merge_stores(properties.get(IMPORTING_PROPERTY))
+            failed = [store for store in importing.split(',') if store
+                      and (store_ids is None or store in store_ids)]
+            _set_property(connection, image_id, IMPORT_TASK_PROPERTY, None)
+            _set_property(connection, image_id, IMPORTING_PROPERTY,
+                          merge_stores(importing, (), failed))
+            _set_property(connection, image_id, FAILED_PROPERTY,
+                          merge_stores(properties.get(FAILED_PROPERTY),
+                                       failed))
+            _touch(connection, image_id)
+            return failed
 
     def copies_in_progress(self) -> typing.List[Record]:
         """The images whose import lock is held (copies under way)."""
