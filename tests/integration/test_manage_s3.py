@@ -72,17 +72,18 @@ class TestSweepS3(test_manage.ManageTestCase):
     def copying(self, holder):
         """An active image in ``fast``, its copy into ``cheap`` half-way.
 
-        The copy's multipart upload is unfinished in the bucket.
+        The copy's multipart upload is unfinished in the bucket; its
+        task's id is the image's, reversed.
         """
         image_id = self.image_registry.create({})['id']
         self.image_registry.transition(image_id, 'queued', 'saving')
         self.image_registry.transition(image_id, 'saving', 'active', {
             'locations': [{'store': 'fast',
                            'url': 'file:///nowhere/%s' % image_id}]})
-        self.image_registry.lock_for_copy(image_id, 'copy-' + image_id,
+        self.image_registry.lock_for_copy(image_id, image_id[::-1],
                                           ['cheap'])
         self.image_registry.create_task({
-            'id': 'copy-' + image_id, 'image_id': image_id,
+            'id': image_id[::-1], 'image_id': image_id,
             'type': 'api_image_import', 'status': 'processing',
             'holder': holder, 'input': json.dumps({'backend': ['cheap']})})
         self.moto.client.create_multipart_upload(Bucket=self.bucket,
@@ -108,7 +109,7 @@ class TestSweepS3(test_manage.ManageTestCase):
         manage.recover(self.image_registry, datetime.timedelta(hours=1),
                        store_set.remove_partial, lines.append, store_set)
         self.assertEqual([live], self.moto.unfinished_uploads(self.bucket))
-        self.assertIn('%s: copy copy-%s released, failed in cheap'
-                      % (dead, dead), '\n'.join(lines))
+        self.assertIn('%s: copy %s released, failed in cheap'
+                      % (dead, dead[::-1]), '\n'.join(lines))
         self.assertEqual('cheap', self.image_registry.get(dead)[
             'properties'][registry.FAILED_PROPERTY])

@@ -169,8 +169,9 @@ class TestRecover(ManageTestCase):
                        for store in ('fast', 'cheap'))
         os.makedirs(fast)
         os.makedirs(cheap)
-        dead_id = self.copying(image_registry, fast, DEAD_HOLDER)
-        live_id = self.copying(image_registry, fast, registry.holder_id())
+        dead_id, dead_task = self.copying(image_registry, fast, DEAD_HOLDER)
+        live_id, live_task = self.copying(image_registry, fast,
+                                          registry.holder_id())
         partials = [os.path.join(cheap, '.%s.1.partial' % image_id)
                     for image_id in (dead_id, live_id)]
         for partial in partials:
@@ -180,9 +181,9 @@ class TestRecover(ManageTestCase):
             '-o', 'enabled_backends=fast:file, cheap:file',
             '-o', 'default_backend=fast', 'recover'))
         output = self.stdout.getvalue()
-        self.assertIn('%s: copy task-%s released, failed in cheap (holder '
-                      '%s, last heartbeat ' % (dead_id, dead_id,
-                                               DEAD_HOLDER), output)
+        self.assertIn('%s: copy %s released, failed in cheap (holder %s, '
+                      'last heartbeat ' % (dead_id, dead_task, DEAD_HOLDER),
+                      output)
         self.assertNotIn(live_id, output)
         self.assertIn('1 stale copy lock(s) released', output)
         self.assertEqual([False, True],
@@ -194,13 +195,16 @@ class TestRecover(ManageTestCase):
             dead[registry.IMPORTING_PROPERTY],
             dead[registry.FAILED_PROPERTY]))
         live = image_registry.get(live_id)['properties']
-        self.assertEqual(('task-%s' % live_id, 'cheap', ''), (
+        self.assertEqual((live_task, 'cheap', ''), (
             live.get(registry.IMPORT_TASK_PROPERTY),
             live[registry.IMPORTING_PROPERTY],
             live[registry.FAILED_PROPERTY]))
 
     def copying(self, image_registry, datadir, holder):
-        """An active image in ``fast``, copied into ``cheap`` by ``holder``."""
+        """An active image in ``fast``, copied into ``cheap`` by ``holder``.
+
+        :returns: the image's id and the copy's task id.
+        """
         image_id = str(uuid.uuid4())
         path = os.path.join(datadir, image_id)
         with open(path, 'wb') as data:
@@ -210,13 +214,13 @@ class TestRecover(ManageTestCase):
         image_registry.transition(image_id, 'saving', 'active', {
             'size': 4, 'locations': [{'store': 'fast',
                                       'url': 'file://' + path}]})
-        task_id = 'task-%s' % image_id
+        task_id = str(uuid.uuid4())
         image_registry.lock_for_copy(image_id, task_id, ['cheap'])
         image_registry.create_task({
             'id': task_id, 'image_id': image_id, 'type': 'api_image_import',
             'status': 'processing', 'holder': holder,
             'input': json.dumps({'backend': ['cheap']})})
-        return image_id
+        return image_id, task_id
 
     def test_recover_on_an_empty_database_asks_for_sync(self):
         self.assertEqual(manage.EXIT_CONFIG, self.manage('recover'))
