@@ -62,6 +62,8 @@ leaves the first in the transaction that records its location, or joins
 the second when its copy fails (:meth:`Registry.import_store_done`,
 :meth:`Registry.copy_done`); the rest leave the first when the import
 leaves ``importing`` (committed, failed or recovered) or the copy unlocks.
+The stores a copy whose worker died left in the first move to the second
+when recovery releases its lock (:meth:`Registry.release_dead_copy`).
 A store is thus always counted once by the quota's usage
 (:mod:`imgmw.app.usage`): being written, or as a location.
 
@@ -706,15 +708,11 @@ class Registry:
             if updated_at != seen:
                 return None
             properties = record['properties']
-            importing = merge_stores(properties.get(IMPORTING_PROPERTY))
-            failed = [store for store in importing.split(',') if store
-                      and (store_ids is None or store in store_ids)]
+            failed = [store for store in merge_stores(
+                properties.get(IMPORTING_PROPERTY)).split(',') if store
+                and (store_ids is None or store in store_ids)]
             _set_property(connection, image_id, IMPORT_TASK_PROPERTY, None)
-            _set_property(connection, image_id, IMPORTING_PROPERTY,
-                          merge_stores(importing, (), failed))
-            _set_property(connection, image_id, FAILED_PROPERTY,
-                          merge_stores(properties.get(FAILED_PROPERTY),
-                                       failed))
+            _stores_failed(connection, image_id, failed, properties)
             _touch(connection, image_id)
             return failed
 
@@ -1146,6 +1144,20 @@ def _store_over(connection, image_id: str, store_id: str,
     _set_property(connection, image_id, IMPORTING_PROPERTY,
                   merge_stores(properties.get(IMPORTING_PROPERTY), (),
                                [store_id]))
+
+
+def _stores_failed(connection, image_id: str, store_ids: typing.List[str],
+                   properties: typing.Mapping) -> None:
+    """``store_ids`` (a dead copy's) leave :data:`IMPORTING_PROPERTY`.
+
+    They join :data:`FAILED_PROPERTY`, in the same transaction, as when
+    a copy fails in them (:func:`_store_over`).
+    """
+    _set_property(connection, image_id, FAILED_PROPERTY,
+                  merge_stores(properties.get(FAILED_PROPERTY), store_ids))
+    _set_property(connection, image_id, IMPORTING_PROPERTY,
+                  merge_stores(properties.get(IMPORTING_PROPERTY), (),
+                               store_ids))
 
 
 def _stores_end(connection, image_id: str,
