@@ -50,7 +50,9 @@ option                          meaning (default)
 ``recover_stale_uploads``       return stale ``saving``, ``uploading``
                                 and ``importing`` images to ``queued`` at
                                 start-up, removing their partial and staged
-                                data (``true``)
+                                data, and release the import locks of dead
+                                ``copy-image`` copies, removing their
+                                unfinished writes (``true``)
 ``staging_dir``                 this node's staging area of
                                 ``glance-direct`` imports
                                 (``<state_dir>/staging``)
@@ -84,6 +86,7 @@ import os
 import typing
 
 from imgmw.app import api
+from imgmw.app import copier
 from imgmw.app import forward
 from imgmw.app import registry as registry_mod
 from imgmw.app import stage
@@ -116,7 +119,8 @@ OPTS = (
     config.Opt('api_limit_max', config.integer(1), 1000,
                'Most images per page of a listing.'),
     config.Opt('recover_stale_uploads', config.boolean, True,
-               'Return stale uploads and imports to queued at start-up.'),
+               'Return stale uploads and imports to queued, and release the '
+               'locks of dead copies, at start-up.'),
     config.Opt('staging_dir', config.string, None,
                'Staging area of glance-direct imports on this node.'),
     hashing.HASHING_ALGORITHM_OPT,
@@ -169,7 +173,11 @@ def load_stores(global_conf: typing.Mapping,
 
 
 def recover(registry, store_set: api.StoreSet) -> None:
-    """Return stale uploads to ``queued`` and remove their partial data."""
+    """Return stale uploads to ``queued`` and remove their partial data.
+
+    Then release the locks of dead copies and remove their unfinished
+    writes (:func:`imgmw.app.copier.recover_copies`).
+    """
     try:
         recovered = registry.recover_stale()
     except registry_mod.RegistryUnavailable:
@@ -178,3 +186,8 @@ def recover(registry, store_set: api.StoreSet) -> None:
         return
     for record in recovered:
         store_set.remove_partial(record['id'])
+    try:
+        copier.recover_copies(registry, store_set)
+    except registry_mod.RegistryUnavailable:
+        LOG.warning('Registry unavailable: stale copies not recovered at '
+                    'start-up (run imgmw-manage)')

@@ -93,13 +93,38 @@ copy goes on with the next store. At the
 end the lock is released and the task records ``success`` or ``failure``.
 
 The job refreshes its task every ``heartbeat_interval`` seconds, with
-Glance's message ``Copied <n> MiB``. A lock whose task is no longer
-``processing``, is gone, or has not been refreshed for
+Glance's message ``Copied <n> MiB``; the task records the process running
+the copy (its holder, :func:`imgmw.holders.holder_id`). A lock whose task
+is no longer ``processing``, is gone, or has not been refreshed for
 :data:`imgmw.app.registry.DEFAULT_STALE_AFTER` (a crashed worker) is
 stale: the next copy takes it over (Glance busts such locks too, after an
-hour). ``imgmw-manage recover`` releases the stale locks and removes
-the unfinished writes of their stores; a copy that was complete in a
-store but not yet recorded is an orphan for ``imgmw-manage sweep``.
+hour).
+
+**Recovery** (:func:`recover_copies`: ``imgmw-manage recover``, and each
+API worker as it starts) does not wait for that: it releases at once the
+lock of a copy whose holder is a dead process of this host, and the lock
+of any copy stale as above (``--older-than``). For each, in this order:
+the unfinished writes of the copy's stores that do not hold the image
+(temporary files, multipart uploads, and a complete copy not yet
+recorded) are removed, while the dead copy still holds the lock, so no
+new copy is writing there; then, compare-and-set on the lock and on the
+task's last refresh (a copy that heartbeats meanwhile is left alone),
+the lock is released, the copy's stores still in
+``os_glance_importing_to_stores`` leave it and join
+``os_glance_failed_import``, as for a failed copy, and its task ends in
+``failure``. The image stays ``active`` with the locations it had, and
+the next copy is accepted at once. A copy whose holder runs (or runs on
+another host and heartbeats) is never touched. A copy on another host
+that stops heartbeating for ``--older-than`` is taken for dead: its
+writes then fail, and it records nothing.
+
+**The orphan sweep** (``imgmw-manage sweep``) keeps whatever data an
+image has in the stores of ``os_glance_importing_to_stores`` while its
+copy is live (:func:`copy_is_dead` says no), whatever its age: a copy
+longer than the sweep's grace period (an s3 multipart upload of hours)
+is never swept. A copy that was complete in a store but not yet recorded
+when its worker died is removed by recovery, or else, once the lock is
+gone, is an orphan for the sweep.
 """
 
 import contextlib
@@ -121,6 +146,7 @@ from imgmw.app import tasks
 from imgmw import backends
 from imgmw import environ as keys
 from imgmw import hashing
+from imgmw import holders
 
 
 LOG = logging.getLogger(__name__)
@@ -167,6 +193,28 @@ def lock_holder(registry, record: typing.Mapping
         if task['id'] == held:
             return held, task
     return held, None
+
+
+def copy_is_dead(record: typing.Mapping, task: typing.Optional[typing.Mapping],
+                 older_than: datetime.timedelta = (
+                     registry_mod.DEFAULT_STALE_AFTER),
+                 holder_alive: typing.Optional[
+                     typing.Callable[[str], bool]] = holders.holder_is_alive
+                 ) -> bool:
+    """Whether the copy holding ``record``'s lock is over (see the module).
+
+    Dead: its task is stale (:func:`is_stale`), or its holder is a dead
+    process (``holder_alive(holder)`` is False). A lock without a task
+    (the lock is taken just before its task is recorded) is judged by
+    the image's last change.
+    """
+    if task is None:
+        return registry_mod.utcnow() - record['updated_at'] >= older_than
+    if is_stale(task, older_than):
+        return True
+    holder = task.get('holder')
+    return bool(holder_alive is not None and holder
+                and not holder_alive(holder))
 
 
 def task_stores(task: typing.Optional[typing.Mapping]) -> typing.List[str]:
@@ -490,3 +538,85 @@ class CopyJob:
                             self.image_id, store_id, outcome)
                 continue
             self.discard(self.app.stores.by_id[store_id], location['url'])
+
+
+class RecoveredCopy(typing.NamedTuple):
+    """A dead copy :func:`recover_copies` released."""
+
+    image_id: str
+    task_id: str
+    holder: typing.Optional[str]
+    #: When its task was last refreshed (None: no task recorded).
+    heartbeat_at: typing.Optional[datetime.datetime]
+    #: The stores it had not finished, now in ``os_glance_failed_import``.
+    failed: typing.List[str]
+
+
+def _unfinished_stores(record: typing.Mapping,
+                       task: typing.Optional[typing.Mapping]
+                       ) -> typing.List[str]:
+    """The stores a dead copy may have written without recording.
+
+    Those of its task still in ``os_glance_importing_to_stores`` (any
+    store there, without a task), less the stores holding the image.
+    """
+    importing = [store for store in (record['properties'].get(
+        registry_mod.IMPORTING_PROPERTY) or '').split(',') if store]
+    started = task_stores(task) if task is not None else importing
+    holding = {location['store'] for location in record['locations']}
+    return [store for store in importing
+            if store in started and store not in holding]
+
+
+def recover_copies(registry, store_set=None,
+                   older_than: datetime.timedelta = (
+                       registry_mod.DEFAULT_STALE_AFTER),
+                   holder_alive: typing.Optional[
+                       typing.Callable[[str], bool]] = (
+                           holders.holder_is_alive)
+                   ) -> typing.List[RecoveredCopy]:
+    """Release the locks of dead copies; remove their unfinished writes.
+
+    See the module. ``store_set`` (:class:`imgmw.app.api.StoreSet`) is
+    where the unfinished writes are removed from (None: left to the
+    sweep). A store that fails to remove them is logged; the lock is
+    released all the same.
+
+    :returns: one :class:`RecoveredCopy` for each lock released.
+    """
+    recovered = []
+    for record in registry.copies_in_progress():
+        held, task = lock_holder(registry, record)
+        if held is None or not copy_is_dead(record, task, older_than,
+                                            holder_alive):
+            continue
+        image_id = record['id']
+        if store_set is not None:
+            for store_id in _unfinished_stores(record, task):
+                store = store_set.by_id.get(store_id)
+                if store is None:
+                    continue
+                try:
+                    store.remove_partial(image_id)
+                except Exception as err:
+                    LOG.error('Image %s: cannot remove the unfinished copy '
+                              'in store %s: %s: %s', image_id, store_id,
+                              type(err).__name__, err)
+        failed = registry.release_dead_copy(
+            image_id, held, task['updated_at'] if task else None,
+            task_stores(task) if task is not None else None)
+        if failed is None:
+            LOG.info('Image %s: copy %s moved meanwhile; left alone',
+                     image_id, held)
+            continue
+        holder = task.get('holder') if task is not None else None
+        LOG.warning('Image %s: released the lock of copy %s (holder %s), '
+                    'which no longer runs; failed in %s', image_id, held,
+                    holder, ', '.join(failed) or 'no store')
+        if task is not None and task['status'] == 'processing':
+            tasks.finish(registry, held, image_id, CopyLost(
+                'the copy\'s worker died; recovered'))
+        recovered.append(RecoveredCopy(
+            image_id, held, holder,
+            task['updated_at'] if task is not None else None, failed))
+    return recovered

@@ -117,7 +117,8 @@ image_locations = sa.Table(
 )
 
 #: Import tasks, as Glance shows them under ``/v2/images/{id}/tasks``;
-#: ``input`` and ``result`` are JSON text.
+#: ``input`` and ``result`` are JSON text; ``holder`` is the process
+#: running the task (:func:`imgmw.holders.holder_id`), never shown.
 image_tasks = sa.Table(
     'image_tasks', metadata,
     sa.Column('id', sa.String(36), primary_key=True),
@@ -135,6 +136,7 @@ image_tasks = sa.Table(
     sa.Column('created_at', UTCDateTime, nullable=False),
     sa.Column('updated_at', UTCDateTime, nullable=False),
     sa.Column('expires_at', UTCDateTime),
+    sa.Column('holder', sa.String(255)),
     sa.Index('ix_image_tasks_image_id', 'image_id'),
     **TABLE_OPTIONS,
 )

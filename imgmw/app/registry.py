@@ -38,6 +38,10 @@ and a heartbeat that the holder refreshes while it streams
 is a dead process of this host, or whose heartbeat is older than
 :data:`DEFAULT_STALE_AFTER`; ``imgmw-manage recover`` and the API's start-up
 call it, and the stores remove the partial data of the images it returns.
+A ``copy-image`` leaves its image ``active`` and holds its import lock
+(:data:`IMPORT_TASK_PROPERTY`) instead; its task records the holder, and
+:meth:`Registry.release_dead_copy` releases the lock of one found dead
+(:func:`imgmw.app.copier.recover_copies`).
 
 **Staged images.** A stage (``PUT .../stage``) streams as ``uploading``
 with a holder; :meth:`Registry.finish_stage` then records the size and the
@@ -58,6 +62,8 @@ leaves the first in the transaction that records its location, or joins
 the second when its copy fails (:meth:`Registry.import_store_done`,
 :meth:`Registry.copy_done`); the rest leave the first when the import
 leaves ``importing`` (committed, failed or recovered) or the copy unlocks.
+The stores a copy whose worker died left in the first move to the second
+when recovery releases its lock (:meth:`Registry.release_dead_copy`).
 A store is thus always counted once by the quota's usage
 (:mod:`imgmw.app.usage`): being written, or as a location.
 
@@ -129,7 +135,7 @@ METADATA_FIELDS = frozenset(('name', 'visibility', 'protected', 'os_hidden',
 #: JSON text.
 TASK_FIELDS = frozenset(('image_id', 'type', 'status', 'owner', 'user_id',
                          'request_id', 'input', 'result', 'message',
-                         'expires_at'))
+                         'expires_at', 'holder'))
 
 #: Fields a status change may set (:meth:`Registry.transition`).
 DATA_FIELDS = frozenset(('size', 'virtual_size', 'checksum', 'os_hash_algo',
@@ -671,6 +677,45 @@ class Registry:
             _touch(connection, image_id)
             return True
 
+    @_retried
+    def release_dead_copy(self, image_id: str, task_id: str,
+                          seen: typing.Optional[datetime.datetime],
+                          store_ids: typing.Optional[
+                              typing.Sequence[str]] = None
+                          ) -> typing.Optional[typing.List[str]]:
+        """Release the lock of a copy found dead (recovery), unless it moved.
+
+        Compare-and-set, in one transaction with the image's row locked:
+        ``task_id`` must still hold the lock and its task must still have
+        been refreshed last at ``seen`` (None: the task was not recorded,
+        and still is not), so a copy that heartbeats meanwhile is left
+        alone. Its stores still in :data:`IMPORTING_PROPERTY` (of
+        ``store_ids``, the stores it was started for; None: any) leave it
+        and join :data:`FAILED_PROPERTY`, as for a failed copy.
+
+        :returns: the stores the copy failed in (sorted), or None when
+            nothing changed.
+        """
+        tasks = models.image_tasks
+        with self._transaction(write=True) as connection:
+            record = _load(connection, image_id, for_update=True)
+            if (record is None or record['properties'].get(
+                    IMPORT_TASK_PROPERTY) != task_id):
+                return None
+            updated_at = connection.execute(
+                sa.select(tasks.c.updated_at)
+                .where(tasks.c.id == task_id)).scalar()
+            if updated_at != seen:
+                return None
+            properties = record['properties']
+            failed = [store for store in merge_stores(
+                properties.get(IMPORTING_PROPERTY)).split(',') if store
+                and (store_ids is None or store in store_ids)]
+            _set_property(connection, image_id, IMPORT_TASK_PROPERTY, None)
+            _stores_failed(connection, image_id, failed, properties)
+            _touch(connection, image_id)
+            return failed
+
     def copies_in_progress(self) -> typing.List[Record]:
         """The images whose import lock is held (copies under way)."""
         images = models.images
@@ -1099,6 +1144,20 @@ def _store_over(connection, image_id: str, store_id: str,
     _set_property(connection, image_id, IMPORTING_PROPERTY,
                   merge_stores(properties.get(IMPORTING_PROPERTY), (),
                                [store_id]))
+
+
+def _stores_failed(connection, image_id: str, store_ids: typing.List[str],
+                   properties: typing.Mapping) -> None:
+    """``store_ids`` (a dead copy's) leave :data:`IMPORTING_PROPERTY`.
+
+    They join :data:`FAILED_PROPERTY`, in the same transaction, as when
+    a copy fails in them (:func:`_store_over`).
+    """
+    _set_property(connection, image_id, FAILED_PROPERTY,
+                  merge_stores(properties.get(FAILED_PROPERTY), store_ids))
+    _set_property(connection, image_id, IMPORTING_PROPERTY,
+                  merge_stores(properties.get(IMPORTING_PROPERTY), (),
+                               store_ids))
 
 
 def _stores_end(connection, image_id: str,

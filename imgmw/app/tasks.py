@@ -6,7 +6,10 @@ runs, then ``success`` (``result`` names the image) or ``failure`` (with
 its ``message``). ``input`` holds the image id, the import request as the
 client sent it and the stores (``backend``); ``request_id`` is the
 ``x-openstack-request-id`` of the import request, ``owner`` and
-``user_id`` the caller's project and user. A finished task expires
+``user_id`` the caller's project and user. The task also records, never
+shown, its *holder*: the process running it (:func:`imgmw.holders.holder_id`),
+by which recovery tells a copy whose process died
+(:func:`imgmw.app.copier.recover_copies`). A finished task expires
 :data:`TIME_TO_LIVE` after it ends (Glance's ``task_time_to_live``,
 48 hours) and is then no longer listed; a deleted image lists none.
 
@@ -20,6 +23,7 @@ import typing
 
 from imgmw.app import images
 from imgmw.app import registry as registry_mod
+from imgmw import holders
 
 LOG = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ def start(registry, environ: dict, context, image_id: str,
     """Record the task of an accepted import; returns its id.
 
     ``task_id`` is the id to give it (a copy's, which names it in the
-    image's lock); else a new one.
+    image's lock); else a new one. The task's holder is this process.
 
     A registry that fails here does not fail the import: the task is then
     simply not listed (logged).
@@ -50,6 +54,7 @@ def start(registry, environ: dict, context, image_id: str,
             'status': 'processing',
             'owner': context.project_id, 'user_id': context.user_id,
             'request_id': environ.get(REQUEST_ID),
+            'holder': holders.holder_id(),
             'input': json.dumps({'image_id': image_id,
                                  'import_req': request,
                                  'backend': list(store_ids)})})

@@ -28,17 +28,32 @@ released with it, so a retry is not refused for the crashed upload's
 bytes. The partial data of each image it resets is then removed from the
 data app's stores. It prints one line per image.
 
+``recover`` also releases the import lock (``os_glance_import_task``) of
+each ``copy-image`` whose holder is a dead process of this host, or whose
+task has not been refreshed for ``--older-than`` seconds
+(:func:`imgmw.app.copier.recover_copies`): it first removes what the copy
+left unfinished in its target stores (never in a store that holds the
+image), then, compare-and-set, releases the lock, moves the copy's
+unfinished stores from ``os_glance_importing_to_stores`` to
+``os_glance_failed_import`` and ends its task in ``failure``. The image
+stays ``active``, and a new copy is accepted at once. A copy whose holder
+still runs is left alone. It prints one line per lock released.
+
 ``sweep`` finds the orphans of the data app's stores and of this node's
 staging area: image data that no image refers to any more (an image deleted
 while its store was unreachable, a crash between writing and recording),
 temporary files, unfinished multipart uploads and staged files of images
 no longer staged. Data written in the last ``--older-than`` seconds
 (default 3600) is never an orphan, nor is the data of an image whose
-upload, stage or import is in progress: each candidate is checked against
-the registry again just before it is removed. Without ``--apply`` it only
+upload, stage or import is in progress, nor, whatever its age, the data
+of an image in a store its ``copy-image`` is writing to (named in
+``os_glance_importing_to_stores`` while the copy's lock is live, as
+``recover`` judges it): each candidate is checked against the registry
+again just before it is removed. Without ``--apply`` it only
 prints what it would remove (one line each); with it, it removes them. Run
 ``recover`` first: the data of a crashed upload is an orphan only once its
-image is back to ``queued``. Each store's directory or bucket must be
+image is back to ``queued``, and that of a crashed copy once its lock is
+released. Each store's directory or bucket must be
 dedicated to it. Run it on each API node (each has its own staging area).
 
 ``backfill-blocks`` computes the block digests (:mod:`imgmw.app.blocks`)
@@ -78,6 +93,7 @@ from paste import deploy
 
 from imgmw import app as data_app
 from imgmw.app import api
+from imgmw.app import copier
 from imgmw.app import registry
 from imgmw.app import stores
 from imgmw import config
@@ -141,11 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser('sync', help='upgrade to the newest migration')
     db_commands.add_parser('version', help='print the migration in place')
     recover_parser = commands.add_parser(
-        'recover', help='return stale uploads to queued')
+        'recover', help='return stale uploads to queued, release the '
+                        'locks of dead copies')
     recover_parser.add_argument(
         '--older-than', type=_seconds, default=DEFAULT_OLDER_THAN,
         metavar='SECONDS',
-        help='heartbeat age that marks an upload as abandoned '
+        help='heartbeat age that marks an upload or a copy as abandoned '
              '(default: %(default)s)')
     sweep_parser = commands.add_parser(
         'sweep', help='find (and with --apply remove) orphaned data')
@@ -217,17 +234,6 @@ def load_store_set(path: typing.Optional[str],
     return data_app.load_stores(global_conf, options)
 
 
-def partial_remover(path: typing.Optional[str],
-                    conf: typing.Mapping[str, str]
-                    ) -> typing.Callable[[str], None]:
-    """``remove(image_id)``: remove unfinished data from stores and staging."""
-    store_set = load_store_set(path, conf)
-
-    def remove(image_id: str) -> None:
-        store_set.remove_partial(image_id)
-    return remove
-
-
 # Commands.
 
 def db_sync(image_registry: registry.Registry, say: Printer) -> int:
@@ -246,24 +252,44 @@ def db_version(image_registry: registry.Registry, say: Printer) -> int:
     return 0
 
 
+def _when(moment: typing.Optional[datetime.datetime]) -> str:
+    return moment.isoformat() if moment else 'never'
+
+
 def recover(image_registry: registry.Registry,
             older_than: datetime.timedelta,
             remove_partial: typing.Optional[
                 typing.Callable[[str], None]] = None,
-            say: Printer = print) -> typing.List[dict]:
+            say: Printer = print,
+            store_set: typing.Optional[api.StoreSet] = None,
+            holder_alive: typing.Optional[
+                typing.Callable[[str], bool]] = registry.holder_is_alive
+            ) -> typing.List[dict]:
     """Return stale uploads to ``queued`` and remove their partial data.
+
+    Then release the locks of dead copies
+    (:func:`imgmw.app.copier.recover_copies`), removing their unfinished
+    writes from ``store_set`` (none: left to ``sweep``).
 
     :returns: the records as they were, one for each image reset.
     """
-    recovered = image_registry.recover_stale(older_than=older_than)
+    recovered = image_registry.recover_stale(older_than=older_than,
+                                             holder_alive=holder_alive)
     for record in recovered:
         if remove_partial is not None:
             remove_partial(record['id'])
         say('%s: %s -> queued (holder %s, last heartbeat %s)' % (
             record['id'], record['status'], record['holder'],
-            record['heartbeat_at'].isoformat()
-            if record['heartbeat_at'] else 'never'))
+            _when(record['heartbeat_at'])))
     say('%d stale upload(s) recovered' % len(recovered))
+    copies = copier.recover_copies(image_registry, store_set, older_than,
+                                   holder_alive)
+    for copy in copies:
+        say('%s: copy %s released, failed in %s (holder %s, last '
+            'heartbeat %s)' % (copy.image_id, copy.task_id,
+                               ','.join(copy.failed) or 'no store',
+                               copy.holder, _when(copy.heartbeat_at)))
+    say('%d stale copy lock(s) released' % len(copies))
     return recovered
 
 
@@ -299,6 +325,23 @@ def _in_use(place: str, listed: stores.Listed,
         location['url'] for location in record['locations']}
 
 
+def _copying_into(image_registry: registry.Registry, place: str,
+                  record: typing.Optional[dict]) -> bool:
+    """Whether a live copy-image of ``record`` writes into the store ``place``.
+
+    The store is in ``os_glance_importing_to_stores`` and the image's
+    lock is held by a copy that is not dead
+    (:func:`imgmw.app.copier.copy_is_dead`, as ``recover`` judges it): all
+    the image's data there, finished or not, is the copy's.
+    """
+    if record is None or place == STAGING or place not in (
+            record['properties'].get(registry.IMPORTING_PROPERTY)
+            or '').split(','):
+        return False
+    held, task = copier.lock_holder(image_registry, record)
+    return held is not None and not copier.copy_is_dead(record, task)
+
+
 def _describe(place: str, listed: stores.Listed) -> str:
     kind = 'unfinished upload' if listed.partial else 'data'
     modified = datetime.datetime.fromtimestamp(
@@ -315,7 +358,9 @@ def sweep(image_registry: registry.Registry, store_set: api.StoreSet,
     The listing comes first, the registry after it: data recorded while
     the stores are listed is seen as referenced. Each candidate older than
     ``older_than`` is then checked against its image's record again, just
-    before it is removed (``apply``) or reported.
+    before it is removed (``apply``) or reported: data of an upload in
+    progress, a location's, and any data of the image in a store a live
+    copy-image writes to (:func:`_copying_into`) are kept.
     """
     cutoff = time.time() - older_than.total_seconds()
     listings, failures = [], 0
@@ -332,7 +377,9 @@ def sweep(image_registry: registry.Registry, store_set: api.StoreSet,
             if listed.modified > cutoff or (
                     not listed.partial and listed.url in referenced):
                 continue
-            if _in_use(name, listed, image_registry.get(listed.image_id)):
+            record = image_registry.get(listed.image_id)
+            if _in_use(name, listed, record) or _copying_into(
+                    image_registry, name, record):
                 continue
             orphans.append((name, listed))
             if not apply:
@@ -475,7 +522,9 @@ def run(args: argparse.Namespace, say: Printer) -> int:
             result = sweep(image_registry, load_store_set(path, conf),
                            older_than, args.apply, say)
             return EXIT_INCOMPLETE if result.failures else 0
-        recover(image_registry, older_than, partial_remover(path, conf), say)
+        store_set = load_store_set(path, conf)
+        recover(image_registry, older_than, store_set.remove_partial, say,
+                store_set)
         return 0
     finally:
         image_registry.dispose()

@@ -4,7 +4,9 @@ Contract section 3's invariants after a crash: no image stays ``saving``
 once the node is back (start-up recovery, or ``imgmw-manage recover``), the
 store keeps nothing of the unfinished upload (the file store's temporary
 file included), and the upload can be retried. A live upload of another
-process is never taken by a recovery.
+process is never taken by a recovery. A node killed in the middle of a
+``copy-image`` leaves its image ``active`` and locked: ``imgmw-manage
+recover`` releases the lock at once, and a new copy is accepted.
 
 The servers are real ``imgmw-api`` processes (gunicorn master and
 workers) on a state directory and registry that outlive them, as a node's
@@ -342,3 +344,117 @@ class TestRecoverCommand(CrashTest):
         self.assertIn('0 orphan(s) found',
                       self.manage('sweep', '--older-than', '0'))
         self.assert_left_nothing(node, image_id)
+
+
+MULTI_STORE = """
+[store:fast]
+filesystem_store_datadir = %(state)s/fast
+
+[store:cheap]
+filesystem_store_datadir = %(state)s/cheap
+"""
+STORES = {'enabled_backends': 'fast:file, cheap:file',
+          'default_backend': 'fast'}
+
+
+class TestKillCopy(CrashTest):
+    """copy-image: the node killed mid-copy, recovered, copied again."""
+
+    def start_multi_store_node(self, **options: str) -> Node:
+        node = Node(self.database.url, self.state_dir,
+                    options=dict(STORES, **options),
+                    extra_config=MULTI_STORE % {'state': self.state_dir})
+        self.nodes.append(node)
+        return self.useFixture(node)
+
+    def cheap_files(self, image_id: str) -> typing.List[str]:
+        directory = os.path.join(self.state_dir, 'cheap')
+        return [name for name in os.listdir(directory) if image_id in name]
+
+    def copied_bytes(self, image_id: str) -> int:
+        sizes = [0]
+        for name in self.cheap_files(image_id):
+            try:
+                sizes.append(os.path.getsize(
+                    os.path.join(self.state_dir, 'cheap', name)))
+            except FileNotFoundError:
+                pass
+        return max(sizes)
+
+    def properties(self, image_id: str) -> typing.Dict[str, str]:
+        with self.engine.connect() as connection:
+            return dict(connection.execute(sa.text(
+                'SELECT name, value FROM image_properties '
+                'WHERE image_id = :id'), {'id': image_id}).all())
+
+    def copy(self, node: Node, image_id: str) -> requests.Response:
+        return requests.post(
+            node.url + '/v2/images/%s/import' % image_id,
+            json={'method': {'name': 'copy-image'}, 'stores': ['cheap']},
+            timeout=base.REQUEST_TIMEOUT)
+
+    def test_node_killed_during_a_copy(self):
+        """The dead copy's lock is released by recover, not after 300 s.
+
+        kill -9 of the node while it copies a 200 MiB image into
+        ``cheap``; it comes back with start-up recovery off, and a new
+        copy is refused (409: the dead copy's lock is fresh).
+        ``imgmw-manage recover`` releases it at once: ``cheap`` is failed,
+        no longer importing, and holds nothing of the image; the image is
+        ``active`` in ``fast`` as before. A new copy is accepted at once
+        and completes.
+        """
+        node = self.start_multi_store_node()
+        image_id = self.create_image(node)
+        resp = requests.put(
+            node.url + '/v2/images/%s/file' % image_id,
+            data=base.PatternStream(BIG, 'copy'),
+            headers={'Content-Type': 'application/octet-stream'},
+            timeout=base.REQUEST_TIMEOUT)
+        self.assertEqual(204, resp.status_code, resp.text)
+        resp = self.copy(node, image_id)
+        self.assertEqual(202, resp.status_code, resp.text)
+        self.wait(lambda: self.copied_bytes(image_id) >= 4 * MiB,
+                  'the copy wrote 4 MiB into cheap')
+        node.kill()
+        properties = self.properties(image_id)
+        self.assertEqual('cheap',
+                         properties.get('os_glance_importing_to_stores'),
+                         'the copy ended before the kill')
+        self.assertIn('os_glance_import_task', properties)
+        self.assertNotEqual([], self.cheap_files(image_id))
+
+        node = self.start_multi_store_node(recover_stale_uploads='false')
+        resp = self.copy(node, image_id)
+        self.assertEqual(409, resp.status_code, resp.text)
+        self.assertIn('Image has active task', resp.text)
+
+        output = self.manage('--config-file', node.config_file,
+                             '-o', 'enabled_backends=%s'
+                             % STORES['enabled_backends'],
+                             '-o', 'default_backend=fast', 'recover')
+        self.assertIn('%s: copy %s released, failed in cheap' % (
+            image_id, properties['os_glance_import_task']), output)
+        image = self.get_image(node, image_id)
+        self.assertEqual(('active', 'fast', '', 'cheap'), (
+            image['status'], image['stores'],
+            image['os_glance_importing_to_stores'],
+            image['os_glance_failed_import']))
+        self.assertNotIn('os_glance_import_task', image)
+        self.assertEqual([], self.cheap_files(image_id))
+
+        resp = self.copy(node, image_id)
+        self.assertEqual(202, resp.status_code, resp.text)
+        self.wait(lambda: 'os_glance_import_task' not in self.get_image(
+            node, image_id), 'the new copy ends')
+        image = self.get_image(node, image_id)
+        self.assertEqual(('fast,cheap', '', ''), (
+            image['stores'], image['os_glance_importing_to_stores'],
+            image['os_glance_failed_import']))
+        self.assertEqual([image_id], self.cheap_files(image_id))
+        self.assertEqual(BIG, os.path.getsize(
+            os.path.join(self.state_dir, 'cheap', image_id)))
+        resp = requests.get(node.url + '/v2/images/%s/tasks' % image_id,
+                            timeout=base.REQUEST_TIMEOUT)
+        self.assertEqual(['failure', 'success'],
+                         [task['status'] for task in resp.json()['tasks']])

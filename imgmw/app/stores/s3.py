@@ -37,7 +37,11 @@ growing delay, for up to an hour: aborting one upload id can never touch
 the data of a later, successful retry. A worker that dies meanwhile leaves
 the unfinished upload to ``imgmw-manage recover``
 (:meth:`S3Store.remove_partial`) or ``sweep``, or to a bucket lifecycle
-rule (``AbortIncompleteMultipartUpload``, advised).
+rule (``AbortIncompleteMultipartUpload``, advised). The same holds for a
+``copy-image`` into the store: recovery aborts the uploads of a copy
+whose worker died, and ``sweep`` never takes those of a live copy,
+however long it runs (:mod:`imgmw.app.copier`); a lifecycle rule's
+delay must exceed the longest copy.
 
 Downloads are ranged ``GetObject`` requests streamed to the client; the
 connection is released when the response is closed.

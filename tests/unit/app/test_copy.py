@@ -3,10 +3,13 @@
 
 import datetime
 import hashlib
+import json
 import os
+import socket
 
 import fixtures
 
+from imgmw import app as data_app
 from imgmw.app import api
 from imgmw.app import copier
 from imgmw.app import registry
@@ -440,3 +443,169 @@ class FailedCopyTest(CopyTestCase):
         self.assertEqual([0], beats)
         self.assertRaises(copier.CopyLost, reader.read, 3)
         self.assertEqual([0, 3], beats)
+
+
+#: A holder of this host whose process does not run (pids stop below 2**22).
+DEAD = '%s:%d:1.00' % (socket.gethostname(), 2 ** 22 + 1)
+
+
+class RecoverCopyTest(CopyTestCase):
+    """A copy whose worker died: its lock, its stores, its data."""
+
+    def crashed_copy(self, image_id: str, store_ids=('cheap',),
+                     holder: str = DEAD, task: bool = True,
+                     task_id: str = 'crashed') -> None:
+        """The registry and the stores as a copy killed mid-way leaves them.
+
+        Each store has half a temporary file.
+        """
+        self.assertEqual('locked', self.registry.lock_for_copy(
+            image_id, task_id, list(store_ids)))
+        if task:
+            self.registry.create_task({
+                'id': task_id, 'image_id': image_id,
+                'type': 'api_image_import', 'status': 'processing',
+                'holder': holder,
+                'input': json.dumps({'backend': list(store_ids)})})
+        for store_id in store_ids:
+            directory = self.store_set.by_id[store_id].datadir
+            with open(os.path.join(directory, '.%s.x1.partial' % image_id),
+                      'wb') as partial:
+                partial.write(DATA[:len(DATA) // 2])
+
+    def task(self, image_id: str, task_id: str = 'crashed') -> dict:
+        return [task for task in self.registry.tasks(image_id)
+                if task['id'] == task_id][0]
+
+    def test_the_task_records_its_holder(self):
+        image = self.active()
+        self.copy(image['id'], 'cheap')
+        self.assertEqual(registry.holder_id(),
+                         self.registry.tasks(image['id'])[-1]['holder'])
+        listed = self.call(self.request(
+            '/v2/images/%s/tasks' % image['id'])).json['tasks']
+        self.assertNotIn('holder', listed[-1])
+
+    def test_a_dead_holder_is_released_at_once(self):
+        image = self.active()
+        self.crashed_copy(image['id'], ['cheap', 'slow'])
+        # A newer copy is refused: the lock is fresh.
+        self.assertEqual(409, self.copy(image['id'], 'cheap').status_int)
+        recovered = copier.recover_copies(self.registry, self.store_set)
+        self.assertEqual([('crashed', DEAD, ['cheap', 'slow'])],
+                         [(copy.task_id, copy.holder, copy.failed)
+                          for copy in recovered])
+        record = self.registry.get(image['id'])
+        self.assertEqual('active', record['status'])
+        self.assertEqual(['fast'], [location['store']
+                                    for location in record['locations']])
+        self.assertNotIn(registry.IMPORT_TASK_PROPERTY, record['properties'])
+        self.assertEqual('', record['properties'][
+            registry.IMPORTING_PROPERTY])
+        self.assertEqual('cheap,slow', record['properties'][
+            registry.FAILED_PROPERTY])
+        self.assertEqual([], os.listdir(self.cheap_dir))
+        self.assertEqual([], os.listdir(self.slow_dir))
+        with open(self.file_of(record, 'fast'), 'rb') as data:
+            self.assertEqual(DATA, data.read())
+        crashed = self.task(image['id'])
+        self.assertEqual('failure', crashed['status'])
+        self.assertIn('died', crashed['message'])
+        # The next copy is accepted at once, and clears the failed list.
+        resp = self.copy(image['id'], 'cheap', 'slow')
+        self.assertEqual(202, resp.status_int, resp.body)
+        record = self.assertCopied(image['id'], ['fast', 'cheap', 'slow'])
+        self.assertEqual('', record['properties'][registry.FAILED_PROPERTY])
+
+    def test_stores_copied_before_the_crash_are_kept(self):
+        image = self.active()
+        real_add = self.slow.add
+
+        def add(image_id, reader, chunk_size):
+            # The worker dies while writing into slow, cheap copied.
+            real_add(image_id, reader, chunk_size)
+            raise SystemExit('killed')
+        self.useFixture(fixtures.MockPatchObject(self.slow, 'add', add))
+        self.useFixture(fixtures.MockPatchObject(copier.CopyJob, 'end'))
+        self.useFixture(fixtures.MockPatchObject(
+            copier.holders, 'holder_id', return_value=DEAD))
+        self.copy(image['id'], 'cheap', 'slow')
+        record = self.registry.get(image['id'])
+        self.assertEqual('slow', record['properties'][
+            registry.IMPORTING_PROPERTY])
+        self.assertEqual([image['id']], os.listdir(self.slow_dir))
+        recovered = copier.recover_copies(self.registry, self.store_set)
+        self.assertEqual([['slow']], [copy.failed for copy in recovered])
+        record = self.registry.get(image['id'])
+        self.assertEqual(['fast', 'cheap'], [
+            location['store'] for location in record['locations']])
+        self.assertEqual('slow', record['properties'][
+            registry.FAILED_PROPERTY])
+        self.assertEqual([], os.listdir(self.slow_dir))
+        with open(self.file_of(record, 'cheap'), 'rb') as data:
+            self.assertEqual(DATA, data.read())
+
+    def test_a_live_holder_is_never_touched(self):
+        image = self.active()
+        self.crashed_copy(image['id'], holder=registry.holder_id())
+        self.assertEqual([], copier.recover_copies(
+            self.registry, self.store_set))
+        record = self.registry.get(image['id'])
+        self.assertEqual('crashed', record['properties'][
+            registry.IMPORT_TASK_PROPERTY])
+        self.assertEqual('cheap', record['properties'][
+            registry.IMPORTING_PROPERTY])
+        self.assertEqual(['.%s.x1.partial' % image['id']],
+                         os.listdir(self.cheap_dir))
+        self.assertEqual('processing', self.task(image['id'])['status'])
+
+    def test_a_holder_elsewhere_is_judged_by_its_heartbeat(self):
+        image = self.active()
+        self.crashed_copy(image['id'], holder='elsewhere:1:1')
+        self.assertEqual([], copier.recover_copies(
+            self.registry, self.store_set))
+        recovered = copier.recover_copies(
+            self.registry, self.store_set, older_than=datetime.timedelta(0))
+        self.assertEqual([['cheap']], [copy.failed for copy in recovered])
+        self.assertEqual([], os.listdir(self.cheap_dir))
+
+    def test_a_lock_without_a_task_is_judged_by_the_image_age(self):
+        image = self.active()
+        self.crashed_copy(image['id'], ['cheap', 'slow'], task=False)
+        self.assertEqual([], copier.recover_copies(
+            self.registry, self.store_set))
+        self.assertEqual(1, len(os.listdir(self.cheap_dir)))
+        recovered = copier.recover_copies(
+            self.registry, self.store_set, older_than=datetime.timedelta(0))
+        self.assertEqual([(None, None, ['cheap', 'slow'])], [
+            (copy.holder, copy.heartbeat_at, copy.failed)
+            for copy in recovered])
+        self.assertEqual([], os.listdir(self.cheap_dir))
+
+    def test_a_copy_that_heartbeats_meanwhile_is_left_alone(self):
+        image = self.active()
+        self.crashed_copy(image['id'])
+        seen = self.task(image['id'])['updated_at']
+        self.registry.update_task('crashed', {'message': 'Copied 1 MiB'})
+        self.assertIsNone(self.registry.release_dead_copy(
+            image['id'], 'crashed', seen, ['cheap']))
+        self.assertIsNone(self.registry.release_dead_copy(
+            image['id'], 'other', self.task(image['id'])['updated_at']))
+        record = self.registry.get(image['id'])
+        self.assertEqual('crashed', record['properties'][
+            registry.IMPORT_TASK_PROPERTY])
+        self.assertEqual('cheap', record['properties'][
+            registry.IMPORTING_PROPERTY])
+        self.assertEqual(['cheap'], self.registry.release_dead_copy(
+            image['id'], 'crashed', self.task(image['id'])['updated_at'],
+            ['cheap']))
+
+    def test_start_up_recovery_releases_dead_copies(self):
+        image = self.active()
+        self.crashed_copy(image['id'])
+        data_app.recover(self.registry, self.store_set)
+        record = self.registry.get(image['id'])
+        self.assertNotIn(registry.IMPORT_TASK_PROPERTY, record['properties'])
+        self.assertEqual('cheap', record['properties'][
+            registry.FAILED_PROPERTY])
+        self.assertEqual([], os.listdir(self.cheap_dir))

@@ -3,6 +3,7 @@
 import datetime
 import hashlib
 import io
+import json
 import os
 import socket
 import time
@@ -159,6 +160,68 @@ class TestRecover(ManageTestCase):
         self.assertEqual([stale], removed)
         self.assertEqual('queued', image_registry.get(stale)['status'])
 
+    def test_recover_releases_the_lock_of_a_dead_copy(self):
+        """A copy-image whose worker died: released, its stores failed."""
+        with open(self.paste, 'a') as paste:
+            paste.write(MULTI_STORE % {'state': self.state})
+        image_registry = self.registry()
+        fast, cheap = (os.path.join(self.state, store)
+                       for store in ('fast', 'cheap'))
+        os.makedirs(fast)
+        os.makedirs(cheap)
+        dead_id, dead_task = self.copying(image_registry, fast, DEAD_HOLDER)
+        live_id, live_task = self.copying(image_registry, fast,
+                                          registry.holder_id())
+        partials = [os.path.join(cheap, '.%s.1.partial' % image_id)
+                    for image_id in (dead_id, live_id)]
+        for partial in partials:
+            with open(partial, 'wb') as data:
+                data.write(b'half')
+        self.assertEqual(0, self.manage(
+            '-o', 'enabled_backends=fast:file, cheap:file',
+            '-o', 'default_backend=fast', 'recover'))
+        output = self.stdout.getvalue()
+        self.assertIn('%s: copy %s released, failed in cheap (holder %s, '
+                      'last heartbeat ' % (dead_id, dead_task, DEAD_HOLDER),
+                      output)
+        self.assertNotIn(live_id, output)
+        self.assertIn('1 stale copy lock(s) released', output)
+        self.assertEqual([False, True],
+                         [os.path.exists(path) for path in partials])
+        self.assertEqual(sorted([dead_id, live_id]), sorted(os.listdir(fast)))
+        dead = image_registry.get(dead_id)['properties']
+        self.assertEqual((None, '', 'cheap'), (
+            dead.get(registry.IMPORT_TASK_PROPERTY),
+            dead[registry.IMPORTING_PROPERTY],
+            dead[registry.FAILED_PROPERTY]))
+        live = image_registry.get(live_id)['properties']
+        self.assertEqual((live_task, 'cheap', ''), (
+            live.get(registry.IMPORT_TASK_PROPERTY),
+            live[registry.IMPORTING_PROPERTY],
+            live[registry.FAILED_PROPERTY]))
+
+    def copying(self, image_registry, datadir, holder):
+        """An active image in ``fast``, copied into ``cheap`` by ``holder``.
+
+        :returns: the image's id and the copy's task id.
+        """
+        image_id = str(uuid.uuid4())
+        path = os.path.join(datadir, image_id)
+        with open(path, 'wb') as data:
+            data.write(b'data')
+        image_registry.create({'id': image_id})
+        image_registry.transition(image_id, 'queued', 'saving')
+        image_registry.transition(image_id, 'saving', 'active', {
+            'size': 4, 'locations': [{'store': 'fast',
+                                      'url': 'file://' + path}]})
+        task_id = str(uuid.uuid4())
+        image_registry.lock_for_copy(image_id, task_id, ['cheap'])
+        image_registry.create_task({
+            'id': task_id, 'image_id': image_id, 'type': 'api_image_import',
+            'status': 'processing', 'holder': holder,
+            'input': json.dumps({'backend': ['cheap']})})
+        return image_id, task_id
+
     def test_recover_on_an_empty_database_asks_for_sync(self):
         self.assertEqual(manage.EXIT_CONFIG, self.manage('recover'))
         self.assertIn('db sync', self.stderr.getvalue())
@@ -169,6 +232,17 @@ class TestRecover(ManageTestCase):
 
 
 HOURS_AGO = 2 * 3600
+
+#: A holder of this host whose process does not run (pids stop below 2**22).
+DEAD_HOLDER = '%s:%d:1.00' % (socket.gethostname(), 2 ** 22 + 1)
+
+MULTI_STORE = """
+[store:fast]
+filesystem_store_datadir = %(state)s/fast
+
+[store:cheap]
+filesystem_store_datadir = %(state)s/cheap
+"""
 
 
 class TestSweep(ManageTestCase):
@@ -322,6 +396,55 @@ class TestSweep(ManageTestCase):
                               say=lambda line: None)
         self.assertEqual(([], 0, 0), result)
         self.assertEqual([path], self.existing(path))
+
+    def test_a_live_copy_keeps_its_data_past_the_grace_period(self):
+        """Data of a copy longer than the grace period is not swept.
+
+        The image is active without data in the store its copy writes to;
+        the copy's temporary file, and its whole file not yet recorded,
+        are hours old. Kept while the copy's lock is live, swept once
+        its holder is dead.
+        """
+        image_id = self.image('active')
+        self.image_registry.lock_for_copy(image_id, 'copy', ['default'])
+        self.image_registry.create_task({
+            'id': 'copy', 'image_id': image_id, 'type': 'api_image_import',
+            'status': 'processing', 'holder': registry.holder_id(),
+            'input': json.dumps({'backend': ['default']})})
+        partial = self.write(self.datadir, '.%s.ab.partial' % image_id)
+        whole = self.write(self.datadir, image_id)
+        other = self.write(self.datadir, str(uuid.uuid4()))
+        self.assertEqual(0, self.manage('sweep', '--apply',
+                                        '--older-than', '0'))
+        self.assertEqual([partial, whole],
+                         self.existing(partial, whole, other))
+        self.assertIn('1 orphan(s) found, 1 removed', self.stdout.getvalue())
+        self.image_registry.update_task('copy', {'status': 'failure'})
+        self.assertEqual(0, self.manage('sweep', '--apply',
+                                        '--older-than', '0'))
+        self.assertEqual([], self.existing(partial, whole))
+
+    def test_a_copy_keeps_only_the_stores_it_writes_to(self):
+        image_id = self.image('active')
+        self.image_registry.lock_for_copy(image_id, 'copy', ['elsewhere'])
+        self.image_registry.create_task({
+            'id': 'copy', 'image_id': image_id, 'type': 'api_image_import',
+            'status': 'processing', 'holder': registry.holder_id(),
+            'input': json.dumps({'backend': ['elsewhere']})})
+        partial = self.write(self.datadir, '.%s.ab.partial' % image_id)
+        self.assertEqual(0, self.manage('sweep', '--apply'))
+        self.assertEqual([], self.existing(partial))
+
+    def test_a_dead_copy_keeps_nothing(self):
+        image_id = self.image('active')
+        self.image_registry.lock_for_copy(image_id, 'copy', ['default'])
+        self.image_registry.create_task({
+            'id': 'copy', 'image_id': image_id, 'type': 'api_image_import',
+            'status': 'processing', 'holder': DEAD_HOLDER,
+            'input': json.dumps({'backend': ['default']})})
+        partial = self.write(self.datadir, '.%s.ab.partial' % image_id)
+        self.assertEqual(0, self.manage('sweep', '--apply'))
+        self.assertEqual([], self.existing(partial))
 
     def test_sweep_on_an_empty_database_asks_for_sync(self):
         database = self.useFixture(dbfixture.Database())
