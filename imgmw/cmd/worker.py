@@ -247,12 +247,14 @@ class ThreadWorker(gthread.ThreadWorker):
         self.body_min_rate = getattr(args, 'body_min_rate',
                                      body_guard.BODY_MIN_RATE)
 
-    def init_process(self) -> None:
+    def run(self) -> None:
+        # In the table once the application is loaded: a worker still
+        # loading it is not left connections it cannot serve yet.
         if not self.cfg.is_ssl:
             self.balancer = balance.Balancer(
                 balance.TABLE, balance.TABLE.slot_of(self.age),
                 time.monotonic)
-        super().init_process()
+        super().run()
 
     # New connections spread across the workers (imgmw.cmd.balance).
 
