@@ -75,6 +75,14 @@ loses a deadlock (MySQL/MariaDB, PostgreSQL) is run again, up to
 :data:`DEADLOCK_RETRIES` times, then answered as unavailable. Programming
 errors (bad SQL, an unknown field) are never masked as unavailability.
 
+**Reads.** A record is read with two statements in one transaction: its
+row, then its tags, properties and locations together (one ``UNION ALL``
+in every database), whether one image is read or a page of them. The
+statements of every read are built once, at import; a listing's first
+page (no ``marker``) is built once per distinct listing, the last
+:data:`FIRST_PAGES_KEPT` of them kept. Building and running a statement
+in SQLAlchemy costs several times what SQLite takes to answer it.
+
 A record is a plain ``dict`` (:data:`RECORD_KEYS`), times timezone-aware UTC.
 """
 
@@ -443,18 +451,22 @@ class Registry:
         """
         _check_fields(filters, LIST_FILTERS)
         order = _sorting(sort_key, sort_dir)
+        if marker is None:
+            query = _first_page(project_id, is_admin, filters, order, limit)
+            with self._transaction() as connection:
+                rows = connection.execute(query).mappings().all()
+                return _records(connection, rows)
         images = models.images
         access = _access(project_id, is_admin)
         query = sa.select(images).where(
             access, *_list_conditions(project_id, filters))
         with self._transaction() as connection:
-            if marker is not None:
-                after = connection.execute(
-                    sa.select(images).where(images.c.id == marker, access)
-                ).mappings().first()
-                if after is None:
-                    raise MarkerNotFound(marker)
-                query = query.where(_after(after, order))
+            after = connection.execute(
+                sa.select(images).where(images.c.id == marker, access)
+            ).mappings().first()
+            if after is None:
+                raise MarkerNotFound(marker)
+            query = query.where(_after(after, order))
             query = query.order_by(*_order(order)).limit(limit)
             rows = connection.execute(query).mappings().all()
             return _records(connection, rows)
@@ -977,13 +989,9 @@ class Registry:
 
         Locations recorded without any are left out.
         """
-        table = models.image_locations
         with self._transaction() as connection:
-            rows = connection.execute(
-                sa.select(table.c.url, table.c.block_algorithm,
-                          table.c.block_size, table.c.block_digests)
-                .where(table.c.image_id == image_id,
-                       table.c.block_digests.is_not(None)))
+            rows = connection.execute(_BLOCK_DIGESTS_OF,
+                                      {'image_id': image_id})
             return {row.url: hashing.BlockDigests(
                 row.block_algorithm, row.block_size,
                 bytes(row.block_digests)) for row in rows}
@@ -1248,6 +1256,64 @@ def _access(project_id: typing.Optional[str], is_admin: bool):
     return sa.and_(images.c.status != 'deleted', shown)
 
 
+#: First pages of listings whose statements are kept (see _first_page).
+FIRST_PAGES_KEPT = 256
+
+
+def _first_page(project_id: typing.Optional[str], is_admin: bool,
+                filters: typing.Mapping, order: typing.Sequence[tuple],
+                limit: int):
+    """The statement of a listing's first page, built once per listing.
+
+    Clients list the same way again and again (a project's images, a
+    dashboard's page), and building the statement costs more than running
+    it: the last :data:`FIRST_PAGES_KEPT` are kept, keyed on every
+    argument (values with their types, so that ``1`` and ``True`` stay
+    apart). Arguments that cannot be a key are built each time.
+    """
+    try:
+        key = (project_id, is_admin, _frozen(filters), tuple(order), limit)
+        hash(key)
+    except TypeError:
+        return _page_statement(project_id, is_admin, filters, order, limit)
+    return _kept_first_page(*key)
+
+
+def _frozen(value):
+    """``value`` as a hashable key that tells types apart."""
+    if isinstance(value, typing.Mapping):
+        return ('mapping', tuple(sorted(
+            (key, _frozen(item)) for key, item in value.items())))
+    if isinstance(value, (list, tuple)):
+        return ('sequence', tuple(_frozen(item) for item in value))
+    return (type(value), value)
+
+
+def _thawed(key):
+    """The value that :func:`_frozen` made ``key`` of (lists as tuples)."""
+    kind, value = key
+    if kind == 'mapping':
+        return {name: _thawed(item) for name, item in value}
+    if kind == 'sequence':
+        return tuple(_thawed(item) for item in value)
+    return value
+
+
+@functools.lru_cache(maxsize=FIRST_PAGES_KEPT)
+def _kept_first_page(project_id, is_admin, frozen_filters, order, limit):
+    return _page_statement(project_id, is_admin, _thawed(frozen_filters),
+                           order, limit)
+
+
+def _page_statement(project_id: typing.Optional[str], is_admin: bool,
+                    filters: typing.Mapping, order: typing.Sequence[tuple],
+                    limit: int):
+    return (sa.select(models.images)
+            .where(_access(project_id, is_admin),
+                   *_list_conditions(project_id, filters))
+            .order_by(*_order(order)).limit(limit))
+
+
 def _list_conditions(project_id: typing.Optional[str],
                      filters: typing.Mapping) -> list:
     images = models.images
@@ -1428,21 +1494,56 @@ _IMAGE_BY_ID = sa.select(models.images).where(
     models.images.c.id == sa.bindparam('image_id'))
 _IMAGE_BY_ID_FOR_UPDATE = _IMAGE_BY_ID.with_for_update()
 _IDS = sa.bindparam('ids', expanding=True)
-_TAGS_OF = (
-    sa.select(models.image_tags.c.image_id, models.image_tags.c.value)
-    .where(models.image_tags.c.image_id.in_(_IDS))
-    .order_by(models.image_tags.c.image_id, models.image_tags.c.value))
-_PROPERTIES_OF = (
-    sa.select(models.image_properties.c.image_id,
-              models.image_properties.c.name,
-              models.image_properties.c.value)
-    .where(models.image_properties.c.image_id.in_(_IDS)))
-_LOCATIONS_OF = (
-    sa.select(models.image_locations.c.image_id,
-              models.image_locations.c.store, models.image_locations.c.url)
-    .where(models.image_locations.c.image_id.in_(_IDS))
-    .order_by(models.image_locations.c.image_id,
-              models.image_locations.c.position))
+
+#: The ``kind`` of a row of :func:`_children_of`.
+_TAG, _PROPERTY, _LOCATION = 0, 1, 2
+
+
+def _children_of(matches) -> sa.CompoundSelect:
+    """One statement for the tags, properties and locations of images.
+
+    Rows ``(image_id, kind, position, a, b)``: a tag is ``(_TAG, 0,
+    value, NULL)``, a property ``(_PROPERTY, 0, name, value)``, a location
+    ``(_LOCATION, position, store, url)``; tags in their value's order and
+    locations in their position's, as each table was read alone before.
+    One statement instead of three: SQLAlchemy's work for each one costs
+    more than the database's.
+
+    :param matches: ``matches(table)``, the condition on the table's
+        ``image_id``.
+    """
+    tags = models.image_tags
+    properties = models.image_properties
+    locations = models.image_locations
+
+    def constant(value: int):
+        return sa.literal_column(str(value), sa.Integer)
+
+    children = sa.union_all(
+        sa.select(tags.c.image_id, constant(_TAG).label('kind'),
+                  constant(0).label('position'), tags.c.value.label('a'),
+                  sa.null().label('b'))
+        .where(matches(tags)),
+        sa.select(properties.c.image_id, constant(_PROPERTY), constant(0),
+                  properties.c.name, properties.c.value)
+        .where(matches(properties)),
+        sa.select(locations.c.image_id, constant(_LOCATION),
+                  locations.c.position, locations.c.store, locations.c.url)
+        .where(matches(locations)))
+    columns = children.selected_columns
+    return children.order_by(columns.kind, columns.position, columns.a)
+
+
+_CHILDREN_OF_ONE = _children_of(
+    lambda table: table.c.image_id == sa.bindparam('image_id'))
+_CHILDREN_OF = _children_of(lambda table: table.c.image_id.in_(_IDS))
+_BLOCK_DIGESTS_OF = (
+    sa.select(models.image_locations.c.url,
+              models.image_locations.c.block_algorithm,
+              models.image_locations.c.block_size,
+              models.image_locations.c.block_digests)
+    .where(models.image_locations.c.image_id == sa.bindparam('image_id'),
+           models.image_locations.c.block_digests.is_not(None)))
 
 
 def _load(connection, image_id: str,
@@ -1460,11 +1561,17 @@ def _records(connection, rows) -> typing.List[Record]:
                for row in rows}
     if not records:
         return []
-    ids = {'ids': list(records)}
-    for image_id, value in connection.execute(_TAGS_OF, ids):
-        records[image_id]['tags'].append(value)
-    for image_id, name, value in connection.execute(_PROPERTIES_OF, ids):
-        records[image_id]['properties'][name] = value
-    for image_id, store, url in connection.execute(_LOCATIONS_OF, ids):
-        records[image_id]['locations'].append({'store': store, 'url': url})
+    if len(records) == 1:
+        children = connection.execute(_CHILDREN_OF_ONE,
+                                      {'image_id': next(iter(records))})
+    else:
+        children = connection.execute(_CHILDREN_OF, {'ids': list(records)})
+    for image_id, kind, _position, first, second in children:
+        record = records[image_id]
+        if kind == _TAG:
+            record['tags'].append(first)
+        elif kind == _PROPERTY:
+            record['properties'][first] = second
+        else:
+            record['locations'].append({'store': first, 'url': second})
     return [records[row['id']] for row in rows]

@@ -333,6 +333,52 @@ class RegistryTests:
         self.assertEqual({('a', 'u1'), ('b', 'u1')},
                          self.registry.all_locations())
 
+    def with_children(self, name, tags, properties, stores):
+        image = self.create(name=name, tags=tags, properties=properties)
+        return self.registry.transition(image['id'], 'queued', 'active', {
+            'locations': [{'store': store, 'url': '%s/%s' % (name, store)}
+                          for store in stores]})
+
+    def test_records_carry_their_own_tags_properties_and_locations(self):
+        first = self.with_children('a', ['z', 'b', 'm'],
+                                   {'k': '1', 'j': '2'}, ['s2', 's1', 's3'])
+        second = self.with_children('b', ['c'], {'k': '3'}, ['s1'])
+        bare = self.create(name='c')
+        self.assertEqual((['b', 'm', 'z'], {'k': '1', 'j': '2'}, [
+            {'store': 's2', 'url': 'a/s2'}, {'store': 's1', 'url': 'a/s1'},
+            {'store': 's3', 'url': 'a/s3'}]),
+            (first['tags'], first['properties'], first['locations']))
+        listed = self.registry.list(
+            project_id='p1', is_admin=False, filters={}, limit=10,
+            marker=None, sort_key='name', sort_dir='asc')
+        self.assertEqual([first, second, bare], listed)
+        self.assertEqual([first, second, bare], [
+            self.registry.get(image['id']) for image in (first, second,
+                                                         bare)])
+
+    def selects(self, read):
+        """The SELECT statements ``read()`` sends to the database."""
+        sent = []
+
+        def count(conn, cursor, statement, *args):
+            if statement.lstrip().upper().startswith('SELECT'):
+                sent.append(statement)
+        sa.event.listen(self.registry._engine, 'before_cursor_execute',
+                        count)
+        self.addCleanup(sa.event.remove, self.registry._engine,
+                        'before_cursor_execute', count)
+        read()
+        return sent
+
+    def test_a_read_is_two_selects_whatever_the_children(self):
+        images = [self.with_children(name, ['t1', 't2'], {'k': 'v'},
+                                     ['s1', 's2']) for name in 'abc']
+        self.assertEqual(2, len(self.selects(
+            lambda: self.registry.get(images[0]['id']))))
+        self.assertEqual(2, len(self.selects(lambda: self.registry.list(
+            project_id='p1', is_admin=False, filters={}, limit=10,
+            marker=None))))
+
     # list.
 
     def list(self, project_id='p1', is_admin=False, limit=100, marker=None,
@@ -387,6 +433,18 @@ class RegistryTests:
                                                os_hidden=None))
         self.assertIn('hidden', self.list(os_hidden=None))
         self.assertRaises(ValueError, self.list, size=3)
+
+    def test_first_pages_are_built_once_and_see_new_images(self):
+        self.create(name='a')
+        self.assertEqual(['a'], self.list())
+        kept = registry._kept_first_page.cache_info()
+        self.create(name='b')
+        self.assertEqual(['a', 'b'], self.list())
+        self.assertEqual((kept.hits + 1, kept.misses),
+                         registry._kept_first_page.cache_info()[:2])
+        self.assertEqual(['b'], self.list(marker=self.registry.list(
+            project_id='p1', is_admin=False, filters={}, limit=1,
+            marker=None, sort_key='name', sort_dir='asc')[0]['id']))
 
     def test_list_never_shows_deleted_images(self):
         image = self.create(name='gone', visibility='public')
@@ -663,6 +721,33 @@ class ServerTests(RegistryTests):
             connection.exec_driver_sql('DROP TABLE image_tags')
         self.assertRaises(sa.exc.ProgrammingError, self.registry.get,
                           image['id'])
+
+
+class TestFirstPages(testtools.TestCase):
+
+    def page(self, filters):
+        return registry._first_page('p1', False, filters,
+                                    [('created_at', 'desc'), ('id', 'desc')],
+                                    25)
+
+    def test_the_same_listing_is_the_same_statement(self):
+        filters = {'os_hidden': False, 'tags': ['a', 'b'],
+                   'conditions': [('size', 'in', [1, 2])]}
+        self.assertIs(self.page(filters), self.page(dict(filters)))
+        self.assertIsNot(self.page(filters), self.page({'os_hidden': False}))
+
+    def test_values_of_other_types_are_other_listings(self):
+        one = self.page({'conditions': [('min_ram', 'eq', 1)]})
+        self.assertIsNot(one, self.page(
+            {'conditions': [('min_ram', 'eq', True)]}))
+        self.assertIsNot(one, self.page(
+            {'conditions': [('min_ram', 'eq', 1.0)]}))
+        self.assertIs(one, self.page({'conditions': [('min_ram', 'eq', 1)]}))
+
+    def test_a_listing_that_cannot_be_a_key_is_built_each_time(self):
+        filters = {'conditions': [('id', 'in', {'x', 'y'})]}
+        self.assertIsNot(self.page(filters), self.page(filters))
+        self.assertIn('IN', str(self.page(filters)))
 
 
 class TestSQLite(testtools.TestCase):
