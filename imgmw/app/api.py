@@ -224,7 +224,11 @@ class DataApp:
 
     def visible(self, req: webob.Request, image_id: str) -> dict:
         """The image, or 404 when unknown or not visible (get_image)."""
-        record = self.registry.get(image_id)
+        return self.shown(req, image_id, self.registry.get(image_id))
+
+    def shown(self, req: webob.Request, image_id: str,
+              record: typing.Optional[dict]) -> dict:
+        """The image read as ``record``, or 404 as :meth:`visible`."""
         if record is None or not self.authorize(
                 req, 'get_image', images.policy_target(record),
                 do_raise=False):
@@ -461,7 +465,12 @@ class DataApp:
                       image_id: str) -> webob.Response:
         if req.method == 'PUT':
             return upload.Upload(self, req, self.visible(req, image_id))()
-        record = self.visible(req, image_id)
+        if self.verify_downloads:
+            # The block digests in the record's transaction: one less.
+            record, digests = self.registry.get_for_download(image_id)
+            record = self.shown(req, image_id, record)
+        else:
+            record = self.visible(req, image_id)
         if record['status'] == 'deactivated' and not self.context(
                 req).is_admin:
             raise errors.image_deactivated()
@@ -469,7 +478,7 @@ class DataApp:
         locate = self.stores.locate
         if self.verify_downloads:
             locate = blocks.verifying_locator(locate, self.registry, record,
-                                              req.environ)
+                                              req.environ, digests)
         return download.serve(req, record, locate, self.chunk_size)
 
     def upload_store(self, store_id: typing.Optional[str]) -> stores.Store:

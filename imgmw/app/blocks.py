@@ -257,14 +257,20 @@ Locate = typing.Callable[[typing.Mapping], typing.Optional[stores.Store]]
 
 
 def verifying_locator(locate: Locate, registry, record: typing.Mapping,
-                      environ: dict) -> Locate:
+                      environ: dict,
+                      digests: typing.Optional[
+                          typing.Dict[str, hashing.BlockDigests]] = None
+                      ) -> Locate:
     """``locate`` for a download of ``record``, verifying where it can.
 
     A location with usable block digests is read through
     :class:`VerifyingStore`; any other through its store as it is. The
-    digests are read from the registry once, at the first location.
+    digests are ``digests`` (by location URL) when the caller read them
+    with the record, else read from the registry once, at the first
+    location.
     """
-    found: typing.List[typing.Dict[str, hashing.BlockDigests]] = []
+    found: typing.List[typing.Dict[str, hashing.BlockDigests]] = (
+        [] if digests is None else [digests])
 
     def locate_verified(location: typing.Mapping
                         ) -> typing.Optional[stores.Store]:

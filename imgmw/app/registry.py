@@ -77,8 +77,10 @@ errors (bad SQL, an unknown field) are never masked as unavailability.
 
 **Reads.** A record is read with two statements in one transaction: its
 row, then its tags, properties and locations together (one ``UNION ALL``
-in every database), whether one image is read or a page of them. The
-statements of every read are built once, at import; a listing's first
+in every database), whether one image is read or a page of them; a
+download reads the block digests of its locations in the same transaction
+(:meth:`Registry.get_for_download`). The statements of every read are
+built once, at import; a listing's first
 page (no ``marker``) is built once per distinct listing, the last
 :data:`FIRST_PAGES_KEPT` of them kept. Building and running a statement
 in SQLAlchemy costs several times what SQLite takes to answer it.
@@ -421,6 +423,21 @@ class Registry:
         if record is None or record['status'] == 'deleted':
             return None
         return record
+
+    def get_for_download(self, image_id: str) -> typing.Tuple[
+            typing.Optional[Record], typing.Dict[str, hashing.BlockDigests]]:
+        """:meth:`get` and :meth:`block_digests`, in one transaction.
+
+        ``(None, {})`` when the image is unknown or deleted; the digests
+        are read only for an image with locations.
+        """
+        with self._transaction() as connection:
+            record = _load(connection, image_id)
+            if record is None or record['status'] == 'deleted':
+                return None, {}
+            if not record['locations']:
+                return record, {}
+            return record, _block_digests(connection, image_id)
 
     def list(self, *, project_id: typing.Optional[str], is_admin: bool,
              filters: typing.Mapping[str, typing.Any], limit: int,
@@ -990,11 +1007,7 @@ class Registry:
         Locations recorded without any are left out.
         """
         with self._transaction() as connection:
-            rows = connection.execute(_BLOCK_DIGESTS_OF,
-                                      {'image_id': image_id})
-            return {row.url: hashing.BlockDigests(
-                row.block_algorithm, row.block_size,
-                bytes(row.block_digests)) for row in rows}
+            return _block_digests(connection, image_id)
 
     def locations_without_blocks(self, limit: int,
                                  after: typing.Optional[
@@ -1544,6 +1557,14 @@ _BLOCK_DIGESTS_OF = (
               models.image_locations.c.block_digests)
     .where(models.image_locations.c.image_id == sa.bindparam('image_id'),
            models.image_locations.c.block_digests.is_not(None)))
+
+
+def _block_digests(connection, image_id: str
+                   ) -> typing.Dict[str, hashing.BlockDigests]:
+    rows = connection.execute(_BLOCK_DIGESTS_OF, {'image_id': image_id})
+    return {row.url: hashing.BlockDigests(
+        row.block_algorithm, row.block_size, bytes(row.block_digests))
+        for row in rows}
 
 
 def _load(connection, image_id: str,

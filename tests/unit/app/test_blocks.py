@@ -272,6 +272,15 @@ class TestVerifyingLocator(testtools.TestCase):
         locate(self.location)
         self.assertEqual(1, registry.calls)
 
+    def test_digests_read_with_the_record_are_not_read_again(self):
+        store = FakeStore(DATA)
+        registry = FakeRegistry({})
+        locate = blocks.verifying_locator(
+            lambda location: store, registry, self.record, {},
+            {self.location['url']: digests_of(DATA)})
+        self.assertIsInstance(locate(self.location), blocks.VerifyingStore)
+        self.assertEqual(0, registry.calls)
+
     def test_location_without_digests_is_the_store_itself(self):
         store = FakeStore(DATA)
         locate, environ, _ = self.locator({}, store)

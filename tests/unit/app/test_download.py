@@ -11,6 +11,8 @@ import hashlib
 import io
 import os
 
+import sqlalchemy as sa
+
 from imgmw.app import download as app_download
 from imgmw import environ as keys
 from imgmw.filters import download
@@ -63,6 +65,17 @@ class DownloadTest(test_api.AppTestCase):
         digest = base64.b64encode(hashlib.sha512(DATA).digest()).decode()
         self.assertEqual('sha-512=:%s:' % digest,
                          resp.headers['Repr-Digest'])
+
+    def test_a_download_reads_the_registry_in_one_transaction(self):
+        checkouts = []
+
+        def checkout(*args):
+            checkouts.append(args)
+        sa.event.listen(self.registry._engine, 'checkout', checkout)
+        self.addCleanup(sa.event.remove, self.registry._engine, 'checkout',
+                        checkout)
+        self.assertEqual(DATA, self.get().body)
+        self.assertEqual(1, len(checkouts))
 
     def test_file_wrapper_gets_a_bounded_file_with_fileno_for_whole(self):
         seen = []

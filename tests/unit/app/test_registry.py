@@ -22,6 +22,7 @@ from imgmw.app import models
 from imgmw.app import registry
 from imgmw.filters.quota import migrations as quota_migrations
 from imgmw.filters.quota import schema as quota_schema
+from imgmw import hashing
 from tests import dbfixture
 
 HOUR = datetime.timedelta(hours=1)
@@ -369,6 +370,25 @@ class RegistryTests:
                         'before_cursor_execute', count)
         read()
         return sent
+
+    def test_get_for_download_is_the_record_and_its_block_digests(self):
+        image = self.with_children('a', [], {}, ['s1', 's2'])
+        blocks = hashing.BlockDigests('xxh3_64', 4, b'12345678')
+        self.registry.set_block_digests(image['id'], 'a/s2',
+                                        image['checksum'], blocks)
+        self.assertEqual((image, {'a/s2': blocks}),
+                         self.registry.get_for_download(image['id']))
+        self.assertEqual(3, len(self.selects(
+            lambda: self.registry.get_for_download(image['id']))))
+        queued = self.create()
+        self.assertEqual((queued, {}),
+                         self.registry.get_for_download(queued['id']))
+        self.assertEqual(2, len(self.selects(
+            lambda: self.registry.get_for_download(queued['id']))))
+        self.registry.delete(queued['id'])
+        for image_id in (queued['id'], str(uuid.uuid4())):
+            self.assertEqual((None, {}),
+                             self.registry.get_for_download(image_id))
 
     def test_a_read_is_two_selects_whatever_the_children(self):
         images = [self.with_children(name, ['t1', 't2'], {'k': 'v'},
