@@ -51,7 +51,9 @@ loads the rules at start-up, looks at the policy file at most once every
 that second), and remembers its decisions: the answer of a rule depends
 only on the rules and on the few values of the credentials and the target
 the rules name (the roles, the project, the visibility, ...), so those
-values are the key. Decisions are forgotten whenever the rules change. A
+values are the key (read straight from an oslo.context request context,
+without building its ``to_policy_values()``, unless its class has its own).
+Decisions are forgotten whenever the rules change. A
 policy file using a check whose answer may depend on anything else (an
 ``http:`` check, a plug-in) turns the memory off.
 """
@@ -162,6 +164,15 @@ _PURE_CHECKS = frozenset((
     _checks.RoleCheck, _checks.GenericCheck, _checks.AndCheck,
     _checks.OrCheck, _checks.NotCheck))
 
+#: oslo.context's own ``to_policy_values``, and the attributes it copies
+#: (each under its own name).
+_POLICY_VALUES = oslo_context.RequestContext.to_policy_values
+_CONTEXT_VALUES = frozenset((
+    'user_id', 'user_domain_id', 'system_scope', 'domain_id', 'project_id',
+    'project_domain_id', 'roles', 'is_admin_project', 'service_user_id',
+    'service_user_domain_id', 'service_project_id',
+    'service_project_domain_id', 'service_roles'))
+
 _TEMPLATE = re.compile(r'%\(([^)]+)\)')
 _MISSING = object()
 
@@ -251,13 +262,21 @@ class Enforcer(policy.Enforcer):
         if self._keys is None:
             return None
         target_keys, creds_keys = self._keys
-        if isinstance(creds, oslo_context.RequestContext):
-            creds = creds.to_policy_values()
+        if (isinstance(creds, oslo_context.RequestContext)
+                and type(creds).to_policy_values is _POLICY_VALUES):
+            # What to_policy_values() would give, without building it.
+            creds_values = tuple(
+                _frozen(getattr(creds, name)) if name in _CONTEXT_VALUES
+                else _MISSING for name in creds_keys)
+        else:
+            if isinstance(creds, oslo_context.RequestContext):
+                creds = creds.to_policy_values()
+            creds_values = tuple(_frozen(creds.get(name, _MISSING))
+                                 for name in creds_keys)
         key = (rule,
                tuple(_frozen(target.get(name, _MISSING))
                      for name in target_keys),
-               tuple(_frozen(creds.get(name, _MISSING))
-                     for name in creds_keys))
+               creds_values)
         try:
             hash(key)
         except TypeError:

@@ -228,6 +228,49 @@ class RememberingEnforcerTest(testtools.TestCase):
         self.assertTrue(enforcer.authorize('download_image', image(),
                                            member))
 
+    def test_context_values_are_oslo_contexts_policy_values(self):
+        self.assertEqual(
+            set(context.RequestContext(overwrite=False).to_policy_values()),
+            policies._CONTEXT_VALUES)
+
+    def test_a_request_context_is_keyed_without_its_policy_values(self):
+        built = []
+
+        class Counted(context._DeprecatedPolicyValues):
+            def __init__(self, data):
+                built.append(data)
+                super().__init__(data)
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_context.context._DeprecatedPolicyValues', Counted))
+        enforcer = policies.make_enforcer(self.path)
+        caller = context.RequestContext(project_id='p1', roles=['reader'],
+                                        overwrite=False)
+        self.assertTrue(enforcer.authorize('get_image', image(), caller))
+        self.assertFalse(enforcer.enforce('download_image', image(),
+                                          caller))
+        built.clear()
+        # Remembered decisions: oslo.policy is not asked, nothing built.
+        self.assertTrue(enforcer.authorize('get_image', image(), caller))
+        self.assertFalse(enforcer.enforce('download_image', image(),
+                                          caller))
+        self.assertEqual([], built)
+        self.assertEqual(
+            enforcer._decision_key('get_image', image(), caller),
+            enforcer._decision_key('get_image', image(),
+                                   dict(caller.to_policy_values())))
+
+    def test_a_context_with_its_own_policy_values_is_keyed_on_them(self):
+        class Elevated(context.RequestContext):
+            def to_policy_values(self):
+                return dict(super().to_policy_values(), roles=['admin'])
+        enforcer = policies.make_enforcer(self.path)
+        caller = Elevated(project_id='p1', roles=['reader'], overwrite=False)
+        self.assertTrue(enforcer.enforce('publicize_image', image(),
+                                         caller))
+        plain = context.RequestContext(project_id='p1', roles=['reader'],
+                                       overwrite=False)
+        self.assertFalse(enforcer.enforce('publicize_image', image(), plain))
+
     def test_a_changed_policy_file_applies_within_the_interval(self):
         clock = Clock()
         enforcer = policies.make_enforcer(self.path, clock)
