@@ -5,6 +5,11 @@ Both keep their rows in the database named by ``database_connection``
 in WAL mode whose writers queue on the write lock instead of failing, and
 pooled connections to PostgreSQL or MySQL that survive a database restart.
 This module holds that once; it knows nothing of the tables.
+
+On SQLite every transaction is begun by this module: ``BEGIN IMMEDIATE``
+for a writer (:func:`for_writing`), a plain ``BEGIN`` for a reader, sent
+on the driver's connection directly (it takes no lock, and through
+SQLAlchemy's execution it cost as much as a read's statement).
 """
 
 import os
@@ -103,7 +108,27 @@ def _sqlite_engine(url: sa.engine.URL) -> sa.engine.Engine:
         # A writer takes the write lock first, so it waits (busy_timeout)
         # instead of failing when its snapshot is older than another
         # writer's commit.
-        write = connection.get_execution_options().get(WRITE_OPTION)
-        connection.exec_driver_sql('BEGIN IMMEDIATE' if write else 'BEGIN')
+        if connection.get_execution_options().get(WRITE_OPTION):
+            connection.exec_driver_sql('BEGIN IMMEDIATE')
+        else:
+            _begin_deferred(connection)
 
     return engine
+
+
+def _begin_deferred(connection: sa.engine.Connection) -> None:
+    """``BEGIN`` on the driver's connection itself.
+
+    A deferred ``BEGIN`` takes no lock (the snapshot starts at the first
+    read); sent through SQLAlchemy's execution, it cost as much as a read's
+    statement. An error is raised as SQLAlchemy raises the driver's.
+    """
+    dbapi = connection.dialect.loaded_dbapi
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute('BEGIN')
+    except dbapi.Error as err:
+        raise sa.exc.DBAPIError.instance('BEGIN', (), err,
+                                         dbapi.Error) from err
+    finally:
+        cursor.close()

@@ -46,6 +46,33 @@ class SqliteEngineTest(testtools.TestCase):
             self.assertEqual(1, conn.exec_driver_sql(
                 'PRAGMA foreign_keys').scalar())
 
+    def test_a_read_sees_one_snapshot_and_its_begin_is_the_drivers(self):
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql('CREATE TABLE t (x INTEGER)')
+        executed = []
+
+        def seen(conn, cursor, statement, *args):
+            executed.append(statement)
+        sa.event.listen(self.engine, 'before_cursor_execute', seen)
+        self.addCleanup(sa.event.remove, self.engine,
+                        'before_cursor_execute', seen)
+        with self.engine.connect() as reader, reader.begin():
+            count = 'SELECT count(*) FROM t'
+            self.assertEqual(0, reader.exec_driver_sql(count).scalar())
+            with self.engine.connect() as writer:
+                with db.for_writing(writer).begin():
+                    writer.exec_driver_sql('INSERT INTO t VALUES (1)')
+            self.assertEqual(0, reader.exec_driver_sql(count).scalar())
+        self.assertNotIn('BEGIN', executed)
+        self.assertIn('BEGIN IMMEDIATE', executed)
+        with self.engine.connect() as reader, reader.begin():
+            self.assertEqual(1, reader.exec_driver_sql(count).scalar())
+
+    def test_a_failed_begin_is_sqlalchemys_error(self):
+        with self.engine.connect() as conn:
+            conn.connection.driver_connection.execute('BEGIN')
+            self.assertRaises(sa.exc.OperationalError, conn.begin)
+
     def test_writers_queue_on_the_write_lock(self):
         """A writer holds the lock from BEGIN; a second one waits.
 
