@@ -1112,9 +1112,16 @@ def merge_stores(listed: typing.Optional[str],
 # The stores of an import or a copy: the one place that writes
 # IMPORTING_PROPERTY and FAILED_PROPERTY (see the module).
 
+_PROPERTIES_OF_ONE = (
+    sa.select(models.image_properties.c.name,
+              models.image_properties.c.value)
+    .where(models.image_properties.c.image_id
+           == sa.bindparam('image_id')))
+
+
 def _properties(connection, image_id: str) -> typing.Dict[str, str]:
-    return {name: value for _, name, value in connection.execute(
-        _PROPERTIES_OF, {'ids': [image_id]})}
+    return {name: value for name, value in connection.execute(
+        _PROPERTIES_OF_ONE, {'image_id': image_id})}
 
 
 def _stores_begin(connection, image_id: str,
