@@ -72,9 +72,9 @@ option                          meaning (default)
                                 filter's option (``true``)
 ==============================  =============================================
 
-The process's allocator is told at start-up to give each chunk of image
-data its own mapping, so that a worker's memory stays flat
-(:mod:`imgmw.malloc`).
+The process's allocator is tuned at start-up so that chunks of image data
+reuse the heaps' memory and two heaps serve the threads, which keeps an
+upload's CPU down and a worker's memory flat (:mod:`imgmw.malloc`).
 
 Stores (``enabled_backends``, ``default_backend``, ``[store:<id>]``) are
 configured as :mod:`imgmw.backends` says; without multi-store there is one
