@@ -36,6 +36,9 @@ import typing
 
 from gunicorn.http import body as gunicorn_body
 
+#: Most bytes asked of one socket read (gunicorn's own bound too).
+MAX_RECV = 1024 * 1024
+
 
 class LeanBody:
     """``wsgi.input`` over gunicorn's ``Body`` of a framed request body.
@@ -91,7 +94,10 @@ class LeanBody:
             if len(held) > want:
                 unreader.buf.write(held[want:])
         while got < want:
-            chunk = unreader.sock.recv(want - got)
+            # A socket read allocates what it may receive: never more
+            # than MAX_RECV, whatever the read asks (read() of a body
+            # declared at many GiB must not reserve them).
+            chunk = unreader.sock.recv(min(want - got, MAX_RECV))
             if not chunk:
                 # The client stopped early: as gunicorn's reader, nothing
                 # more is expected of this body.

@@ -92,6 +92,26 @@ class TestContentLength(testtools.TestCase):
         self.assertEqual([MiB, MiB, MiB, 12345], [len(p) for p in pieces])
         self.assertTrue(all(type(p) is bytes for p in pieces))
 
+    def test_a_read_never_asks_the_socket_for_more_than_a_mebibyte(self):
+        # A body declared at 10 GiB, read at once (as WebOb reads a
+        # request body): nothing of that size is reserved.
+        data = os.urandom(3 * MiB)
+        conn = Connection(self)
+        conn.send(put(data, 'Content-Length: %d' % (10 << 30)))
+        req = conn.request()
+        asked = []
+        real = req.body.reader.unreader.sock
+
+        class Recorder:
+            def recv(self, size):
+                asked.append(size)
+                return real.recv(size)
+
+        req.body.reader.unreader.sock = Recorder()
+        body = lean_body.lean(req.body)
+        self.assertEqual(data, body.read())
+        self.assertLessEqual(max(asked), lean_body.MAX_RECV)
+
     def test_bytes_buffered_with_the_head_come_first(self):
         # Head and body in one send: gunicorn's parser holds the start of
         # the body when the request is handed over.
