@@ -99,6 +99,10 @@ class Balancer:
     def publish(self, connections: int) -> None:
         self.table.write(self.slot, self.pid, connections)
 
+    def leave(self) -> None:
+        """Empty this worker's slot: it stops, and its id may be reused."""
+        self.table.write(self.slot, 0, 0)
+
     def deferring(self) -> bool:
         """Whether a deferral is running (accepting stays off)."""
         return self.clock() < self.deferred_until

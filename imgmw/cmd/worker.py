@@ -254,7 +254,11 @@ class ThreadWorker(gthread.ThreadWorker):
             self.balancer = balance.Balancer(
                 balance.TABLE, balance.TABLE.slot_of(self.age),
                 time.monotonic)
-        super().run()
+        try:
+            super().run()
+        finally:
+            if self.balancer is not None:
+                self.balancer.leave()
 
     # New connections spread across the workers (imgmw.cmd.balance).
 

@@ -76,6 +76,15 @@ class TestBalancer(testtools.TestCase):
         self.assertTrue(self.balancer.should_accept(3))
         self.assertFalse(self.balancer.should_accept(3))
 
+    def test_a_worker_that_leaves_counts_for_nothing(self):
+        other = balance.Balancer(self.table, 3, self.clock)
+        other.pid = os.getppid()  # Another process's worker.
+        other.publish(0)
+        self.assertEqual(0, self.table.fewest_elsewhere(1))
+        other.leave()
+        self.assertEqual((0, 0), self.table.read(3))
+        self.assertEqual(2, self.table.fewest_elsewhere(1))
+
     def test_publishes_its_connections(self):
         self.balancer.publish(6)
         self.assertEqual((os.getpid(), 6), self.table.read(1))
