@@ -140,7 +140,8 @@ class Keystone(fixtures.Fixture):
                      '--keystone-group', str(os.getgid()))
         self._manage('db_sync')
         self._manage('bootstrap',
-                     '--bootstrap-password', self.admin_password,
+                     # One argument: a password may start with '-'.
+                     '--bootstrap-password=' + self.admin_password,
                      '--bootstrap-admin-url', self.v3_url,
                      '--bootstrap-internal-url', self.v3_url,
                      '--bootstrap-public-url', self.v3_url,

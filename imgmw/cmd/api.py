@@ -34,9 +34,9 @@ shared one interpreter lock while the other worker idled, at a third of
 the rate of small requests and twice their CPU. imgmw-api's worker
 (:mod:`imgmw.cmd.worker`) spreads them: the workers share a table of the
 connections each holds (:mod:`imgmw.cmd.balance`), and a worker holding
-more than another leaves a new connection to it for 10 ms. Measured with
-``wrk -c8`` and two workers, eight runs of eight connections gave 4/4
-every time (1,520 to 1,680 requests a second of ``GET /v2/images/{id}``,
+more than another leaves a new connection to it for 50 ms. Measured with
+``wrk -c8`` and two workers, five runs of eight connections gave 4/4
+every time (1,740 to 1,910 requests a second of ``GET /v2/images/{id}``,
 against 500 to 660 with an 8/0 split before). With another worker class,
 or to bound each worker, two settings help:
 

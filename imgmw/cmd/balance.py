@@ -34,8 +34,10 @@ import typing
 #: Workers the table holds (a worker's slot is its age modulo this).
 SLOTS = 64
 
-#: Seconds a worker leaves a new connection to a less loaded one.
-DEFER = 0.01
+#: Seconds a worker leaves a new connection to a less loaded one: more
+#: than a busy machine's scheduling delay, far less than nginx's 500 ms
+#: ``accept_mutex_delay``.
+DEFER = 0.05
 
 _SLOT = struct.Struct('=ii')
 

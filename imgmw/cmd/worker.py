@@ -69,7 +69,7 @@ Request bodies held to a minimum pace in the thread
 New connections spread across the workers
     The workers share a small table of the connections each holds
     (:mod:`imgmw.cmd.balance`); a worker that holds more than another
-    leaves a new connection to it for 10 ms, then takes it if it still
+    leaves a new connection to it for 50 ms, then takes it if it still
     waits. Kept-alive clients no longer end up all on one worker.
 
 Verified downloads with sendfile

@@ -51,6 +51,8 @@ class TestConnectionsSpread(base.FunctionalTest):
         # Without the table, splits of 8/0 and 6/2 were the common case.
         for _ in range(3):
             held = self.open_eight()
-            # Others (the readiness check's) may still be kept alive.
+            # Others (the readiness check's) may still be kept alive. On a
+            # busy machine a worker may not get the CPU within the
+            # deferral: one connection either way is tolerated.
             self.assertGreaterEqual(sum(held), 8)
-            self.assertLessEqual(held[-1] - held[0], 1, held)
+            self.assertLessEqual(held[-1] - held[0], 2, held)
