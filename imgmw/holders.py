@@ -4,10 +4,16 @@ The data app records the holder of an image in progress, and the quota
 filter the holder of each reservation; both write :func:`holder_id`, so
 that recovery, which declares a holder dead (:func:`holder_is_alive`),
 returns its images to ``queued`` and releases its reservations alike.
+
+While a holder streams data into a store it keeps its hold fresh with a
+:class:`Heartbeat`, so that recovery on another host (which cannot see
+the process) leaves it alone.
 """
 
 import os
 import socket
+import threading
+import time
 import typing
 
 _own_holder: typing.Dict[int, str] = {}
@@ -53,3 +59,39 @@ def holder_is_alive(holder: str) -> bool:
         return False
     except psutil.Error:
         return True
+
+
+class Heartbeat:
+    """A hold kept fresh while its data goes into a store.
+
+    :meth:`check` calls ``beat`` once ``interval`` seconds have passed
+    since the last beat, and raises ``lost()`` when ``beat`` answers False
+    (the hold was taken away: the image recovered or deleted, the copy's
+    lock released). The readers a store reads call it at each read; a
+    store that waits on its backend without reading (S3 assembling a
+    multipart object, which may take minutes) keeps calling it from a
+    thread (:func:`imgmw.app.stores.kept_alive`), hence the lock.
+
+    :param beat: refreshes the hold; False when it is no longer held.
+    :param lost: makes the exception that stops the stream.
+    """
+
+    def __init__(self, beat: typing.Callable[[], bool], interval: float,
+                 lost: typing.Callable[[], BaseException],
+                 clock: typing.Callable[[], float] = time.monotonic):
+        self.beat = beat
+        self.interval = interval
+        self.lost = lost
+        self.clock = clock
+        self.last_beat = clock()
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Beat if it is time; raise ``lost()`` if the hold is gone."""
+        with self._lock:
+            now = self.clock()
+            if now - self.last_beat < self.interval:
+                return
+            if not self.beat():
+                raise self.lost()
+            self.last_beat = now

@@ -341,18 +341,17 @@ class CopyReader:
                  clock=time.monotonic):
         self.source = source
         self.hasher = hasher
-        self.beat = beat
-        self.interval = interval
-        self.clock = clock
-        self.last_beat = self.clock()
         self.copied = 0
+        self.heartbeat = holders.Heartbeat(
+            lambda: beat(self.copied), interval,
+            lambda: CopyLost('the copy lost the image\'s lock'), clock)
+
+    def keep_alive(self) -> None:
+        """Beat while the store waits (:func:`stores.kept_alive`)."""
+        self.heartbeat.check()
 
     def read(self, size: int = -1) -> bytes:
-        now = self.clock()
-        if now - self.last_beat >= self.interval:
-            if not self.beat(self.copied):
-                raise CopyLost('the copy lost the image\'s lock')
-            self.last_beat = now
+        self.heartbeat.check()
         chunk = self.source.read(size)
         if chunk:
             self.hasher.update(chunk)

@@ -147,6 +147,7 @@ from imgmw.app import stores
 from imgmw.app import tasks
 from imgmw import environ as keys
 from imgmw import hashing
+from imgmw import holders
 
 
 LOG = logging.getLogger(__name__)
@@ -363,17 +364,14 @@ class ImportReader:
         self.source = source
         self.hasher = hasher
         self.scan = scan
-        self.beat = beat
-        self.interval = interval
-        self.clock = clock
-        self.last_beat = clock()
+        self.heartbeat = holders.Heartbeat(beat, interval, ImportLost, clock)
+
+    def keep_alive(self) -> None:
+        """Beat while the store waits (:func:`stores.kept_alive`)."""
+        self.heartbeat.check()
 
     def read(self, size: int = -1) -> bytes:
-        now = self.clock()
-        if now - self.last_beat >= self.interval:
-            if not self.beat():
-                raise ImportLost()
-            self.last_beat = now
+        self.heartbeat.check()
         chunk = self.source.read(size)
         if self.hasher is not None and chunk:
             self.hasher.update(chunk)

@@ -38,6 +38,7 @@ from imgmw.app import images
 from imgmw.app import registry as registry_mod
 from imgmw.app import stores
 from imgmw import environ as keys
+from imgmw import holders
 from imgmw import streams
 
 
@@ -71,18 +72,16 @@ class HeartbeatReader:
     def __init__(self, wsgi_input, beat: typing.Callable[[], bool],
                  interval: float, clock=time.monotonic):
         self.wsgi_input = wsgi_input
-        self.beat = beat
-        self.interval = interval
-        self.clock = clock
-        self.last_beat = clock()
+        self.heartbeat = holders.Heartbeat(beat, interval, UploadLost,
+                                           clock)
         self.received = 0
 
+    def keep_alive(self) -> None:
+        """Beat while the store waits (:func:`stores.kept_alive`)."""
+        self.heartbeat.check()
+
     def read(self, size: int = -1) -> bytes:
-        now = self.clock()
-        if now - self.last_beat >= self.interval:
-            if not self.beat():
-                raise UploadLost()
-            self.last_beat = now
+        self.heartbeat.check()
         try:
             chunk = self.wsgi_input.read(size)
         except streams.StreamIOError:

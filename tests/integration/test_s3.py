@@ -320,6 +320,74 @@ class FailedAddTest(S3TestCase):
                          self.moto.unfinished_uploads(self.bucket))
 
 
+class KeptAliveTest(S3TestCase):
+    """The hold is kept fresh while S3 assembles an object.
+
+    Nothing is read meanwhile (minutes for a large object): the store keeps
+    the reader's hold fresh (stores.kept_alive).
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MockPatch(
+            'imgmw.app.stores.KEEP_ALIVE_PERIOD', 0.01))
+        self.store = self.make_store()
+
+    def slow_assembly(self, operation: str = 'complete_multipart_upload',
+                      client=None) -> threading.Event:
+        """S3 answers ``operation`` only after a keep-alive was seen."""
+        client = client or self.store.completer
+        real = getattr(client, operation)
+        kept = threading.Event()
+
+        def slow(**kwargs):
+            kept.wait(10)
+            return real(**kwargs)
+        self.useFixture(fixtures.MockPatchObject(client, operation,
+                                                 side_effect=slow))
+        return kept
+
+    def reader(self, size: int, kept: threading.Event,
+               held: bool = True) -> PatternReader:
+        reader = PatternReader(size)
+        reader.kept = 0
+
+        def keep_alive():
+            reader.kept += 1
+            kept.set()
+            if not held:
+                raise RuntimeError('hold lost')
+        reader.keep_alive = keep_alive
+        return reader
+
+    def test_hold_kept_while_the_object_is_assembled(self):
+        kept = self.slow_assembly()
+        reader = self.reader(2 * PART + 1, kept)
+        stored = self.store.add(IMAGE_ID, reader, MiB)
+        self.assertEqual(2 * PART + 1, stored.size)
+        self.assertGreaterEqual(reader.kept, 1)
+        self.assertEqual([IMAGE_ID], self.moto.keys(self.bucket))
+
+    def test_hold_lost_while_assembling_leaves_nothing(self):
+        kept = self.slow_assembly()
+        reader = self.reader(2 * PART + 1, kept, held=False)
+        self.assertRaises(RuntimeError, self.store.add, IMAGE_ID, reader,
+                          MiB)
+        self.assertNothingStored()
+
+    def test_hold_kept_during_a_single_put(self):
+        kept = self.slow_assembly('put_object', self.store.client)
+        reader = self.reader(MiB, kept)
+        self.store.add(IMAGE_ID, reader, MiB)
+        self.assertGreaterEqual(reader.kept, 1)
+
+    def test_reads_alone_need_no_keep_alive(self):
+        # A reader without keep_alive (the stores' own tests, imgmw-manage
+        # backfills) is stored as before.
+        stored = self.store.add(IMAGE_ID, PatternReader(PART + 1), MiB)
+        self.assertEqual(PART + 1, stored.size)
+
+
 class MemoryTest(S3TestCase):
 
     def test_memory_stays_around_one_part(self):

@@ -24,13 +24,21 @@ An ``add`` that fails for any reason (an exception of the reader included,
 ``BaseException`` too) removes what it wrote before re-raising: a store
 never keeps a partial image.
 
+The reader an ``add`` gets keeps its holder's hold fresh as it is read
+(:class:`imgmw.holders.Heartbeat`). A driver that waits on its backend
+without reading (S3 assembling a multipart object may take minutes) waits
+inside :func:`kept_alive`, so that the hold stays fresh meanwhile and
+recovery does not take a live upload, import or copy for a dead one.
+
 Drivers are chosen by type name (``file``, ``s3``) in
 :data:`DRIVERS`, and built by :func:`load`.
 """
 
 import abc
+import contextlib
 import dataclasses
 import importlib
+import threading
 import typing
 
 
@@ -79,6 +87,50 @@ class Listed:
 class Reader(typing.Protocol):
     def read(self, size: int = -1) -> bytes:
         ...
+
+
+#: Seconds between two calls of a reader's ``keep_alive`` in a wait (each
+#: call beats only when the holder's interval has passed).
+KEEP_ALIVE_PERIOD = 1.0
+
+
+@contextlib.contextmanager
+def kept_alive(reader: Reader, period: typing.Optional[float] = None):
+    """Keep ``reader``'s hold fresh while the store waits without reading.
+
+    A thread calls ``reader.keep_alive()`` (when the reader has one) every
+    ``period`` seconds (:data:`KEEP_ALIVE_PERIOD`) until the block ends.
+    If it raises (the hold was lost), the calls stop and the exception is
+    raised when the block ends, unless the block raised its own: the
+    driver's cleanup then runs as for an exception of ``read``.
+    """
+    keep_alive = getattr(reader, 'keep_alive', None)
+    if keep_alive is None:
+        yield
+        return
+    if period is None:
+        period = KEEP_ALIVE_PERIOD
+    stop = threading.Event()
+    failed: typing.List[BaseException] = []
+
+    def run() -> None:
+        while not stop.wait(period):
+            try:
+                keep_alive()
+            except BaseException as err:
+                failed.append(err)
+                return
+
+    thread = threading.Thread(target=run, name='store-keep-alive',
+                              daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    if failed:
+        raise failed[0]
 
 
 class Store(abc.ABC):

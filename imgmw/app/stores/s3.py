@@ -30,8 +30,9 @@ check failing, the client going away) aborts the multipart upload, once
 no part of it is still on its way, or
 deletes the object a ``PutObject`` may have left, before the error
 propagates; a completion that fails or goes unanswered (a service may take
-minutes to assemble a large object: the driver waits up to 15 minutes)
-also deletes the object it may have produced. An abort that fails (the
+minutes to assemble a large object: the driver waits up to 15 minutes,
+keeping the upload's, import's or copy's hold fresh meanwhile) also
+deletes the object it may have produced. An abort that fails (the
 store went away mid-upload) is tried again in the background, with a
 growing delay, for up to an hour: aborting one upload id can never touch
 the data of a later, successful retry. A worker that dies meanwhile leaves
@@ -457,7 +458,8 @@ class S3Store(stores.Store):
         filled = _fill(reader, part, chunk_size)
         if filled < self.part_size and filled < self.large_object_size:
             del part[filled:]
-            self._put(key, part)
+            with stores.kept_alive(reader):
+                self._put(key, part)
         else:
             filled = self._multipart(key, reader, chunk_size, part, filled)
         LOG.debug('Store %s: wrote %d bytes to %s', self.store_id, filled,
@@ -501,11 +503,14 @@ class S3Store(stores.Store):
                     break
                 part = sender.free_buffer(self.part_size)
                 filled = _fill(reader, part, chunk_size)
-            parts = sender.finish()
-            completing = True
-            self._call('CompleteMultipartUpload', client=self.completer,
-                       Bucket=self.bucket, Key=key, UploadId=upload_id,
-                       MultipartUpload={'Parts': parts})
+            # The last parts' uploads, then the assembly (minutes for a
+            # large object), read nothing: the hold is kept fresh.
+            with stores.kept_alive(reader):
+                parts = sender.finish()
+                completing = True
+                self._call('CompleteMultipartUpload', client=self.completer,
+                           Bucket=self.bucket, Key=key, UploadId=upload_id,
+                           MultipartUpload={'Parts': parts})
         except BaseException:
             # No part may still be on its way when the upload is aborted:
             # S3 would keep a part that lands after the abort.

@@ -379,6 +379,21 @@ class HeartbeatReaderTest(test_api.AppTestCase):
         now[0] = 200
         self.assertRaises(upload.UploadLost, reader.read, 1)
 
+    def test_keep_alive_beats_without_reading(self):
+        # What the store calls while it waits on its backend.
+        now = [0.0]
+        beats = []
+        reader = upload.HeartbeatReader(
+            io.BytesIO(b'x'), lambda: beats.append(now[0]) or now[0] < 100,
+            30, clock=lambda: now[0])
+        now[0] = 31
+        reader.keep_alive()
+        reader.keep_alive()
+        self.assertEqual([31], beats)
+        now[0] = 200
+        self.assertRaises(upload.UploadLost, reader.keep_alive)
+        self.assertEqual(0, reader.received)
+
 
 class PipelineTest(test_api.AppTestCase):
     """The app behind the context, size, stores, download, checksum filters.

@@ -3,6 +3,7 @@
 
 import datetime
 import hashlib
+import io
 import json
 import os
 import socket
@@ -443,6 +444,20 @@ class FailedCopyTest(CopyTestCase):
         self.assertEqual([0], beats)
         self.assertRaises(copier.CopyLost, reader.read, 3)
         self.assertEqual([0, 3], beats)
+
+    def test_the_reader_keeps_the_lock_while_the_store_waits(self):
+        beats = []
+        now = [0.0]
+        reader = copier.CopyReader(
+            io.BytesIO(b'abc'), hashing.MultiHasher(['md5']),
+            lambda copied: beats.append(copied) or len(beats) < 2, 30,
+            clock=lambda: now[0])
+        self.assertEqual(b'abc', reader.read(3))
+        now[0] = 30
+        reader.keep_alive()
+        self.assertEqual([3], beats)
+        now[0] = 60
+        self.assertRaises(copier.CopyLost, reader.keep_alive)
 
 
 #: A holder of this host whose process does not run (pids stop below 2**22).

@@ -310,19 +310,32 @@ class FailedImportTest(ImportTestCase):
         data_app.recover(self.registry, self.store_set)
         self.assertQueuedAndEmpty(image['id'])
 
-    def test_import_reader_beats_and_stops_when_the_hold_is_lost(self):
+    def beating_reader(self):
+        """An ImportReader over 6 bytes beating every 10 s, held twice."""
         now = [0.0]
         beats = []
         source = importer.ImportReader(
             io.BytesIO(b'abcdef'), None,
             lambda: beats.append(now[0]) or len(beats) < 2, 10,
             clock=lambda: now[0])
+        return source, now, beats
+
+    def test_import_reader_beats_and_stops_when_the_hold_is_lost(self):
+        source, now, beats = self.beating_reader()
         self.assertEqual(b'ab', source.read(2))
         now[0] = 10
         self.assertEqual(b'cd', source.read(2))
         now[0] = 20
         self.assertRaises(importer.ImportLost, source.read, 2)
         self.assertEqual([10, 20], beats)
+
+    def test_import_reader_keeps_the_hold_while_the_store_waits(self):
+        source, now, beats = self.beating_reader()
+        now[0] = 10
+        source.keep_alive()
+        self.assertEqual([10], beats)
+        now[0] = 20
+        self.assertRaises(importer.ImportLost, source.keep_alive)
 
 
 class MultiStoreImportTest(ImportTestCase):
