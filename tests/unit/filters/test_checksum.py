@@ -523,6 +523,21 @@ class TestDownload(testtools.TestCase):
         self.assertIs(app.app_iter, result)
         self.assertEqual(self.corrupt(), received)
 
+    def test_headers_of_a_body_verified_by_blocks_are_not_parsed(self):
+        # Nothing to check them for: not even an unusable one is reported.
+        app = DownloadApp(self.IMAGE, {'Content-MD5': 'nonsense',
+                                       'Repr-Digest': 'crc32c=:AAAAAA==:'})
+
+        def verifying_app(environ, start_response):
+            environ[env_keys.BLOCKS_VERIFIED] = True
+            return app(environ, start_response)
+
+        result, status, headers, received, error = self.get(verifying_app)
+        self.assertIsNone(error)
+        self.assertEqual(self.IMAGE, received)
+        self.assertEqual('nonsense', headers['Content-MD5'])
+        self.assertNotIn('unusable digest header', self.log.output)
+
     def test_intact_image_with_base64_content_md5(self):
         app = DownloadApp(self.IMAGE, {
             'Content-MD5': b64(hashlib.md5(self.IMAGE).digest())})
