@@ -381,6 +381,13 @@ class KeptAliveTest(S3TestCase):
         self.store.add(IMAGE_ID, reader, MiB)
         self.assertGreaterEqual(reader.kept, 1)
 
+    def test_hold_lost_during_a_single_put_leaves_nothing(self):
+        kept = self.slow_assembly('put_object', self.store.client)
+        reader = self.reader(MiB, kept, held=False)
+        self.assertRaises(RuntimeError, self.store.add, IMAGE_ID, reader,
+                          MiB)
+        self.assertNothingStored()
+
     def test_reads_alone_need_no_keep_alive(self):
         # A reader without keep_alive (the stores' own tests, imgmw-manage
         # backfills) is stored as before.

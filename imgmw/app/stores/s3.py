@@ -458,18 +458,19 @@ class S3Store(stores.Store):
         filled = _fill(reader, part, chunk_size)
         if filled < self.part_size and filled < self.large_object_size:
             del part[filled:]
-            with stores.kept_alive(reader):
-                self._put(key, part)
+            self._put(key, part, reader)
         else:
             filled = self._multipart(key, reader, chunk_size, part, filled)
         LOG.debug('Store %s: wrote %d bytes to %s', self.store_id, filled,
                   key)
         return stores.Stored(self._url(key), filled)
 
-    def _put(self, key: str, body: bytearray) -> None:
+    def _put(self, key: str, body: bytearray,
+             reader: stores.Reader) -> None:
         try:
-            self._with_bucket('PutObject', Bucket=self.bucket, Key=key,
-                              Body=body)
+            with stores.kept_alive(reader):
+                self._with_bucket('PutObject', Bucket=self.bucket, Key=key,
+                                  Body=body)
         except BaseException:
             self._delete_quietly(key)
             raise
