@@ -111,6 +111,14 @@ class QuotaMariaDBTest(testtools.TestCase):
         self.assertEqual(200, resp.status_code, resp.text)
         return resp.json()
 
+    def wait_for_status(self, image_id: str, status: str,
+                        timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.image(image_id)['status'] != status:
+            if time.monotonic() > deadline:
+                self.fail('image %s never %s' % (image_id, status))
+            time.sleep(0.05)
+
     def assertNothingStored(self, image_id: str) -> None:
         image = self.image(image_id)
         self.assertEqual('queued', image['status'])
@@ -233,8 +241,9 @@ class QuotaMariaDBTest(testtools.TestCase):
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             first = pool.submit(self.upload, image_id, slow_body())
             self.assertTrue(first_started.wait(timeout=60))
-            # The first holds the image: its first chunk reached Glance.
-            time.sleep(0.5)
+            # The first holds the image once Glance has it: Glance marks
+            # it saving before it reads the body, after the filter's claim.
+            self.wait_for_status(image_id, 'saving')
             try:
                 second = self.upload(image_id, b'c' * 100)
             finally:
