@@ -54,6 +54,22 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_status(test: testtools.TestCase,
+                    get_image: typing.Callable[[str], dict], image_id: str,
+                    status: str, timeout: float = 30) -> dict:
+    """The image, once ``get_image`` shows it in ``status``.
+
+    Fails after ``timeout`` seconds, showing the image as last read.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        image = get_image(image_id)
+        if image['status'] == status or time.monotonic() > deadline:
+            test.assertEqual(status, image['status'], image)
+            return image
+        time.sleep(0.05)
+
+
 class ServerFailed(AssertionError):
     """imgmw-api exited or did not answer; the message holds its log."""
 
@@ -370,13 +386,8 @@ class FunctionalTest(testtools.TestCase):
 
     def wait_for_status(self, image_id: str, status: str,
                         timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            image = self.get_image(image_id)
-            if image['status'] == status or time.monotonic() > deadline:
-                self.assertEqual(status, image['status'], image)
-                return image
-            time.sleep(0.05)
+        return wait_for_status(self, self.get_image, image_id, status,
+                               timeout)
 
     def image_files(self, image_id: str) -> typing.List[str]:
         """Files of the state directory (stores, staging) of an image."""

@@ -18,7 +18,6 @@ under concurrency").
 import concurrent.futures
 import os
 import threading
-import time
 import uuid
 
 import requests
@@ -26,6 +25,7 @@ import sqlalchemy as sa
 import testtools
 
 from tests import dbfixture
+from tests.functional import base
 from tests import glancefixture
 
 MiB = 1 << 20
@@ -110,14 +110,6 @@ class QuotaMariaDBTest(testtools.TestCase):
                              headers=self.headers())
         self.assertEqual(200, resp.status_code, resp.text)
         return resp.json()
-
-    def wait_for_status(self, image_id: str, status: str,
-                        timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while self.image(image_id)['status'] != status:
-            if time.monotonic() > deadline:
-                self.fail('image %s never %s' % (image_id, status))
-            time.sleep(0.05)
 
     def assertNothingStored(self, image_id: str) -> None:
         image = self.image(image_id)
@@ -243,7 +235,8 @@ class QuotaMariaDBTest(testtools.TestCase):
             self.assertTrue(first_started.wait(timeout=60))
             # The first holds the image once Glance has it: Glance marks
             # it saving before it reads the body, after the filter's claim.
-            self.wait_for_status(image_id, 'saving')
+            base.wait_for_status(self, self.image, image_id, 'saving',
+                                 timeout=60)
             try:
                 second = self.upload(image_id, b'c' * 100)
             finally:
