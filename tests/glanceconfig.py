@@ -4,7 +4,7 @@ Standard library only, so that ``tools/bench.py`` can start the same Glance
 as :class:`tests.glancefixture.Glance` without the tests' requirements:
 ``glance-api.conf`` (SQLite, one file store, the reserved staging and tasks
 stores), the ``[DEFAULT]`` values of ``etc/glance-api-paste.ini``, and
-uWSGI configured as devstack configures it.
+uWSGI configured as devstack configures it, and Apache with mod_wsgi.
 """
 
 import os
@@ -108,6 +108,52 @@ UWSGI_INI = UWSGI_SERVER + """\
 module = glance.wsgi.api:application
 virtualenv = %(venv)s
 env = OS_GLANCE_CONFIG_DIR=%(tempdir)s
+"""
+
+# Apache httpd with Debian's mod_wsgi (libapache2-mod-wsgi-py3) in daemon
+# mode, two processes of four threads, as OpenStack APIs are served under
+# Apache. Two settings matter for image uploads: WSGIChunkedRequest On
+# (else Apache answers a chunked upload 411) and LimitRequestBody 0 (Apache
+# 2.4.54 and newer refuse bodies over 1 GiB by default; Glance's
+# image_size_cap is the limit). Both processes load Glance when they start
+# (process-group and application-group on WSGIScriptAlias), not at their
+# first request. %(user)s names the user Apache's children
+# run as when it starts as root, which mod_wsgi refuses to run Python as.
+APACHE_CONF = """\
+ServerRoot "%(tempdir)s"
+ServerName 127.0.0.1
+PidFile %(tempdir)s/httpd.pid
+DefaultRuntimeDir %(tempdir)s
+Listen 127.0.0.1:%(port)d
+LoadModule mpm_event_module %(modules)s/mod_mpm_event.so
+LoadModule authz_core_module %(modules)s/mod_authz_core.so
+LoadModule wsgi_module %(modules)s/mod_wsgi.so
+%(user)s
+ErrorLog %(tempdir)s/server.log
+LogLevel info
+LimitRequestBody 0
+WSGISocketPrefix %(tempdir)s/wsgi
+WSGIDaemonProcess glance-api processes=2 threads=4 python-home=%(venv)s \
+    display-name=%%{GROUP}
+WSGIProcessGroup glance-api
+WSGIApplicationGroup %%{GLOBAL}
+WSGIPassAuthorization On
+WSGIChunkedRequest On
+WSGIScriptAlias / %(tempdir)s/glance-api.wsgi process-group=glance-api \
+    application-group=%%{GLOBAL}
+<Directory %(tempdir)s>
+    Require all granted
+</Directory>
+"""
+
+# The WSGI script file Apache serves: Glance's WSGI entry point, with its
+# configuration directory.
+GLANCE_WSGI_SCRIPT = """\
+import os
+
+os.environ.setdefault('OS_GLANCE_CONFIG_DIR', %(tempdir)r)
+
+from glance.wsgi.api import application  # noqa: E402,F401
 """
 
 

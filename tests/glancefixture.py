@@ -27,13 +27,18 @@ Set-up, in a temporary directory, as Glance's own functional tests do it:
    pointing at the directory: gunicorn (``gunicorn.conf.py``), or uWSGI
    configured as devstack configures it (``uwsgi.ini``: ``http-socket``,
    ``http-raw-body``, ``http-chunked-input``, ``http-auto-chunked``, and a
-   ``chunked-input-limit`` that fits python-glanceclient's 1 MiB chunks).
+   ``chunked-input-limit`` that fits python-glanceclient's 1 MiB chunks),
+   or Apache with mod_wsgi in daemon mode (``apache.conf`` and
+   ``glance-api.wsgi``, :mod:`tests.modwsgi`), from a virtualenv of its
+   own, ``IMGMW_TEST_GLANCE_APACHE_VENV``.
 
 A Glance that does not start fails the test with its logs; nothing is
 skipped.
 """
 
+import grp
 import os
+import pwd
 import subprocess
 import time
 import typing
@@ -44,9 +49,12 @@ import testtools
 
 from tests.functional import base
 from tests import glanceconfig
+from tests import modwsgi
 from tests import processes
 
 VENV_VARIABLE = 'IMGMW_TEST_GLANCE_VENV'
+#: The virtualenv of Glance under Apache (:mod:`tests.modwsgi`).
+APACHE_VENV_VARIABLE = 'IMGMW_TEST_GLANCE_APACHE_VENV'
 
 #: A test class that runs only where ``tox -e functional-glance`` built
 #: the Glance virtualenv (with uWSGI); skipped elsewhere.
@@ -54,11 +62,17 @@ needs_glance = testtools.skipUnless(
     os.environ.get(VENV_VARIABLE),
     'needs a Glance virtualenv (with uWSGI) in $%s: tox -e '
     'functional-glance' % VENV_VARIABLE)
+#: A test class that runs where ``tox -e functional-glance`` built the
+#: virtualenv for Glance under Apache, which needs Apache's mod_wsgi.
+needs_mod_wsgi = testtools.skipUnless(
+    os.path.isdir(os.environ.get(APACHE_VENV_VARIABLE) or '/nonexistent'),
+    '$%s holds no virtualenv: %s' % (APACHE_VENV_VARIABLE, modwsgi.HELP))
 START_TIMEOUT = 120
 COMMAND_TIMEOUT = 180
 GUNICORN = 'gunicorn'
 UWSGI = 'uwsgi'
-SERVERS = (GUNICORN, UWSGI)
+MOD_WSGI = 'mod_wsgi'
+SERVERS = (GUNICORN, UWSGI, MOD_WSGI)
 TRUSTED_HEADERS = 'trusted-headers+imgmw'
 KEYSTONE = 'keystone+imgmw'
 # The configuration itself is in tests.glanceconfig (shared with
@@ -71,7 +85,14 @@ PASTE_DEFAULTS = glanceconfig.PASTE_DEFAULTS
 GUNICORN_CONF = glanceconfig.GUNICORN_CONF
 UWSGI_SERVER = glanceconfig.UWSGI_SERVER
 UWSGI_INI = glanceconfig.UWSGI_INI
+APACHE_CONF = glanceconfig.APACHE_CONF
+GLANCE_WSGI_SCRIPT = glanceconfig.GLANCE_WSGI_SCRIPT
 set_defaults = glanceconfig.set_defaults
+
+
+def grp_name(user: str) -> str:
+    """The name of ``user``'s primary group."""
+    return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
 
 
 class GlanceFailed(AssertionError):
@@ -101,13 +122,14 @@ def glance_venv() -> str:
 class Glance(fixtures.Fixture):
     """Glance's API, migrated and serving; see the module documentation.
 
-    :param server: ``gunicorn`` or ``uwsgi``.
+    :param server: ``gunicorn``, ``uwsgi`` or ``mod_wsgi``.
     :param keystone: a running :class:`tests.keystonefixture.Keystone`;
         Glance then serves the production flavor (``keystone+imgmw``), with
         a service user of its own, else the ``trusted-headers+imgmw``
         flavor.
     :param venv: the virtualenv with glance; default
-        ``$IMGMW_TEST_GLANCE_VENV``.
+        ``$IMGMW_TEST_GLANCE_VENV``, or ``$IMGMW_TEST_GLANCE_APACHE_VENV``
+        under Apache.
     :param database_url: Glance's ``[database] connection``; default
         SQLite in the temporary directory.
     :param flavor: the ``[paste_deploy] flavor``, instead of the one
@@ -135,12 +157,19 @@ class Glance(fixtures.Fixture):
         self.process = None
 
     def _setUp(self) -> None:
+        if self.server == MOD_WSGI:
+            self.venv = self.venv or os.environ.get(APACHE_VENV_VARIABLE)
+            if not self.venv:
+                raise GlanceFailed('%s is not set: %s'
+                                   % (APACHE_VENV_VARIABLE, modwsgi.HELP))
         self.venv = self.venv or glance_venv()
         self.tempdir = self.useFixture(fixtures.TempDir()).path
         self.config_file = os.path.join(self.tempdir, 'glance-api.conf')
         self.port = base.free_port()
         self._write_config()
         self._manage('db_sync')
+        if self.server == MOD_WSGI and os.getuid() == 0:
+            self._hand_to(modwsgi.APACHE_USER)
         self._serve()
 
     @property
@@ -171,6 +200,12 @@ class Glance(fixtures.Fixture):
         self._write('glance-api.conf', glance_conf)
         self._write('gunicorn.conf.py', GUNICORN_CONF % values)
         self._write('uwsgi.ini', UWSGI_INI % values)
+        values['modules'] = modwsgi.MODULES_DIR
+        values['user'] = ('User %s\nGroup %s' % (
+            modwsgi.APACHE_USER, grp_name(modwsgi.APACHE_USER))
+            if os.getuid() == 0 else '')
+        self._write('apache.conf', APACHE_CONF % values)
+        self._write('glance-api.wsgi', GLANCE_WSGI_SCRIPT % values)
         with open(PASTE_FILE) as stock:
             paste_text = stock.read()
         defaults = {name: value % values
@@ -182,6 +217,13 @@ class Glance(fixtures.Fixture):
     def _write(self, name: str, text: str) -> None:
         with open(os.path.join(self.tempdir, name), 'w') as conf:
             conf.write(text)
+
+    def _hand_to(self, user: str) -> None:
+        """Make the directory ``user``'s: Apache's children run as it."""
+        entry = pwd.getpwnam(user)
+        for top, dirs, files in os.walk(self.tempdir):
+            for name in [top] + [os.path.join(top, n) for n in dirs + files]:
+                os.chown(name, entry.pw_uid, entry.pw_gid)
 
     def _service_user(self) -> dict:
         """Glance's service user in Keystone, as a deployment makes it."""
@@ -207,6 +249,10 @@ class Glance(fixtures.Fixture):
         if self.server == UWSGI:
             return [os.path.join(self.venv, 'bin', 'uwsgi'), '--ini',
                     os.path.join(self.tempdir, 'uwsgi.ini')]
+        if self.server == MOD_WSGI:
+            return [modwsgi.APACHE_BIN, '-f',
+                    os.path.join(self.tempdir, 'apache.conf'),
+                    '-DFOREGROUND']
         return [os.path.join(self.venv, 'bin', 'gunicorn')]
 
     def _serve(self) -> None:

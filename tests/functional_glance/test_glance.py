@@ -7,12 +7,14 @@ filters and router with imgmw's ``context``, ``size``, ``quota``
 :data:`tests.glancefixture.STORAGE_QUOTA`) and ``checksum`` before the
 router. Identity headers are sent as keystonemiddleware would set them.
 
-The same checks run under gunicorn (:class:`GunicornGlanceTest`) and under
+The same checks run under gunicorn (:class:`GunicornGlanceTest`), under
 uWSGI configured as devstack configures it (:class:`UwsgiGlanceTest`),
 where Glance would read a chunked body with ``uwsgi.chunked_read()``
-around the filters but for :mod:`imgmw.chunked`. Each check is made with a
-``Content-Length`` body and with a chunked one. Without a Glance virtualenv
-(``tox -e py3``) the classes are skipped, saying so.
+around the filters but for :mod:`imgmw.chunked`, and under Apache with
+mod_wsgi in daemon mode (:class:`ModWsgiGlanceTest`, see
+:mod:`tests.modwsgi`). Each check is made with a ``Content-Length`` body
+and with a chunked one. Without a Glance virtualenv (``tox -e py3``) the
+classes are skipped, saying so.
 """
 
 import base64
@@ -308,3 +310,10 @@ class UwsgiGlanceTest(GlanceChecks, testtools.TestCase):
     """Glance under uWSGI as devstack serves it."""
 
     server = glancefixture.UWSGI
+
+
+@glancefixture.needs_mod_wsgi
+class ModWsgiGlanceTest(GlanceChecks, testtools.TestCase):
+    """Glance under Apache with mod_wsgi, which decodes chunked bodies."""
+
+    server = glancefixture.MOD_WSGI
