@@ -200,12 +200,14 @@ class Glance(fixtures.Fixture):
         self._write('glance-api.conf', glance_conf)
         self._write('gunicorn.conf.py', GUNICORN_CONF % values)
         self._write('uwsgi.ini', UWSGI_INI % values)
-        values['modules'] = modwsgi.MODULES_DIR
-        values['user'] = ('User %s\nGroup %s' % (
-            modwsgi.APACHE_USER, grp_name(modwsgi.APACHE_USER))
-            if os.getuid() == 0 else '')
-        self._write('apache.conf', APACHE_CONF % values)
-        self._write('glance-api.wsgi', GLANCE_WSGI_SCRIPT % values)
+        if self.server == MOD_WSGI:
+            # Apache's user is looked up only where Apache serves.
+            values['modules'] = modwsgi.MODULES_DIR
+            values['user'] = ('User %s\nGroup %s' % (
+                modwsgi.APACHE_USER, grp_name(modwsgi.APACHE_USER))
+                if os.getuid() == 0 else '')
+            self._write('apache.conf', APACHE_CONF % values)
+            self._write('glance-api.wsgi', GLANCE_WSGI_SCRIPT % values)
         with open(PASTE_FILE) as stock:
             paste_text = stock.read()
         defaults = {name: value % values

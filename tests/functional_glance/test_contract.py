@@ -5,9 +5,9 @@ gunicorn, under uWSGI and under Apache with mod_wsgi, serving
 ``etc/glance-api-paste.ini`` (flavor ``trusted-headers+imgmw``): Glance's
 own filters and router with imgmw's ``request_id``, ``context``, ``size``,
 ``stores``, ``quota``, ``download``, ``checksum`` and ``inspect`` before
-the router. Each test
-names the row of ``image-data.md`` where Glance alone differs (section 9).
-Rows no filter can reach are listed in ``doc/source/glance.rst``.
+the router. Each test names the row of ``image-data.md`` where Glance
+alone differs (section 9). Rows no filter can reach are listed in
+``doc/source/glance.rst``.
 """
 
 import base64
