@@ -47,7 +47,7 @@ or to bound each worker, two settings help:
   gunicorn keeps at most ``worker_connections - threads`` connections
   alive between requests. A client beyond every worker's cap waits in the
   listen queue until a connection closes (idle keep-alive connections are
-  closed after 2 s).
+  closed after ``--keepalive`` seconds, 5 by default).
 * ``--reuse-port`` sets ``SO_REUSEPORT`` on the listening socket, so that
   several ``imgmw-api`` processes (for instance one per core, each with
   ``--workers 1``) can listen on the same address: the kernel then
@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         '--timeout', type=_positive, default=300,
         help='seconds before a silent worker is restarted; with gthread '
              'a long upload keeps its worker alive (default: %(default)s)')
+    parser.add_argument(
+        '--keepalive', type=_positive, default=5,
+        help='seconds an idle kept-alive connection waits for its next '
+             'request before the server closes it (default: %(default)s, '
+             "Apache httpd's KeepAliveTimeout; gunicorn's own 2 s is the "
+             "interval at which openstacksdk polls an image's status, so "
+             'its next request could meet the close and fail)')
     parser.add_argument(
         '--header-timeout', type=_positive, default=10,
         help='seconds a client has to send a whole request head before '
@@ -264,6 +271,7 @@ class Server(gunicorn_base.BaseApplication):
             'reuse_port': args.reuse_port,
             'worker_class': args.worker_class,
             'timeout': args.timeout,
+            'keepalive': args.keepalive,
             'preload_app': False,
             'proc_name': 'imgmw-api',
             'errorlog': '-',

@@ -93,6 +93,7 @@ class TestArguments(testtools.TestCase):
         self.assertEqual('noauth', args.pipeline)
         self.assertEqual(['127.0.0.1:9292'], args.bind)
         self.assertEqual('imgmw.cmd.worker.ThreadWorker', args.worker_class)
+        self.assertEqual(5, args.keepalive)
         self.assertEqual(10, args.header_timeout)
         self.assertEqual(30, args.body_timeout)
         self.assertEqual(65536, args.body_window)
@@ -179,6 +180,7 @@ class TestServer(testtools.TestCase):
         self.assertEqual(5, server.cfg.threads)
         self.assertFalse(server.cfg.preload_app)
         self.assertEqual(300, server.cfg.timeout)
+        self.assertEqual(5, server.cfg.keepalive)
         self.assertIsNone(server.cfg.accesslog)
         # gthread, with imgmw's framing fixes.
         self.assertTrue(issubclass(server.cfg.worker_class,
