@@ -23,6 +23,7 @@ iterated: the worker closes the connection short of ``Content-Length``.
 """
 
 import functools
+import weakref
 
 from gunicorn.http import wsgi
 
@@ -32,10 +33,29 @@ def install(app):
     def with_verified_sendfile(environ: dict, start_response):
         response = getattr(start_response, '__self__', None)
         if isinstance(response, wsgi.Response):
-            response.write_file = functools.partial(write_file, response,
-                                                    response.write_file)
+            response.write_file = WriteFile(response)
         return app(environ, start_response)
     return with_verified_sendfile
+
+
+class WriteFile:
+    """A response's ``write_file``: :func:`write_file`, else its class's.
+
+    It holds the response by a weak reference: a strong one, from an
+    attribute of the response itself, would make every response a
+    reference cycle, freed with its request, body and buffers only when
+    the garbage collector next runs.
+    """
+
+    __slots__ = ('response',)
+
+    def __init__(self, response: wsgi.Response):
+        self.response = weakref.ref(response)
+
+    def __call__(self, respiter) -> None:
+        response = self.response()
+        default = functools.partial(type(response).write_file, response)
+        return write_file(response, default, respiter)
 
 
 def write_file(response: wsgi.Response, default, respiter) -> None:

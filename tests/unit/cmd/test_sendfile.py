@@ -1,6 +1,8 @@
 """imgmw-api's worker hook: verified bodies go out with sendfile."""
 
+import gc
 import io
+import weakref
 
 from gunicorn.http import wsgi
 import testtools
@@ -98,7 +100,41 @@ class TestWriteFile(testtools.TestCase):
             seen.append(start_response)
             return []
         sendfile.install(app)({}, response.start_response)
-        self.assertEqual('write_file', response.write_file.args[1].__name__)
+        self.assertIsInstance(response.write_file, sendfile.WriteFile)
         plain = []
         sendfile.install(app)({}, plain.append)
         self.assertEqual(plain.append, seen[-1])
+
+    def test_hooked_write_file_sends_verified_bodies(self):
+        response = FakeResponse()
+        sendfile.install(lambda environ, start: [])(
+            {}, response.start_response)
+        body = FakeBody()
+        response.write_file(wsgi.FileWrapper(body))
+        self.assertEqual([response.sock], body.sockets)
+        self.assertEqual(42, response.sent)
+
+    def test_hooked_write_file_falls_back_to_the_class_one(self):
+        class Recording(FakeResponse):
+            def write_file(self, respiter):
+                self.defaulted.append(respiter)
+        response = Recording()
+        sendfile.install(lambda environ, start: [])(
+            {}, response.start_response)
+        respiter = wsgi.FileWrapper(io.BytesIO(b'x'))
+        response.write_file(respiter)
+        self.assertEqual([respiter], response.defaulted)
+        self.assertFalse(response.headers_sent)
+
+    def test_hooked_response_is_no_reference_cycle(self):
+        # A cycle would keep the response, its request and their buffers
+        # until the garbage collector next runs.
+        gc.collect()
+        gc.disable()
+        self.addCleanup(gc.enable)
+        response = FakeResponse()
+        sendfile.install(lambda environ, start: [])(
+            {}, response.start_response)
+        ref = weakref.ref(response)
+        del response
+        self.assertIsNone(ref())
