@@ -112,7 +112,12 @@ Only an inspector still waiting for the end of the stream (a vmdk footer)
 or matching a format whose size is the stream's (``gpt``, ``luks``) sees
 the rest, so a raw, qcow2, vhd(x), vdi or iso upload costs nothing after
 its first few MiB. (oslo.utils' own ``InspectWrapper`` feeds every
-inspector every byte: half a second per GiB at 64 KiB reads.)
+inspector every byte: half a second per GiB at 64 KiB reads.) What it
+holds: the regions captured, up to about 1 MiB an upload (the vmdk
+inspector keeps the first MiB of every stream for its descriptor), let go
+of with the verdict. oslo.utils' inspectors are reference cycles, which
+only the garbage collector would free: left to it, a worker grew by
+about 3 MiB a round of eight concurrent uploads, up to 105 MiB.
 
 Logged: a refusal at INFO (image id, declared and detected formats, which
 safety checks failed), an inspector that gives up at DEBUG. Never a byte of
@@ -236,6 +241,25 @@ class FormatDetector:
             return False
         self._settling[inspector] = regions
         return True
+
+    def release(self) -> None:
+        """Let go of every inspector and of the regions it captured.
+
+        oslo.utils' inspectors hold their safety checks as methods bound to
+        themselves, so each is a reference cycle, freed only when the
+        garbage collector next runs its oldest generation, and with it what
+        it captured (the VMDK inspector keeps the first MiB of every
+        stream). Emptying each inspector's attributes frees it at once.
+        The detector is not fed nor judged after this.
+        """
+        for inspector in self.inspectors:
+            attributes = getattr(inspector, '__dict__', None)
+            if attributes is not None:
+                attributes.clear()
+        self.inspectors = []
+        self._feeding = []
+        self._failed.clear()
+        self._settling.clear()
 
     def finish(self) -> list:
         """The inspectors whose format the stream matches, by name."""
@@ -365,7 +389,10 @@ class Scan:
         """
         if self.detector is None:
             return Inspection(done=True)
-        return self.judge(self.detector, self.image)
+        try:
+            return self.judge(self.detector, self.image)
+        finally:
+            self.detector.release()
 
 
 class InspectingInput(streams.InputProxy):
