@@ -383,7 +383,7 @@ class Scan:
             self.detector.eat(chunk)
 
     def finish(self) -> Inspection:
-        """The inspection of the complete stream.
+        """The inspection of the complete stream (once).
 
         :raises streams.StreamError: the contract's 415 when refused.
         """
@@ -392,6 +392,11 @@ class Scan:
         try:
             return self.judge(self.detector, self.image)
         finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let go of the inspectors: judged, or never to be."""
+        if self.detector is not None:
             self.detector.release()
 
 
@@ -414,6 +419,15 @@ class InspectingInput(streams.InputProxy):
     def image_announced(self, image: typing.Mapping) -> None:
         if self.bytes_received == 0 and self.scan is None:
             self.scan = Scan(self.judge, image)
+
+    def _next(self, reader, size) -> bytes:
+        try:
+            return super()._next(reader, size)
+        finally:
+            if self.error is not None and self.scan is not None:
+                # The body failed (a check, the client): it is never
+                # judged, and every later read raises the same error.
+                self.scan.release()
 
     def chunk_update(self, chunk: bytes, eof: bool) -> bytes:
         if self.scan is None:

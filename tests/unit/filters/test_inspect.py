@@ -6,6 +6,7 @@ uploaded by ``tests/integration/test_inspect_qemu.py``.
 """
 
 import gc
+import io
 import os
 import struct
 import uuid
@@ -596,6 +597,31 @@ class TestRelease(testtools.TestCase):
             self.assertEqual(
                 [], self.alive_after_finish(body, disk_format, True),
                 disk_format)
+
+    def test_failed_bodies(self):
+        # The body ends short of its length, or the client goes away: the
+        # stream is never judged.
+        class Gone(io.BytesIO):
+            def read(self, size=-1):
+                data = super().read(size)
+                if not data:
+                    raise ConnectionResetError('gone')
+                return data
+        for source in (io.BytesIO(RANDOM), Gone(RANDOM)):
+            proxy = inspect.InspectingInput(
+                source, len(RANDOM) + 1, inspect.Judge(), inspect.Inspection())
+            proxy.image_announced({'disk_format': 'raw',
+                                   'container_format': 'bare'})
+            proxy.read(MiB)
+            refs, held = self.regions(proxy.scan.detector)
+            self.assertGreater(held, MiB // 2)
+
+            def to_the_end():
+                while proxy.read(MiB):
+                    pass
+            self.assertRaises(streams.StreamError, to_the_end)
+            self.assertEqual([], [ref for ref in refs if ref()])
+            self.assertRaises(streams.StreamError, proxy.read, MiB)
 
     def test_without_release_only_the_collector_frees_them(self):
         # What the tests above guard against.
