@@ -425,8 +425,10 @@ class ImportJob:
                     stored = self.copy(store, hasher if first else None,
                                        scan)
                 except ImportLost:
+                    inspection.release(scan)
                     raise
                 except Exception as err:
+                    inspection.release(scan)
                     self.store_failed(store, err)
                     continue
                 try:

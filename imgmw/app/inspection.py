@@ -46,6 +46,12 @@ def verdict(scan) -> typing.Any:
         raise InvalidImageData(err.http_error.explanation) from None
 
 
+def release(scan) -> None:
+    """Let go of a scan that will not be judged (its copy failed)."""
+    if scan is not None:
+        scan.release()
+
+
 def virtual_size(inspection, disk_format: str,
                  size: int) -> typing.Optional[int]:
     """The image's ``virtual_size`` after an import of ``size`` bytes."""

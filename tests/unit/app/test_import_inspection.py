@@ -8,6 +8,9 @@ with the upload's 415 message); a good one gets its ``virtual_size``.
 
 import os
 
+import fixtures
+
+from imgmw.app import stores
 from imgmw import environ as keys
 from imgmw.filters import inspect
 from tests.unit.app import test_api
@@ -143,3 +146,31 @@ class MatchNotRequiredTest(test_import.ImportTestCase):
         req.environ[keys.IMPORT_INSPECT] = self.filter.scan
         self.assertEqual(202, self.call(req).status_int)
         self.assertQueuedAndEmpty(image['id'])
+
+
+class ImportInspectionStoreFailingTest(test_import.ImportTestCase):
+
+    multi_store = True
+    app_options = OPTIONS
+
+    def test_each_scan_is_released_judged_or_not(self):
+        # The scan of a store that failed is never judged: it lets go of
+        # its inspectors (and what they captured) all the same.
+        image = self.staged()
+        scans = []
+
+        def scan(record):
+            scans.append(inspect.InspectMiddleware(None, {}).scan(record))
+            return scans[-1]
+        self.useFixture(fixtures.MockPatchObject(
+            self.cheap, '_copy',
+            side_effect=stores.StorageUnavailable('store cheap: EACCES')))
+        body = dict(test_import.GLANCE_DIRECT, stores=['cheap', 'fast'],
+                    all_stores_must_succeed=False)
+        req = self.import_request(image['id'], body, store='fast')
+        req.environ[keys.IMPORT_INSPECT] = scan
+        self.assertEqual(202, self.call(req).status_int)
+        self.assertEqual('active', self.status_of(image['id']))
+        self.assertEqual(2, len(scans))
+        self.assertEqual([[], []],
+                         [made.detector.inspectors for made in scans])
