@@ -12,7 +12,9 @@ from ``BaseException``, so that no ``except Exception`` in the app between
 the filter and the reader can turn it into a 500. The proxy also remembers
 the error, so the filter that installed it can answer the contract's status
 even when an app catches everything and answers something else. Both cases
-are handled by :func:`call_app`.
+are handled by :func:`call_app`. :meth:`InputProxy.body_failed` tells the
+proxy once, when its body failed there or below it (or the client went
+away), so that it can let go of what it holds for a body never finished.
 
 In front of an app that cleans up a failed upload only on ``except
 Exception`` (Glance restores the image and deletes partial data that way),
@@ -140,6 +142,13 @@ class InputProxy:
         """
         return chunk
 
+    def body_failed(self) -> None:
+        """The body just failed (``error`` is set): nothing more is read.
+
+        Called once, when a check of this proxy or of one below it fails,
+        or the client goes away; every later read raises ``error``.
+        """
+
     def image_announced(self, image: typing.Mapping) -> None:
         """The app's image record, before its first read (see the module).
 
@@ -232,6 +241,7 @@ class InputProxy:
             chunk = self.chunk_update(chunk, eof)
         except StreamError as err:
             self.error = err
+            self.body_failed()
             raise self.raise_as(err)
         self.finished = eof
         return chunk

@@ -420,14 +420,10 @@ class InspectingInput(streams.InputProxy):
         if self.bytes_received == 0 and self.scan is None:
             self.scan = Scan(self.judge, image)
 
-    def _next(self, reader, size) -> bytes:
-        try:
-            return super()._next(reader, size)
-        finally:
-            if self.error is not None and self.scan is not None:
-                # The body failed (a check, the client): it is never
-                # judged, and every later read raises the same error.
-                self.scan.release()
+    def body_failed(self) -> None:
+        # Never judged: the inspectors can go.
+        if self.scan is not None:
+            self.scan.release()
 
     def chunk_update(self, chunk: bytes, eof: bool) -> bytes:
         if self.scan is None:

@@ -173,6 +173,19 @@ class TestInputProxyErrors(testtools.TestCase):
         err = self.assertRaises(streams.ClientDisconnected, proxy.read)
         self.assertEqual(400, err.http_error.status_int)
 
+    def test_body_failed_is_called_once(self):
+        for make in (lambda: Recording(io.BytesIO(b'abcdef'), fail_over=4),
+                     lambda: Recording(fakes.FailingInput(b'abcdef', 3),
+                                       length=6)):
+            proxy = make()
+            failures = []
+            proxy.body_failed = lambda: failures.append(proxy.error)
+            self.assertEqual(b'abc', proxy.read(3))
+            self.assertEqual([], failures)
+            err = self.assertRaises(streams.StreamError, proxy.read, 3)
+            self.assertRaises(streams.StreamError, proxy.read, 3)
+            self.assertEqual([err], failures)
+
     def test_ioerror_mode_raises_an_ioerror(self):
         proxy = Recording(io.BytesIO(b'abcdef'), fail_over=2,
                           stream_errors=streams.IOERROR)
